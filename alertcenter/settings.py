@@ -1,0 +1,304 @@
+"""Settings, all from the environment (README "Configuration" lists every variable).
+
+Two ways to run, one code path: with nothing set, Alert Center runs embedded (SQLite in WAL mode
+and a file-system Celery broker under ``var/``); ``DATABASE_URL`` / ``REDIS_URL`` /
+``CELERY_BROKER_URL`` switch it to PostgreSQL and Redis. A bad value stops the process at start
+with a message naming the variable, instead of failing later in a request.
+"""
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+
+def _read(name: str, cast, default=environ.Env.NOTSET):
+    """Read one variable; any parse error names the variable and the offending value."""
+    try:
+        return cast(name, default=default)
+    except ImproperlyConfigured:
+        raise
+    except Exception as exc:  # django-environ raises bare ValueError/KeyError on bad values
+        raise ImproperlyConfigured(f"{name}: invalid value {env.str(name, default='')!r} ({exc})") from exc
+
+
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = env.str(name, default="1" if default else "0").strip().lower()
+    if raw not in _TRUE | _FALSE:
+        raise ImproperlyConfigured(f"{name}: invalid value {raw!r} (expected 1/0, true/false, yes/no, on/off)")
+    return raw in _TRUE
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = _read(name, env.int, default)
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name}: must be a positive integer, got {value}")
+    return value
+
+
+def _url(name: str, default: str, schemes: tuple[str, ...]) -> str:
+    # An empty variable means "unset" (as in `CELERY_BROKER_URL= make test`).
+    value = (_read(name, env.str, default) or default).strip()
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in schemes:
+        raise ImproperlyConfigured(
+            f"{name}: unsupported URL {value!r}; expected one of {', '.join(s + '://' for s in schemes)}"
+        )
+    return value
+
+
+DEBUG = _bool("DEBUG", False)
+VAR_DIR = Path(_read("ALERTCENTER_VAR_DIR", env.str, str(BASE_DIR / "var"))).resolve()
+
+SECRET_KEY = _read("SECRET_KEY", env.str, "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY: not set. Set SECRET_KEY to a long random string (or DEBUG=1 for a local demo)."
+        )
+    SECRET_KEY = "insecure-dev-key-only-for-DEBUG-mode-never-in-production"
+
+ALLOWED_HOSTS = _read("ALLOWED_HOSTS", env.list, ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = _read("CSRF_TRUSTED_ORIGINS", env.list, [])
+# Absolute base of links we send out (alert payloads, emails, SMS).
+CONSOLE_BASE_URL = _url("CONSOLE_BASE_URL", "http://localhost:8000", ("http", "https")).rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "django_prometheus",
+    "apps.core",
+    "apps.tenants",
+    "apps.audit",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "apps.core.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "alertcenter.urls"
+WSGI_APPLICATION = "alertcenter.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------------
+DATABASE_URL = _url(
+    "DATABASE_URL",
+    f"sqlite:///{VAR_DIR / 'alertcenter.sqlite3'}",
+    ("sqlite", "postgres", "postgresql", "pgsql"),
+)
+DATABASES = {"default": environ.Env.db_url_config(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # WAL lets the web, worker and beat processes read while one writes; IMMEDIATE transactions
+    # take the write lock up front so concurrent writers queue instead of failing mid-transaction.
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 30,
+    }
+else:
+    DATABASES["default"]["ENGINE"] = "django_prometheus.db.backends.postgresql"
+    DATABASES["default"]["CONN_MAX_AGE"] = _read("DATABASE_CONN_MAX_AGE", env.int, 60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis, broker, cache ---------------------------------------------------------------------
+REDIS_URL = _read("REDIS_URL", env.str, "")
+if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"REDIS_URL: expected redis://host:port/db, got {REDIS_URL!r}")
+CELERY_BROKER_URL = _url(
+    "CELERY_BROKER_URL", REDIS_URL or "filesystem://", ("filesystem", "redis", "rediss", "amqp", "memory")
+)
+BROKER_DIR = VAR_DIR / "broker"
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR),
+        "data_folder_out": str(BROKER_DIR),
+        "processed_folder": str(VAR_DIR / "broker-processed"),
+        # kombu's default is ./control, relative to the working directory: keep it under var/.
+        "control_folder": str(VAR_DIR / "broker-control"),
+        "store_processed": False,
+    }
+else:
+    # Redis redelivers unacked tasks after visibility_timeout; our tasks are short, and retries
+    # are scheduled in PostgreSQL by sweepers, never as long ETA tasks (see DESIGN 3.5).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ROUTES = {
+    "detect.*": {"queue": "detect"},
+    "deliver.*": {"queue": "deliver"},
+}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE = {
+    "heartbeat": {"task": "core.heartbeat", "schedule": 10.0},
+}
+# How old the newest worker heartbeat may be before /api/v1/health reports the worker down.
+WORKER_HEARTBEAT_MAX_AGE = _positive_int("WORKER_HEARTBEAT_MAX_AGE", 60)
+
+CACHE_URL = _read("CACHE_URL", env.str, "") or (
+    f"{REDIS_URL.rstrip('/')}" if REDIS_URL else f"filecache://{VAR_DIR / 'cache'}"
+)
+try:
+    CACHES = {"default": environ.Env.cache_url_config(CACHE_URL)}
+except Exception as exc:
+    raise ImproperlyConfigured(f"CACHE_URL: invalid value {CACHE_URL!r} ({exc})") from exc
+
+# --- Auth, API ----------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.core.auth.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["apps.core.permissions.HasScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Alert Center API",
+    "DESCRIPTION": "Log intake, alerts, webhooks and rules. Authenticate with `Authorization: Bearer <token>`.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Ingest -------------------------------------------------------------------------------------
+INGEST_MAX_BYTES = _positive_int("INGEST_MAX_BYTES", 5 * 1024 * 1024)
+INGEST_MAX_EVENTS = _positive_int("INGEST_MAX_EVENTS", 10_000)
+# Per-tenant quota: events per second, averaged over a 10 s window; over it the API answers 429.
+INGEST_TENANT_EVENTS_PER_SECOND = _positive_int("INGEST_TENANT_EVENTS_PER_SECOND", 50_000)
+INGEST_MAX_PAST_SECONDS = _positive_int("INGEST_MAX_PAST_SECONDS", 7 * 24 * 3600)
+INGEST_MAX_FUTURE_SECONDS = _positive_int("INGEST_MAX_FUTURE_SECONDS", 300)
+# A batch still unprocessed after this many seconds is re-enqueued by the sweeper.
+INGEST_SWEEP_AFTER_SECONDS = _positive_int("INGEST_SWEEP_AFTER_SECONDS", 30)
+MASKING_RULES_FILE = Path(_read("MASKING_RULES_FILE", env.str, str(BASE_DIR / "fixtures" / "masking_rules.yaml")))
+
+# --- Delivery -----------------------------------------------------------------------------------
+try:
+    WEBHOOK_ALLOWED_NETWORKS = [
+        ipaddress.ip_network(n.strip(), strict=False)
+        for n in _read("WEBHOOK_ALLOWED_NETWORKS", env.list, [])
+        if n.strip()
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {exc}") from exc
+WEBHOOK_ALLOW_HTTP = _bool("WEBHOOK_ALLOW_HTTP", False)
+WEBHOOK_TIMEOUT_SECONDS = _read("WEBHOOK_TIMEOUT_SECONDS", env.float, 10.0)
+WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS = _positive_int("WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS", 24 * 3600)
+# Comma-separated retry schedule in seconds (the last entry repeats until DELIVERY_MAX_AGE).
+DELIVERY_RETRY_SCHEDULE = [int(s) for s in _read("DELIVERY_RETRY_SCHEDULE", env.list, ["10", "30", "120", "600", "1800", "3600"])]
+DELIVERY_MAX_AGE_SECONDS = _positive_int("DELIVERY_MAX_AGE_SECONDS", 24 * 3600)
+DELIVERY_DOWNGRADE_AFTER_FAILURES = _positive_int("DELIVERY_DOWNGRADE_AFTER_FAILURES", 3)
+# Keys that encrypt webhook secrets at rest; the first encrypts, all decrypt (rotation).
+# Defaults to a key derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = _read("FIELD_ENCRYPTION_KEYS", env.list, []) or [SECRET_KEY]
+
+EMAIL_URL = _read("EMAIL_URL", env.str, "consolemail://" if DEBUG else "smtp://localhost:25")
+try:
+    vars().update(environ.Env.email_url_config(EMAIL_URL))
+except Exception as exc:
+    raise ImproperlyConfigured(f"EMAIL_URL: invalid value {EMAIL_URL!r} ({exc})") from exc
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = _read("DEFAULT_FROM_EMAIL", env.str, "Alert Center <alerts@localhost>")
+EMAIL_ENABLED = _bool("EMAIL_ENABLED", True)
+SMS_ENABLED = _bool("SMS_ENABLED", True)
+SMS_API_URL = _read("SMS_API_URL", env.str, "").rstrip("/")
+SMS_ACCOUNT_SID = _read("SMS_ACCOUNT_SID", env.str, "")
+SMS_AUTH_TOKEN = _read("SMS_AUTH_TOKEN", env.str, "")
+SMS_FROM = _read("SMS_FROM", env.str, "")
+
+# --- i18n, static ---------------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(_read("STATIC_ROOT", env.str, str(VAR_DIR / "staticfiles")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Security (production hardening; `manage.py check --deploy` is clean with DEBUG off) ------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", not DEBUG and SECURE_SSL_REDIRECT)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_HSTS_SECONDS = _read("SECURE_HSTS_SECONDS", env.int, 0)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _bool("BEHIND_TLS_PROXY", False) else None
+
+# --- Logging: one JSON object per line ------------------------------------------------------------
+LOG_LEVEL = _read("LOG_LEVEL", env.str, "INFO").upper()
+if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+    raise ImproperlyConfigured(f"LOG_LEVEL: expected DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+LOG_FORMAT = _read("LOG_FORMAT", env.str, "json")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT: expected json or text, got {LOG_FORMAT!r}")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "json": {"()": "apps.core.logging.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

@@ -1,0 +1,61 @@
+"""Bearer-token authentication for the API.
+
+Tokens look like ``ac_<prefix>_<secret>``. Only the prefix (for lookup) and a SHA-256 of the
+whole token are stored, so a database leak yields no usable token.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework import authentication, exceptions
+
+
+@dataclass(frozen=True)
+class TokenPrincipal:
+    """What ``request.user`` is for a token request: the token, its tenant and scopes."""
+
+    token_id: int
+    name: str
+    tenant_id: int | None
+    tenant_slug: str | None
+    scopes: frozenset[str]
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+
+    @property
+    def is_platform(self) -> bool:
+        return self.tenant_id is None
+
+    def __str__(self) -> str:
+        return f"token:{self.name}"
+
+
+class TokenAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        parts = header.split()
+        if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
+            raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
+        from apps.tenants.tokens import authenticate_token
+
+        token = authenticate_token(parts[1])
+        if token is None:
+            raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
+        principal = TokenPrincipal(
+            token_id=token.id,
+            name=token.name,
+            tenant_id=token.tenant_id,
+            tenant_slug=token.tenant.slug if token.tenant_id else None,
+            scopes=frozenset(token.scopes),
+        )
+        return principal, token
+
+    def authenticate_header(self, request) -> str:
+        # Makes DRF answer 401 (not 403) to a missing or bad token.
+        return 'Bearer realm="api"'

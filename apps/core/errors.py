@@ -1,0 +1,94 @@
+"""One application error type, and the DRF exception handler that renders every error alike.
+
+Every API error body is ``{"error": {"code": ..., "message": ..., "details": ...}}`` so clients
+(and log shippers) can branch on ``code`` without parsing prose.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+
+class ApplicationError(Exception):
+    """An expected failure with a stable machine-readable code and an HTTP status."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    code = "bad_request"
+
+    def __init__(self, message: str, *, details: Any = None, code: str | None = None,
+                 status_code: int | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+
+
+class NotFound(ApplicationError):
+    status_code = status.HTTP_404_NOT_FOUND
+    code = "not_found"
+
+
+class Conflict(ApplicationError):
+    """An impossible state transition or a lost race (HTTP 409)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    code = "conflict"
+
+
+class Unprocessable(ApplicationError):
+    """Input that can never be valid (HTTP 422): clients must not resend it."""
+
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    code = "unprocessable"
+
+
+class ServiceUnavailable(ApplicationError):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    code = "unavailable"
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def _drf_message(detail: Any) -> str:
+    if isinstance(detail, dict):
+        parts = []
+        for field, value in detail.items():
+            first = value[0] if isinstance(value, list) and value else value
+            parts.append(f"{field}: {first}")
+        return "; ".join(parts) or "invalid request"
+    if isinstance(detail, list):
+        return "; ".join(str(d) for d in detail) or "invalid request"
+    return str(detail)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Map ApplicationError and every DRF/Django exception to the one error body."""
+    if isinstance(exc, ApplicationError):
+        return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=exc.headers)
+    if isinstance(exc, Http404):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = getattr(exc, "detail", None)
+    code = getattr(exc, "default_code", "error")
+    if isinstance(exc, drf_exceptions.ValidationError):
+        code = "invalid"
+    message = _drf_message(detail) if detail is not None else str(exc)
+    details = detail if isinstance(detail, (dict, list)) else None
+    response.data = error_body(code, message, details)
+    return response

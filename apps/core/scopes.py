@@ -1,0 +1,21 @@
+"""API token scopes. A token carries a subset; each API view names the scope it needs."""
+LOGS_WRITE = "logs:write"
+ALERTS_READ = "alerts:read"
+ALERTS_WRITE = "alerts:write"
+WEBHOOKS_WRITE = "webhooks:write"
+RULES_READ = "rules:read"
+RULES_WRITE = "rules:write"
+
+ALL_SCOPES = (LOGS_WRITE, ALERTS_READ, ALERTS_WRITE, WEBHOOKS_WRITE, RULES_READ, RULES_WRITE)
+
+
+def parse_scopes(text: str | list[str]) -> list[str]:
+    """Parse "a,b" (or a list) into a sorted, de-duplicated scope list; unknown scopes raise ValueError."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    scopes = sorted({s.strip() for s in items if s.strip()})
+    unknown = [s for s in scopes if s not in ALL_SCOPES]
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(ALL_SCOPES)}")
+    if not scopes:
+        raise ValueError(f"no scope given; known: {', '.join(ALL_SCOPES)}")
+    return scopes

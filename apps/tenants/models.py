@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator, validate_email
+from django.db import models
+
+SLUG_RE = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+validate_slug = RegexValidator(SLUG_RE, "lower-case letters, digits, '-' and '_', starting with a letter or digit")
+validate_e164 = RegexValidator(r"^\+[1-9]\d{6,14}$", "phone numbers must be in E.164 form, e.g. +14155550100")
+
+
+class Tenant(models.Model):
+    slug = models.CharField(max_length=63, unique=True, validators=[validate_slug])
+    name = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+    # The platform tenant owns Alert Center's own alerts (self-monitoring).
+    is_platform = models.BooleanField(default=False)
+    # Per-tenant delivery retry schedule in seconds; empty means the global default.
+    retry_schedule = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Plugin(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="plugins")
+    slug = models.CharField(max_length=63, validators=[validate_slug])
+    name = models.CharField(max_length=200, blank=True)
+    owner = models.CharField(max_length=200, blank=True, help_text="Team or person responsible")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant__slug", "slug"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "slug"], name="plugin_unique_slug_per_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant.slug}/{self.slug}"
+
+
+class ApiToken(models.Model):
+    """A scoped API token. Only its prefix and SHA-256 digest are stored; see apps.tenants.tokens."""
+
+    name = models.CharField(max_length=200)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="tokens",
+        help_text="Empty for a platform token (sees every tenant)",
+    )
+    prefix = models.CharField(max_length=16, unique=True)
+    digest = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class TenantMembership(models.Model):
+    class Role(models.TextChoices):
+        VIEWER = "viewer", "Viewer"
+        OPERATOR = "operator", "Operator"
+        ADMIN = "admin", "Admin"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.OPERATOR)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "tenant"], name="membership_unique_user_tenant")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant} as {self.role}"
+
+
+class FallbackContact(models.Model):
+    """Where a tenant's alerts go when its webhooks keep failing (email or SMS)."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        SMS = "sms", "SMS"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="fallback_contacts")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.CharField(max_length=254)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "kind", "value"], name="fallback_unique_contact")
+        ]
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.EMAIL:
+            try:
+                validate_email(self.value)
+            except ValidationError:
+                raise ValidationError({"value": f"{self.value!r} is not a valid email address"})
+        elif self.kind == self.Kind.SMS:
+            try:
+                validate_e164(self.value)
+            except ValidationError:
+                raise ValidationError({"value": f"{self.value!r} is not an E.164 phone number (e.g. +14155550100)"})
+
+    def save(self, *args, **kwargs):
+        # Validate on every save so commands and services cannot store a bad contact either.
+        self.full_clean(exclude=["tenant"])
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"

@@ -1,0 +1,64 @@
+"""Issue, authenticate and revoke API tokens.
+
+A token is ``ac_<prefix>_<secret>``: the prefix finds the row, the SHA-256 digest of the whole
+token is compared in constant time. The plain token is returned once, at issue, and never stored.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+
+from apps.audit.services import record
+from apps.core import clock
+from apps.core.scopes import parse_scopes
+
+from .models import ApiToken, Tenant
+
+# last_used_at is a convenience, not an audit trail: write it at most once a minute per token
+# so the ingest hot path does not turn every request into a row update.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(*, name: str, scopes: list[str] | str, tenant: Tenant | None, actor=None) -> tuple[ApiToken, str]:
+    """Create a token; returns the row and the plain token (shown once)."""
+    scope_list = parse_scopes(scopes)
+    prefix = secrets.token_hex(6)
+    plain = f"ac_{prefix}_{secrets.token_urlsafe(32)}"
+    token = ApiToken.objects.create(
+        name=name, tenant=tenant, prefix=prefix, digest=_digest(plain), scopes=scope_list,
+        created_by=actor if getattr(actor, "pk", None) and not isinstance(actor, ApiToken) else None,
+    )
+    record("token.issued", actor=actor, target=token, tenant=tenant,
+           data={"name": name, "scopes": scope_list, "platform": tenant is None})
+    return token, plain
+
+
+def authenticate_token(plain: str) -> ApiToken | None:
+    """The live token for ``plain``, or None (unknown, wrong secret, revoked, expired, tenant off)."""
+    parts = plain.split("_")
+    if len(parts) < 3 or parts[0] != "ac":
+        return None
+    token = ApiToken.objects.select_related("tenant").filter(prefix=parts[1]).first()
+    if token is None or not hmac.compare_digest(token.digest, _digest(plain)):
+        return None
+    now = clock.now()
+    if token.revoked_at or (token.expires_at and token.expires_at <= now):
+        return None
+    if token.tenant_id and not token.tenant.active:
+        return None
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def revoke_token(*, token: ApiToken, actor=None) -> None:
+    updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
+    if updated:
+        record("token.revoked", actor=actor, target=token, tenant=token.tenant, data={"name": token.name})

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+import redis as redis_lib
+from django.conf import settings
+from rest_framework.test import APIClient
+
+from apps.core.scopes import ALL_SCOPES
+from apps.tenants.models import Plugin, Tenant
+from apps.tenants.tokens import issue_token
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    client = redis_lib.Redis.from_url(settings.REDIS_URL)
+    client.ping()
+    return client
+
+
+@pytest.fixture
+def clean_redis(redis_client):
+    """An empty broker/cache database, so no task from an earlier test is delivered."""
+    redis_client.flushdb()
+    yield redis_client
+    redis_client.flushdb()
+
+
+@pytest.fixture
+def tenant(db) -> Tenant:
+    return Tenant.objects.create(slug="acme", name="Acme")
+
+
+@pytest.fixture
+def other_tenant(db) -> Tenant:
+    return Tenant.objects.create(slug="globex", name="Globex")
+
+
+@pytest.fixture
+def plugin(tenant) -> Plugin:
+    return Plugin.objects.create(tenant=tenant, slug="checkout", name="Checkout")
+
+
+@pytest.fixture
+def make_token(db):
+    """make_token(tenant_or_None, "scope,scope") -> plain token string."""
+
+    def make(tenant: Tenant | None, scopes: str | list[str] = ",".join(ALL_SCOPES), name: str = "test") -> str:
+        return issue_token(name=name, scopes=scopes, tenant=tenant)[1]
+
+    return make
+
+
+@pytest.fixture
+def api():
+    """api(token) -> an APIClient that sends ``Authorization: Bearer <token>``."""
+
+    def client(token: str | None = None) -> APIClient:
+        c = APIClient()
+        if token:
+            c.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        return c
+
+    return client
