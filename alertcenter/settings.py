@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.tenants",
     "apps.audit",
+    "apps.alerts",
 ]
 
 MIDDLEWARE = [

@@ -1,0 +1,198 @@
+"""Alerts and their history.
+
+An alert is identified by its fingerprint (rule + group key). While it is active (not RESOLVED),
+new occurrences are absorbed into it; a partial unique index on active fingerprints makes that
+safe when two workers race (the loser's INSERT fails and it absorbs instead).
+"""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Severity(models.TextChoices):
+    INFO = "info", "Info"
+    WARNING = "warning", "Warning"
+    CRITICAL = "critical", "Critical"
+    EMERGENCY = "emergency", "Emergency"
+
+
+SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2, Severity.EMERGENCY: 3}
+
+
+class AlertState(models.TextChoices):
+    OPEN = "OPEN", "Open"
+    ACKNOWLEDGED = "ACKNOWLEDGED", "Acknowledged"
+    ESCALATED = "ESCALATED", "Escalated"
+    SUPPRESSED = "SUPPRESSED", "Suppressed"
+    RESOLVED = "RESOLVED", "Resolved"
+
+
+# States in which an alert absorbs new occurrences of its fingerprint.
+ACTIVE_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.ESCALATED, AlertState.SUPPRESSED)
+# States the escalation sweeper looks at (nobody has acknowledged yet).
+UNACKNOWLEDGED_STATES = (AlertState.OPEN, AlertState.ESCALATED)
+
+
+class DeliveryState(models.TextChoices):
+    NONE = "NONE", "No subscribed endpoint"
+    PENDING = "PENDING", "Pending"
+    DELIVERED = "DELIVERED", "Delivered"
+    FAILED = "FAILED", "Failed"
+    DOWNGRADED = "DOWNGRADED", "Downgraded to fallback"
+
+
+class Alert(models.Model):
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="alerts")
+    plugin = models.ForeignKey("tenants.Plugin", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    # The rule's stable id from the rule pack (e.g. "plugin-error-burst"); a string, not a foreign
+    # key, because alerts must not depend on the rules app (data flows rules -> alerts).
+    rule_key = models.CharField(max_length=100, blank=True, db_index=True)
+    rule_version = models.PositiveIntegerField(default=0)
+    category = models.CharField(max_length=50, blank=True)
+    fingerprint = models.CharField(max_length=64)
+    group_key = models.JSONField(default=dict, blank=True)
+    labels = models.JSONField(default=dict, blank=True)
+
+    state = models.CharField(max_length=16, choices=AlertState.choices, default=AlertState.OPEN)
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    delivery_state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.NONE)
+
+    title = models.CharField(max_length=300)
+    summary = models.TextField(blank=True)
+    recommended_action = models.TextField(blank=True)
+
+    count = models.PositiveIntegerField(default=0, help_text="Occurrences absorbed (matching events)")
+    window_seconds = models.PositiveIntegerField(default=0)
+    first_seen = models.DateTimeField(help_text="Timestamp of the first matching event")
+    last_seen = models.DateTimeField(help_text="Timestamp of the latest matching event")
+    # When the log line that made this alert fire reached us: log-to-alert latency is measured from it.
+    source_received_at = models.DateTimeField(null=True, blank=True)
+    trace_ids = models.JSONField(default=list, blank=True)
+    samples = models.JSONField(default=list, blank=True, help_text="Masked sample lines (capped)")
+
+    escalation_level = models.PositiveSmallIntegerField(default=0)
+    last_escalated_at = models.DateTimeField(null=True, blank=True)
+    assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="assigned_alerts")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledged_by = models.CharField(max_length=200, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=200, blank=True)
+    suppressed_until = models.DateTimeField(null=True, blank=True)
+    suppressed_reason = models.CharField(max_length=500, blank=True)
+    reopened_count = models.PositiveIntegerField(default=0)
+
+    created_at = models.DateTimeField(db_index=True)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["fingerprint"],
+                condition=Q(state__in=["OPEN", "ACKNOWLEDGED", "ESCALATED", "SUPPRESSED"]),
+                name="alert_one_active_per_fingerprint",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "-created_at"], name="alert_tenant_created"),
+            models.Index(fields=["state", "severity"], name="alert_state_severity"),
+            models.Index(fields=["fingerprint", "-created_at"], name="alert_fingerprint_recent"),
+            models.Index(fields=["created_at"], name="alert_unacked_created",
+                         condition=Q(state__in=["OPEN", "ESCALATED"])),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} [{self.severity}] {self.title}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+class TimelineEntry(models.Model):
+    """One line of an alert's history: every transition, note, delivery attempt and escalation."""
+
+    class Kind(models.TextChoices):
+        CREATED = "created", "Created"
+        OCCURRENCE = "occurrence", "New occurrences"
+        ACKNOWLEDGED = "acknowledged", "Acknowledged"
+        RESOLVED = "resolved", "Resolved"
+        REOPENED = "reopened", "Reopened"
+        ASSIGNED = "assigned", "Assigned"
+        NOTE = "note", "Note"
+        SUPPRESSED = "suppressed", "Suppressed"
+        UNSUPPRESSED = "unsuppressed", "Unsuppressed"
+        ESCALATED = "escalated", "Escalated"
+        DELIVERY = "delivery", "Delivery"
+        FALLBACK = "fallback", "Fallback notification"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="timeline")
+    at = models.DateTimeField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    actor_label = models.CharField(max_length=200, blank=True)
+    actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    message = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["alert", "at"], name="timeline_alert_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%H:%M:%S} {self.kind} {self.message[:60]}"
+
+
+class Silence(models.Model):
+    """Matching new alerts are created SUPPRESSED and notify nobody while the silence is active.
+
+    ``matchers`` is a dict of optional equality matchers: {"plugin": slug, "rule": rule_key,
+    "severity": value, "labels": {name: value}}; an absent key matches anything.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="silences", help_text="Empty: every tenant (platform staff only)")
+    matchers = models.JSONField(default=dict, blank=True)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=500)
+    created_by = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expired_at = models.DateTimeField(null=True, blank=True, help_text="Set when ended early")
+
+    class Meta:
+        ordering = ["-starts_at"]
+        indexes = [models.Index(fields=["ends_at"], name="silence_ends_at")]
+
+    def __str__(self) -> str:
+        return f"silence {self.pk}: {self.reason[:40]}"
+
+
+class EscalationPolicy(models.Model):
+    """How long an unacknowledged alert waits before escalating, and whom to tell.
+
+    The most specific policy wins: (tenant, plugin, severity) over (tenant, severity) over
+    (severity). ``steps``: [{"after_minutes": 5, "channels": ["webhook", "email", "sms"],
+    "group": "operators"}]; the last step repeats up to ``repeat`` times.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="escalation_policies")
+    plugin = models.ForeignKey("tenants.Plugin", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    severity = models.CharField(max_length=16, choices=Severity.choices)
+    steps = models.JSONField(default=list)
+    repeat = models.PositiveSmallIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        verbose_name_plural = "escalation policies"
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "plugin", "severity"], name="escalation_policy_unique",
+                                    nulls_distinct=False),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant or 'default'}/{self.plugin or '*'}/{self.severity}"
