@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_prometheus",
     "apps.core",
     "apps.tenants",
@@ -211,6 +212,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Log intake, alerts, webhooks and rules. Authenticate with `Authorization: Bearer <token>`.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Ingest -------------------------------------------------------------------------------------
@@ -274,6 +276,9 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# Without collectstatic (tests, a quick local run) fall back to unhashed names instead of a 500.
+WHITENOISE_MANIFEST_STRICT = False
 
 # --- Security (production hardening; `manage.py check --deploy` is clean with DEBUG off) ------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
