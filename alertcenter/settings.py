@@ -267,18 +267,18 @@ USE_I18N = False
 USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+WHITENOISE_USE_FINDERS = True  # serve from app folders when collectstatic has not run
 STATIC_ROOT = Path(_read("STATIC_ROOT", env.str, str(VAR_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
+        # Hashed, compressed files once collectstatic has run (the Docker image); before that
+        # (tests, a source checkout) plain names served from the app folders.
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
+        if (STATIC_ROOT / "staticfiles.json").exists()
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-
-# Without collectstatic (tests, a quick local run) fall back to unhashed names instead of a 500.
-WHITENOISE_MANIFEST_STRICT = False
 
 # --- Security (production hardening; `manage.py check --deploy` is clean with DEBUG off) ------------
 SECURE_CONTENT_TYPE_NOSNIFF = True
