@@ -1,0 +1,460 @@
+"""Turn what a log shipper POSTs into validated, bounded ``Event`` objects (no Django, no I/O).
+
+Two steps, two failure policies:
+
+* ``parse_body(raw, content_type)`` splits a request body into items. It raises ``BodyError``
+  only for a body that can never be valid (the API answers 422, which shippers such as
+  syslog-ng drop instead of resending forever). A bad NDJSON line is not fatal: it becomes an
+  ``InvalidLine`` placeholder at its index so only that item is rejected.
+* ``normalize_event(item, ...)`` validates one item and returns an ``Event`` or raises
+  ``EventError(field, message)``; the caller reports ``{"index": i, "error": str(err)}`` and
+  carries on with the other items.
+
+Tenancy: ``default_tenant`` is the tenant the API token is bound to. It fills a missing
+``tenant_id``, and an event naming any *other* tenant is rejected here (field ``tenant_id``),
+so a bound token can never write another tenant's events even if the caller forgets a check.
+Pass ``default_tenant=None`` for unbound tokens: then ``tenant_id`` is required in the event.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import orjson
+
+from apps.rules.durations import format_duration
+
+LEVELS: tuple[str, ...] = (
+    "TRACE", "DEBUG", "INFO", "NOTICE", "WARNING",
+    "ERROR", "CRITICAL", "FATAL", "ALERT", "EMERGENCY",
+)
+# Spaced numbers leave room for levels in between without renumbering stored rows.
+LEVEL_NUMBERS: dict[str, int] = {name: (i + 1) * 10 for i, name in enumerate(LEVELS)}
+
+_LEVEL_ALIASES: dict[str, str] = {name.lower(): name for name in LEVELS}
+_LEVEL_ALIASES.update({
+    "warn": "WARNING", "err": "ERROR", "crit": "CRITICAL", "panic": "FATAL",
+    "emerg": "EMERGENCY", "information": "INFO", "informational": "INFO",
+})
+# RFC 5424 severities; ALERT sits between FATAL and EMERGENCY in our ordering.
+_SYSLOG_SEVERITIES: dict[int, str] = {
+    0: "EMERGENCY", 1: "ALERT", 2: "CRITICAL", 3: "ERROR",
+    4: "WARNING", 5: "NOTICE", 6: "INFO", 7: "DEBUG",
+}
+
+MAX_MESSAGE_BYTES = 8 * 1024
+TRUNCATION_MARKER = "…[truncated]"
+MAX_FIELDS = 50
+MAX_FIELD_KEY_CHARS = 128
+MAX_FIELD_VALUE_CHARS = 1024
+MAX_LIST_ITEMS = 50
+MAX_FIELD_DEPTH = 5
+MAX_FIELD_NODES = 2000
+MAX_TRACE_ID_CHARS = 128
+DROPPED_FIELDS_KEY = "_dropped_fields"
+
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TRACE_RE = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_TRACE_ID_CHARS)
+_RFC3339_RE = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
+_NUMERIC_RE = re.compile(r"-?\d+(?:\.\d+)?", re.ASCII)
+
+# First present alias wins; the losers stay in ``fields`` under their own names.
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "message": ("message", "msg", "MESSAGE"),
+    "level": ("level", "severity", "lvl", "LEVEL", "PRIORITY"),
+    "ts": ("ts", "timestamp", "@timestamp", "time", "ISODATE"),
+    "tenant_id": ("tenant_id", "tenant", "TENANT"),
+    "plugin_id": ("plugin_id", "plugin", "PROGRAM"),
+    "trace_id": ("trace_id", "traceId", "trace"),
+}
+_RENAMED_FIELDS: dict[str, str] = {"HOST": "host"}
+
+
+class BodyError(ValueError):
+    """The whole request body can never be valid (HTTP 422)."""
+
+
+class EventError(ValueError):
+    """One event is invalid; ``field`` names the offending field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(slots=True, frozen=True)
+class InvalidLine:
+    """Placeholder for an NDJSON line that is not JSON; ``normalize_event`` rejects it."""
+
+    error: str
+
+
+@dataclass(slots=True)
+class Event:
+    """A validated event: ``level_no`` orders levels (higher is worse), ``ts`` is aware UTC,
+    ``fields`` is JSON-safe and bounded. Masking returns a copy rather than mutating."""
+
+    level: str
+    level_no: int
+    message: str
+    tenant_id: str
+    plugin_id: str
+    ts: datetime
+    trace_id: str | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- body
+
+
+_NDJSON_TYPES = frozenset({
+    "application/x-ndjson", "application/ndjson", "application/jsonl",
+    "application/x-jsonlines", "application/jsonlines",
+})
+
+
+def parse_body(raw: bytes, content_type: str) -> list[object]:
+    """Split a request body into items (dicts, other JSON values, or ``InvalidLine``).
+
+    Accepted shapes: a JSON array; ``{"events": [...]}`` (only when ``events`` is the sole key,
+    because a single event may legitimately carry a field called ``events``); a single JSON
+    object; NDJSON when the content type says so or when a multi-line body is not one JSON
+    document. Blank NDJSON lines are skipped and do not take an index.
+
+    Raises ``BodyError`` for: empty body, invalid UTF-8, a body that is not JSON/NDJSON, a JSON
+    scalar, ``{"events": <not a list>}``, and an NDJSON body in which no line is valid JSON.
+    """
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    if not raw.strip():
+        raise BodyError("empty body")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BodyError(f"body is not valid UTF-8 (byte {exc.start})") from None
+
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type in _NDJSON_TYPES:
+        return _parse_ndjson(raw)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        if raw.strip().count(b"\n"):
+            return _parse_ndjson(raw)
+        raise BodyError(f"body is not valid JSON: {exc}") from None
+    return _items_of(doc)
+
+
+def _items_of(doc: object) -> list[object]:
+    if isinstance(doc, list):
+        return doc
+    if isinstance(doc, dict):
+        if doc.keys() == {"events"}:
+            events = doc["events"]
+            if not isinstance(events, list):
+                raise BodyError(f'"events" must be a list, got {_json_type(events)}')
+            return events
+        return [doc]
+    raise BodyError(
+        f"body must be a JSON array, an object or NDJSON, got {_json_type(doc)}"
+    )
+
+
+def _parse_ndjson(raw: bytes) -> list[object]:
+    items: list[object] = []
+    first_error: str | None = None
+    any_valid = False
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            items.append(orjson.loads(line))
+            any_valid = True
+        except orjson.JSONDecodeError as exc:
+            error = f"line {lineno}: not valid JSON: {exc}"
+            first_error = first_error or error
+            items.append(InvalidLine(error))
+    # A body in which nothing parses is plain text sent to the wrong endpoint: answer 422 so
+    # the shipper drops it instead of us accepting "0 events" forever.
+    if not any_valid:
+        raise BodyError(f"no line of the NDJSON body is valid JSON ({first_error})")
+    return items
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "an array", dict: "an object"}.get(type(value), type(value).__name__)
+
+
+# --------------------------------------------------------------------------- event
+
+
+def normalize_event(
+    raw: object,
+    *,
+    now: datetime,
+    max_past: timedelta,
+    max_future: timedelta,
+    default_tenant: str | None = None,
+) -> Event:
+    """Validate one item from ``parse_body`` and return an ``Event``; raise ``EventError``.
+
+    ``now`` must be timezone-aware. Missing or null ``ts`` means "received now".
+    Required: ``level``, ``message``, ``plugin_id`` and ``tenant_id`` (unless
+    ``default_tenant`` fills it).
+    Strings lose NUL characters (PostgreSQL text/jsonb cannot store them).
+    """
+    if isinstance(raw, InvalidLine):
+        raise EventError("event", raw.error)
+    if not isinstance(raw, dict):
+        raise EventError("event", f"must be a JSON object, got {_json_type(raw)}")
+
+    rest = dict(raw)
+    picked = {name: _pop_alias(rest, aliases) for name, aliases in _ALIASES.items()}
+
+    level = _parse_level(picked["level"])
+    message = _parse_message(picked["message"])
+    tenant_id = _parse_tenant(picked["tenant_id"], default_tenant)
+    plugin_id = _parse_id("plugin_id", picked["plugin_id"])
+    ts = now if picked["ts"] is _MISSING or picked["ts"] is None else _parse_ts(picked["ts"])
+    _check_skew(ts, now, max_past, max_future)
+    trace_id = _parse_trace_id(picked["trace_id"])
+
+    for src, dst in _RENAMED_FIELDS.items():
+        if src in rest and dst not in rest:
+            rest[dst] = rest.pop(src)
+
+    return Event(
+        level=level,
+        level_no=LEVEL_NUMBERS[level],
+        message=message,
+        tenant_id=tenant_id,
+        plugin_id=plugin_id,
+        ts=ts,
+        trace_id=trace_id,
+        fields=_bound_fields(rest),
+    )
+
+
+_MISSING: Any = object()
+
+
+def _pop_alias(rest: dict[str, Any], aliases: tuple[str, ...]) -> Any:
+    for key in aliases:
+        if key in rest:
+            return rest.pop(key)
+    return _MISSING
+
+
+def parse_level(value: object) -> str:
+    """Canonical level name for a name/alias (case-insensitive) or a syslog severity 0-7.
+
+    Raises ``ValueError`` with a message naming the bad value. Shared with rule validation.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"unknown level {value!r}")
+    if isinstance(value, int):
+        if value in _SYSLOG_SEVERITIES:
+            return _SYSLOG_SEVERITIES[value]
+        raise ValueError(f"unknown level {value!r} (syslog severities are 0-7)")
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in _LEVEL_ALIASES:
+            return _LEVEL_ALIASES[key]
+        if key.isdigit() and key.isascii() and int(key) in _SYSLOG_SEVERITIES:
+            return _SYSLOG_SEVERITIES[int(key)]
+    raise ValueError(f"unknown level {value!r}")
+
+
+def _parse_level(value: Any) -> str:
+    if value is _MISSING or value is None:
+        raise EventError("level", "required")
+    try:
+        return parse_level(value)
+    except ValueError as exc:
+        raise EventError("level", str(exc)) from None
+
+
+def _parse_message(value: Any) -> str:
+    if value is _MISSING or value is None:
+        raise EventError("message", "required")
+    if not isinstance(value, str):
+        raise EventError("message", f"must be a string, got {_json_type(value)}")
+    message = value.replace("\x00", "").rstrip("\r\n")
+    if not message.strip():
+        raise EventError("message", "must not be empty")
+    return truncate_utf8(message, MAX_MESSAGE_BYTES)
+
+
+def truncate_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes (marker included), never mid-character."""
+    # Every character is at most 4 bytes, so short strings skip the encode entirely.
+    if len(text) * 4 <= max_bytes:
+        return text
+    encoded = text.encode("utf-8")
+    if len(encoded) <= max_bytes:
+        return text
+    budget = max_bytes - len(TRUNCATION_MARKER.encode("utf-8"))
+    return encoded[:budget].decode("utf-8", "ignore") + TRUNCATION_MARKER
+
+
+def _parse_id(name: str, value: Any) -> str:
+    if value is _MISSING or value is None or value == "":
+        raise EventError(name, "required")
+    if not isinstance(value, str):
+        raise EventError(name, f"must be a string, got {_json_type(value)}")
+    if not ID_RE.fullmatch(value):
+        raise EventError(
+            name, f"invalid {value[:80]!r}: use 1-64 letters, digits, '_', '.', '-', "
+            "starting with a letter or digit")
+    return value
+
+
+def _parse_tenant(value: Any, default_tenant: str | None) -> str:
+    if (value is _MISSING or value is None or value == "") and default_tenant:
+        return default_tenant
+    tenant_id = _parse_id("tenant_id", value)
+    if default_tenant and tenant_id != default_tenant:
+        raise EventError(
+            "tenant_id", f"token is bound to tenant {default_tenant!r}, event names {tenant_id!r}")
+    return tenant_id
+
+
+def _parse_trace_id(value: Any) -> str | None:
+    if value is _MISSING or value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise EventError("trace_id", f"must be a string, got {_json_type(value)}")
+    if not _TRACE_RE.fullmatch(value):
+        raise EventError(
+            "trace_id", f"must be 1-{MAX_TRACE_ID_CHARS} printable ASCII characters without spaces")
+    return value
+
+
+def _parse_ts(value: Any) -> datetime:
+    if isinstance(value, bool):
+        raise EventError("ts", f"must be RFC 3339 or epoch seconds/milliseconds, got {value!r}")
+    if isinstance(value, (int, float)):
+        return _from_epoch(value)
+    if not isinstance(value, str):
+        raise EventError(
+            "ts", f"must be RFC 3339 or epoch seconds/milliseconds, got {_json_type(value)}")
+    text = value.strip()
+    if _NUMERIC_RE.fullmatch(text):
+        return _from_epoch(float(text) if "." in text else int(text))
+    m = _RFC3339_RE.fullmatch(text)
+    if m is None:
+        raise EventError("ts", f"not RFC 3339 (with offset) nor epoch: {value[:64]!r}")
+    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = m.groups()
+    offset = timedelta(0) if zulu else (1 if sign == "+" else -1) * timedelta(
+        hours=int(off_h), minutes=int(off_m))
+    try:
+        local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                         int((frac or "0").ljust(6, "0")[:6]), tzinfo=timezone(offset))
+    except ValueError as exc:
+        raise EventError("ts", f"invalid date/time {value!r}: {exc}") from None
+    return local.astimezone(timezone.utc)
+
+
+def _from_epoch(value: int | float) -> datetime:
+    if not math.isfinite(value) or value < 0:
+        raise EventError("ts", f"invalid epoch {value!r}")
+    # Magnitude tells the unit apart: 1e11 s is the year 5138, 1e11 ms is 1973.
+    if value > 1e17:
+        value /= 1e9
+    elif value > 1e14:
+        value /= 1e6
+    elif value > 1e11:
+        value /= 1e3
+    try:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise EventError("ts", f"invalid epoch {value!r}") from None
+
+
+def _check_skew(ts: datetime, now: datetime, max_past: timedelta, max_future: timedelta) -> None:
+    delta = ts - now
+    if delta > max_future:
+        raise EventError("ts", f"ts {format_ts(ts)} is {_human(delta)} in the future "
+                               f"(max {_fmt_max(max_future)})")
+    if -delta > max_past:
+        raise EventError("ts", f"ts {format_ts(ts)} is {_human(-delta)} in the past "
+                               f"(max {_fmt_max(max_past)})")
+
+
+def format_ts(ts: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z`` suffix, microseconds only when present."""
+    ts = ts.astimezone(timezone.utc)
+    fmt = "%Y-%m-%dT%H:%M:%S.%fZ" if ts.microsecond else "%Y-%m-%dT%H:%M:%SZ"
+    return ts.strftime(fmt)
+
+
+def _human(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _fmt_max(delta: timedelta) -> str:
+    return format_duration(int(delta.total_seconds()))
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def _bound_fields(rest: dict[str, Any]) -> dict[str, Any]:
+    budget = [MAX_FIELD_NODES]
+    return _bound_dict(rest, "fields", 1, budget)
+
+
+def _bound_dict(obj: dict[str, Any], path: str, depth: int, budget: list[int]) -> dict[str, Any]:
+    if depth > MAX_FIELD_DEPTH:
+        raise EventError(path, f"nested deeper than {MAX_FIELD_DEPTH} levels")
+    out: dict[str, Any] = {}
+    dropped = 0
+    for key, value in obj.items():
+        if len(out) >= MAX_FIELDS:
+            dropped += 1
+            continue
+        key = key.replace("\x00", "")[:MAX_FIELD_KEY_CHARS]
+        out[key] = _bound_value(value, f"{path}.{key}", depth, budget)
+    if dropped:
+        out[DROPPED_FIELDS_KEY] = dropped
+    return out
+
+
+def _bound_value(value: Any, path: str, depth: int, budget: list[int]) -> Any:
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise EventError("fields", f"too large (more than {MAX_FIELD_NODES} values)")
+    if isinstance(value, str):
+        value = value.replace("\x00", "")
+        if len(value) > MAX_FIELD_VALUE_CHARS:
+            value = value[:MAX_FIELD_VALUE_CHARS] + TRUNCATION_MARKER
+        return value
+    if isinstance(value, dict):
+        return _bound_dict(value, path, depth + 1, budget)
+    if isinstance(value, list):
+        if depth + 1 > MAX_FIELD_DEPTH:
+            raise EventError(path, f"nested deeper than {MAX_FIELD_DEPTH} levels")
+        items = [_bound_value(v, f"{path}[{i}]", depth + 1, budget)
+                 for i, v in enumerate(value[:MAX_LIST_ITEMS])]
+        if len(value) > MAX_LIST_ITEMS:
+            items.append(TRUNCATION_MARKER)
+        return items
+    return value
