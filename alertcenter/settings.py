@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.audit",
     "apps.alerts",
+    "apps.delivery",
 ]
 
 MIDDLEWARE = [
@@ -178,6 +179,11 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "core.heartbeat", "schedule": 10.0},
+    # Doorbell for due and stuck deliveries (retries live in PostgreSQL, not in Celery ETAs).
+    "deliver-sweep": {"task": "deliver.sweep", "schedule": 2.0},
+    "alerts-escalate": {"task": "alerts.escalate", "schedule": 30.0},
+    "alerts-auto-resolve": {"task": "alerts.auto_resolve", "schedule": 30.0},
+    "alerts-unsuppress": {"task": "alerts.unsuppress", "schedule": 30.0},
 }
 # How old the newest worker heartbeat may be before /api/v1/health reports the worker down.
 WORKER_HEARTBEAT_MAX_AGE = _positive_int("WORKER_HEARTBEAT_MAX_AGE", 60)
@@ -225,6 +231,13 @@ INGEST_MAX_FUTURE_SECONDS = _positive_int("INGEST_MAX_FUTURE_SECONDS", 300)
 # A batch still unprocessed after this many seconds is re-enqueued by the sweeper.
 INGEST_SWEEP_AFTER_SECONDS = _positive_int("INGEST_SWEEP_AFTER_SECONDS", 30)
 MASKING_RULES_FILE = Path(_read("MASKING_RULES_FILE", env.str, str(BASE_DIR / "fixtures" / "masking_rules.yaml")))
+
+# --- Alerts -------------------------------------------------------------------------------------
+# A resolved alert whose fingerprint fires again within this many seconds is reopened (same id and
+# timeline, reopened_count + 1) instead of raising a new alert; 0 turns reopening off.
+ALERT_REOPEN_WINDOW_SECONDS = _read("ALERT_REOPEN_WINDOW_SECONDS", env.int, 3600)
+if ALERT_REOPEN_WINDOW_SECONDS < 0:
+    raise ImproperlyConfigured(f"ALERT_REOPEN_WINDOW_SECONDS: must be >= 0, got {ALERT_REOPEN_WINDOW_SECONDS}")
 
 # --- Delivery -----------------------------------------------------------------------------------
 try:

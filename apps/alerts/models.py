@@ -83,6 +83,16 @@ class Alert(models.Model):
     suppressed_until = models.DateTimeField(null=True, blank=True)
     suppressed_reason = models.CharField(max_length=500, blank=True)
     reopened_count = models.PositiveIntegerField(default=0)
+    # Set while the alert is suppressed by a silence it was created (or reopened) under. Such an
+    # alert has notified nobody yet, so when it is unsuppressed tenants get alert.triggered.
+    silence = models.ForeignKey("Silence", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    # From the rule (`auto_resolve: 15m`): resolve by itself when no matching event came for this long.
+    auto_resolve_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # last_seen + auto_resolve_seconds, kept in step on every absorb so the sweeper is one index scan.
+    auto_resolve_at = models.DateTimeField(null=True, blank=True)
+    # When the escalation sweeper should next look at this alert; NULL once acknowledged, resolved,
+    # suppressed, or when its policy has no further step.
+    next_escalation_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(db_index=True)
     updated_at = models.DateTimeField()
@@ -102,6 +112,14 @@ class Alert(models.Model):
             models.Index(fields=["fingerprint", "-created_at"], name="alert_fingerprint_recent"),
             models.Index(fields=["created_at"], name="alert_unacked_created",
                          condition=Q(state__in=["OPEN", "ESCALATED"])),
+            # The three sweepers (escalate, auto-resolve, unsuppress) each scan one small partial index.
+            models.Index(fields=["next_escalation_at"], name="alert_escalation_due",
+                         condition=Q(state__in=["OPEN", "ESCALATED"], next_escalation_at__isnull=False)),
+            models.Index(fields=["auto_resolve_at"], name="alert_auto_resolve_due",
+                         condition=Q(state__in=["OPEN", "ACKNOWLEDGED", "ESCALATED", "SUPPRESSED"],
+                                     auto_resolve_at__isnull=False)),
+            models.Index(fields=["suppressed_until"], name="alert_suppression_due",
+                         condition=Q(state="SUPPRESSED", suppressed_until__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -170,6 +188,22 @@ class Silence(models.Model):
     def __str__(self) -> str:
         return f"silence {self.pk}: {self.reason[:40]}"
 
+    def is_active_at(self, when) -> bool:
+        """Active while starts_at <= when < ends_at and not ended early: time-based, no sweeper needed."""
+        return self.expired_at is None and self.starts_at <= when < self.ends_at
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .matching import validate_matchers
+
+        try:
+            self.matchers = validate_matchers(self.matchers)
+        except ValueError as exc:
+            raise ValidationError({"matchers": str(exc)})
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "must be after starts_at"})
+
 
 class EscalationPolicy(models.Model):
     """How long an unacknowledged alert waits before escalating, and whom to tell.
@@ -196,3 +230,15 @@ class EscalationPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant or 'default'}/{self.plugin or '*'}/{self.severity}"
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from .matching import validate_steps
+
+        try:
+            self.steps = validate_steps(self.steps, self.repeat)
+        except ValueError as exc:
+            raise ValidationError({"steps": str(exc)})
+        if self.plugin_id and self.tenant_id and self.plugin.tenant_id != self.tenant_id:
+            raise ValidationError({"plugin": "the plugin belongs to another tenant"})

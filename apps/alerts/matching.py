@@ -1,0 +1,139 @@
+"""Pure functions (no ORM): fingerprints, silence matchers, durations, escalation steps."""
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+
+from .models import Severity
+
+MATCHER_KEYS = ("plugin", "rule", "severity", "labels")
+CHANNELS = ("webhook", "email", "sms")
+
+
+def fingerprint_for(rule_key: str, group_key: dict) -> str:
+    """sha256 hex of the rule key and the canonical JSON of the group key.
+
+    Canonical = sorted keys, no whitespace, so {"a": 1, "b": 2} and {"b": 2, "a": 1} are one alert.
+    """
+    canonical = orjson.dumps(group_key, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(rule_key.encode() + b"\x00" + canonical).hexdigest()
+
+
+def validate_matchers(matchers: Any) -> dict:
+    """Return a clean matcher dict or raise ValueError naming the bad key.
+
+    Shape: {"plugin": slug, "rule": rule_key, "severity": one of Severity, "labels": {str: str}};
+    every key optional (absent = match anything). An empty dict silences the whole tenant.
+    """
+    if matchers is None:
+        return {}
+    if not isinstance(matchers, dict):
+        raise ValueError("matchers must be an object")
+    unknown = sorted(set(matchers) - set(MATCHER_KEYS))
+    if unknown:
+        raise ValueError(f"unknown matcher(s) {', '.join(unknown)}; known: {', '.join(MATCHER_KEYS)}")
+    clean: dict = {}
+    for key in ("plugin", "rule"):
+        if key in matchers:
+            value = matchers[key]
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"matcher '{key}' must be a non-empty string")
+            clean[key] = value.strip()
+    if "severity" in matchers:
+        if matchers["severity"] not in Severity.values:
+            raise ValueError(f"matcher 'severity' must be one of {', '.join(Severity.values)}")
+        clean["severity"] = matchers["severity"]
+    if "labels" in matchers:
+        labels = matchers["labels"]
+        if not isinstance(labels, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+            raise ValueError("matcher 'labels' must be an object of string values")
+        if labels:
+            clean["labels"] = dict(labels)
+    return clean
+
+
+def matchers_match(matchers: dict, *, plugin_slug: str | None, rule_key: str, severity: str, labels: dict) -> bool:
+    """Equality on every present matcher; labels must all be present with equal values."""
+    if "plugin" in matchers and matchers["plugin"] != plugin_slug:
+        return False
+    if "rule" in matchers and matchers["rule"] != rule_key:
+        return False
+    if "severity" in matchers and matchers["severity"] != severity:
+        return False
+    for name, value in matchers.get("labels", {}).items():
+        if str(labels.get(name)) != value:
+            return False
+    return True
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str | int) -> timedelta:
+    """'90', '90s', '15m', '2h', '1d' or an int of seconds; ValueError when not positive or malformed."""
+    if isinstance(value, bool):
+        raise ValueError("duration must be like 30m, 2h, 1d or a number of seconds")
+    if isinstance(value, int):
+        seconds = value
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30m, 2h, 1d or seconds)")
+        seconds = int(match.group(1)) * _UNIT[match.group(2)]
+    if seconds <= 0:
+        raise ValueError("duration must be positive")
+    return timedelta(seconds=seconds)
+
+
+# Built-in escalation when no EscalationPolicy row matches (DESIGN 3.7). after_minutes counts from
+# when the alert opened (first step) or from the previous escalation (later steps).
+DEFAULT_ESCALATION: dict[str, tuple[list[dict], int]] = {
+    Severity.INFO: ([], 0),
+    Severity.WARNING: ([{"after_minutes": 30, "channels": ["webhook"], "group": "operators"}], 0),
+    Severity.CRITICAL: ([{"after_minutes": 5, "channels": ["webhook", "email"], "group": "operators"}], 0),
+    Severity.EMERGENCY: ([{"after_minutes": 0, "channels": ["webhook", "email", "sms"], "group": "operators"}], 0),
+}
+
+
+def validate_steps(steps: Any, repeat: int) -> list[dict]:
+    """Return clean escalation steps or raise ValueError naming the step and field."""
+    if not isinstance(steps, list):
+        raise ValueError("steps must be a list")
+    clean = []
+    for i, step in enumerate(steps):
+        if not isinstance(step, dict):
+            raise ValueError(f"step {i}: must be an object")
+        after = step.get("after_minutes")
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise ValueError(f"step {i}: after_minutes must be an integer >= 0")
+        channels = step.get("channels", ["webhook"])
+        if not isinstance(channels, list) or not channels or any(c not in CHANNELS for c in channels):
+            raise ValueError(f"step {i}: channels must be a non-empty list of {', '.join(CHANNELS)}")
+        group = step.get("group", "")
+        if not isinstance(group, str):
+            raise ValueError(f"step {i}: group must be a string")
+        clean.append({"after_minutes": after, "channels": channels, "group": group})
+    # A repeating step of 0 minutes would re-notify on every sweep.
+    if repeat and clean and clean[-1]["after_minutes"] < 1:
+        raise ValueError(f"step {len(clean) - 1}: a repeated step needs after_minutes >= 1")
+    return clean
+
+
+def escalation_step(steps: list[dict], repeat: int, level: int) -> dict | None:
+    """The step that takes an alert from ``level`` to ``level + 1``, or None when exhausted.
+
+    Steps run in order; the last one repeats ``repeat`` more times.
+    """
+    if not steps or level >= len(steps) + repeat:
+        return None
+    return steps[min(level, len(steps) - 1)]
+
+
+def next_escalation_time(steps: list[dict], repeat: int, level: int, since: datetime) -> datetime | None:
+    step = escalation_step(steps, repeat, level)
+    return None if step is None else since + timedelta(minutes=step["after_minutes"])

@@ -1,0 +1,57 @@
+"""``alert_payload(alert)``: the alert as tenants see it, in webhook bodies, emails and the API."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.conf import settings
+
+from .models import Alert
+from .signals import EVENT_ESCALATED
+
+ESCALATED_PREFIX = "[ESCALATED]"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def console_url(alert_id: int) -> str:
+    return f"{settings.CONSOLE_BASE_URL}/alerts/{alert_id}"
+
+
+def alert_payload(alert: Alert, *, event_type: str | None = None) -> dict:
+    """A JSON-ready dict. For ``alert.escalated`` the title carries the ``[ESCALATED]`` prefix
+    (only in what is sent: the stored title never changes).
+
+    Pass an alert loaded with ``select_related("tenant", "plugin", "assignee")`` to avoid queries.
+    """
+    title = f"{ESCALATED_PREFIX} {alert.title}" if event_type == EVENT_ESCALATED else alert.title
+    return {
+        "id": alert.pk,
+        "tenant": alert.tenant.slug,
+        "plugin": alert.plugin.slug if alert.plugin_id else None,
+        "severity": alert.severity,
+        "state": alert.state,
+        "delivery_state": alert.delivery_state,
+        "title": title,
+        "summary": alert.summary,
+        "recommended_action": alert.recommended_action,
+        "rule": {"key": alert.rule_key, "version": alert.rule_version},
+        "category": alert.category,
+        "count": alert.count,
+        "window_seconds": alert.window_seconds,
+        "first_seen": _iso(alert.first_seen),
+        "last_seen": _iso(alert.last_seen),
+        "trace_ids": list(alert.trace_ids or []),
+        "samples": list(alert.samples or []),
+        "labels": dict(alert.labels or {}),
+        "escalation_level": alert.escalation_level,
+        "assignee": alert.assignee.get_username() if alert.assignee_id else None,
+        "acknowledged_at": _iso(alert.acknowledged_at),
+        "acknowledged_by": alert.acknowledged_by or None,
+        "resolved_at": _iso(alert.resolved_at),
+        "resolved_by": alert.resolved_by or None,
+        "reopened_count": alert.reopened_count,
+        "created_at": _iso(alert.created_at),
+        "url": console_url(alert.pk),
+    }
