@@ -71,7 +71,7 @@ def fire_alert(
     batch = dict(occurrences=occurrences, first_seen=first_seen, last_seen=last_seen, trace_ids=trace_ids or [],
                  samples=samples or [], auto_resolve_seconds=auto_resolve_seconds)
     for _ in range(_ATTEMPTS):
-        active = (Alert.objects.select_for_update().filter(fingerprint=fingerprint, state__in=ACTIVE_STATES)
+        active = (Alert.objects.select_for_update(of=("self",)).filter(fingerprint=fingerprint, state__in=ACTIVE_STATES)
                   .select_related("tenant", "plugin").first())
         if active is not None:
             return FireResult(_absorb(active, **batch), absorbed=True)
