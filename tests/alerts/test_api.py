@@ -1,0 +1,251 @@
+"""The alerts, silences and statistics API: filters, search, pagination, isolation, scopes, errors."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from apps.alerts.models import Alert, AlertState, Silence
+from apps.audit.models import AuditEvent
+from apps.core import clock
+from apps.tenants.models import Plugin
+
+pytestmark = pytest.mark.django_db
+
+RW = "alerts:read,alerts:write"
+
+
+@pytest.fixture
+def acme(api, tenant, make_token):
+    return api(make_token(tenant, RW))
+
+
+@pytest.fixture
+def platform(api, make_token):
+    return api(make_token(None, RW))
+
+
+@pytest.fixture
+def foreign(make_alert, other_tenant):
+    plugin = Plugin.objects.create(tenant=other_tenant, slug="billing")
+    return make_alert(tenant=other_tenant, plugin=plugin, title="Globex secret outage")
+
+
+def ids(resp):
+    assert resp.status_code == 200, resp.content
+    return [row["id"] for row in resp.json()["results"]]
+
+
+def test_list_filters_and_search(acme, make_alert, make_user, frozen):
+    bob = make_user("bob", staff=True)
+    a = make_alert(severity="warning", title="Disk full on db-1")
+    frozen.advance(minutes=1)
+    b = make_alert(state=AlertState.ACKNOWLEDGED, summary="payment timeouts", assignee=bob)
+    frozen.advance(minutes=1)
+    c = make_alert(rule_key="login-bruteforce", severity="emergency")
+    assert ids(acme.get("/api/v1/alerts")) == [c.pk, b.pk, a.pk]
+    assert ids(acme.get("/api/v1/alerts?state=OPEN")) == [c.pk, a.pk]
+    assert ids(acme.get("/api/v1/alerts?state=OPEN,ACKNOWLEDGED&severity=warning,critical")) == [b.pk, a.pk]
+    assert ids(acme.get("/api/v1/alerts?rule=login-bruteforce")) == [c.pk]
+    assert ids(acme.get("/api/v1/alerts?plugin=checkout")) == [c.pk, b.pk, a.pk]
+    assert ids(acme.get("/api/v1/alerts?plugin=nope")) == []
+    assert ids(acme.get("/api/v1/alerts?assignee=bob")) == [b.pk]
+    assert ids(acme.get("/api/v1/alerts?assignee=none")) == [c.pk, a.pk]
+    assert ids(acme.get("/api/v1/alerts?q=DISK")) == [a.pk]
+    assert ids(acme.get("/api/v1/alerts?q=timeouts")) == [b.pk]
+    since = (clock.now() - timedelta(seconds=90)).isoformat()
+    assert ids(acme.get("/api/v1/alerts", {"since": since})) == [c.pk, b.pk]
+    assert ids(acme.get("/api/v1/alerts", {"until": since})) == [a.pk]
+    assert ids(acme.get("/api/v1/alerts?ordering=created_at")) == [a.pk, b.pk, c.pk]
+
+
+@pytest.mark.parametrize("query,field", [("state=SLEEPING", "state"), ("severity=loud", "severity"),
+                                         ("since=yesterday", "since"), ("ordering=title", "ordering"),
+                                         ("limit=0", "limit")])
+def test_bad_filters_are_400_naming_the_field(acme, query, field):
+    resp = acme.get(f"/api/v1/alerts?{query}")
+    assert resp.status_code == 400
+    assert field in resp.json()["error"]["details"]
+    assert resp.json()["error"]["message"].startswith(field)
+
+
+def test_cursor_pagination_walks_every_alert_once(acme, make_alert, frozen):
+    made = []
+    for _ in range(7):
+        frozen.advance(seconds=1)
+        made.append(make_alert().pk)
+    seen, url = [], "/api/v1/alerts?limit=3"
+    while url:
+        resp = acme.get(url)
+        seen += ids(resp)
+        url = resp.json()["next"]
+    assert seen == made[::-1]
+
+
+def test_platform_token_sees_every_tenant_and_filters_by_tenant(platform, make_alert, foreign):
+    mine = make_alert()
+    assert set(ids(platform.get("/api/v1/alerts"))) == {mine.pk, foreign.pk}
+    assert ids(platform.get("/api/v1/alerts?tenant=globex")) == [foreign.pk]
+    assert platform.get(f"/api/v1/alerts/{foreign.pk}").status_code == 200
+
+
+ENDPOINTS = [
+    ("get", "/api/v1/alerts/{id}", None),
+    ("get", "/api/v1/alerts/{id}/timeline", None),
+    ("post", "/api/v1/alerts/{id}/ack", {}),
+    ("post", "/api/v1/alerts/{id}/resolve", {}),
+    ("post", "/api/v1/alerts/{id}/assign", {"assignee": None}),
+    ("post", "/api/v1/alerts/{id}/notes", {"text": "hi"}),
+    ("post", "/api/v1/alerts/{id}/suppress", {"duration": "1h", "reason": "x"}),
+    ("post", "/api/v1/alerts/{id}/unsuppress", {}),
+]
+
+
+@pytest.mark.parametrize("method,path,body", ENDPOINTS, ids=[p for _, p, _ in ENDPOINTS])
+def test_other_tenants_alerts_are_404_everywhere(acme, foreign, method, path, body):
+    resp = getattr(acme, method)(path.format(id=foreign.pk), body, format="json")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "not_found"
+    assert "Globex" not in resp.content.decode()
+    foreign.refresh_from_db()
+    assert foreign.state == AlertState.OPEN and not foreign.timeline.exists()
+
+
+def test_other_tenants_alerts_are_invisible_in_lists_bulk_and_statistics(acme, foreign, make_alert):
+    mine = make_alert()
+    assert ids(acme.get("/api/v1/alerts")) == [mine.pk]
+    assert ids(acme.get("/api/v1/alerts?tenant=globex")) == []
+    resp = acme.post("/api/v1/alerts/ack-all", {}, format="json")
+    assert resp.json()["ids"] == [mine.pk]
+    assert Alert.objects.get(pk=foreign.pk).state == AlertState.OPEN
+    assert acme.get("/api/v1/statistics").json()["alerts"]["total"] == 1
+
+
+@pytest.mark.parametrize("method,path,body", ENDPOINTS + [("get", "/api/v1/alerts", None),
+                                                          ("post", "/api/v1/alerts/ack-all", {}),
+                                                          ("get", "/api/v1/statistics", None),
+                                                          ("get", "/api/v1/silences", None),
+                                                          ("post", "/api/v1/silences", {"reason": "x", "duration": "1h"}),
+                                                          ("delete", "/api/v1/silences/{id}", None)])
+def test_scopes(api, tenant, make_token, make_alert, method, path, body):
+    alert = make_alert()
+    needed = "alerts:read" if method == "get" else "alerts:write"
+    other = "alerts:write" if needed == "alerts:read" else "alerts:read"
+    resp = getattr(api(make_token(tenant, other)), method)(path.format(id=alert.pk), body, format="json")
+    assert resp.status_code == 403
+    assert resp.json()["error"]["message"] == f"token lacks scope '{needed}'"
+    assert api().get("/api/v1/alerts").status_code == 401
+
+
+def test_actions_and_impossible_transitions(acme, make_alert, make_user, tenant):
+    alert = make_alert()
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/ack", {"note": "looking"}, format="json")
+    assert resp.status_code == 200 and resp.json()["state"] == "ACKNOWLEDGED"
+    assert resp.json()["acknowledged_by"] == "token:test"
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/ack", {}, format="json")
+    assert resp.status_code == 409
+    assert resp.json()["error"] == {"code": "conflict", "message": f"alert {alert.pk} is ACKNOWLEDGED; cannot acknowledge",
+                                    "details": {"alert_id": alert.pk, "state": "ACKNOWLEDGED", "action": "acknowledge"}}
+    bob = make_user("bob", staff=True)
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/assign", {"assignee": "bob"}, format="json")
+    assert resp.status_code == 200 and resp.json()["assignee"] == "bob"
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/assign", {"assignee": "ghost"}, format="json")
+    assert resp.status_code == 400 and "assignee" in resp.json()["error"]["details"]
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/notes", {"text": "rolled back"}, format="json")
+    assert resp.status_code == 201 and resp.json()["kind"] == "note" and resp.json()["actor"] == "token:test"
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/notes", {}, format="json")
+    assert resp.status_code == 400 and "text" in resp.json()["error"]["details"]
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/suppress", {"duration": "forever", "reason": "x"}, format="json")
+    assert resp.status_code == 400 and "duration" in resp.json()["error"]["details"]
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/suppress", {"duration": "2h", "reason": "deploy"}, format="json")
+    assert resp.status_code == 200 and resp.json()["state"] == "SUPPRESSED"
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/unsuppress", {}, format="json")
+    assert resp.status_code == 200 and resp.json()["state"] == "ACKNOWLEDGED"
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/resolve", {"note": "regression run passed"}, format="json")
+    assert resp.status_code == 200 and resp.json()["state"] == "RESOLVED"
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/resolve", {}, format="json")
+    assert resp.status_code == 409 and resp.json()["error"]["details"]["state"] == "RESOLVED"
+    assert bob.pk  # noqa (assignee existed)
+    detail = acme.get(f"/api/v1/alerts/{alert.pk}").json()
+    assert [e["kind"] for e in detail["timeline"]] == ["acknowledged", "assigned", "note", "suppressed",
+                                                        "unsuppressed", "resolved"]
+    assert detail["payload"]["url"].endswith(f"/alerts/{alert.pk}") and detail["payload"]["tenant"] == "acme"
+    timeline = acme.get(f"/api/v1/alerts/{alert.pk}/timeline").json()
+    assert [e["kind"] for e in timeline] == [e["kind"] for e in detail["timeline"]]
+
+
+def test_ack_all_uses_the_same_filters(acme, make_alert):
+    crit = [make_alert(severity="critical") for _ in range(3)]
+    warn = make_alert(severity="warning")
+    resp = acme.post("/api/v1/alerts/ack-all", {"severity": "critical", "note": "incident"}, format="json")
+    assert resp.status_code == 200
+    assert sorted(resp.json()["ids"]) == sorted(a.pk for a in crit) and resp.json()["acknowledged"] == 3
+    assert Alert.objects.get(pk=warn.pk).state == AlertState.OPEN
+    assert AuditEvent.objects.filter(action="alert.acknowledged").count() == 3
+    resp = acme.post("/api/v1/alerts/ack-all", {"state": "BOGUS"}, format="json")
+    assert resp.status_code == 400 and "state" in resp.json()["error"]["details"]
+
+
+def test_statistics_on_a_known_data_set(acme, make_alert, frozen, other_tenant):
+    now = frozen()
+    t = lambda minutes: now - timedelta(minutes=minutes)  # noqa: E731
+    # 4 alerts in the window: two acked (after 60 s and 180 s), one of them resolved after 600 s
+    make_alert(created_at=t(30), state=AlertState.RESOLVED, acknowledged_at=t(29), resolved_at=t(20))
+    make_alert(created_at=t(20), state=AlertState.ACKNOWLEDGED, acknowledged_at=t(17), severity="warning")
+    make_alert(created_at=t(10), rule_key="login-bruteforce", escalation_level=1, state=AlertState.ESCALATED)
+    make_alert(created_at=t(5), state=AlertState.SUPPRESSED, plugin=None)
+    make_alert(created_at=now - timedelta(hours=30))  # outside 24 h
+    frozen.advance(seconds=1)
+    body = acme.get("/api/v1/statistics?hours=24").json()
+    assert body["alerts"]["total"] == 4
+    assert body["alerts"]["by_state"] == {"OPEN": 0, "ACKNOWLEDGED": 1, "ESCALATED": 1, "SUPPRESSED": 1, "RESOLVED": 1}
+    assert body["alerts"]["by_severity"] == {"info": 0, "warning": 1, "critical": 3, "emergency": 0}
+    assert body["alerts"]["escalated"] == 1
+    assert body["ack_rate"] == round(2 / 3, 4)  # suppressed alerts notified nobody
+    assert body["mtta_seconds"] == 120.0 and body["mttr_seconds"] == 600.0
+    assert body["top_plugins"] == [{"tenant": "acme", "plugin": "checkout", "count": 3}]
+    assert body["top_rules"] == [{"rule": "plugin-error-burst", "count": 3}, {"rule": "login-bruteforce", "count": 1}]
+    assert body["delivery"] is None
+    assert acme.get("/api/v1/statistics?hours=48").json()["alerts"]["total"] == 5
+    resp = acme.get("/api/v1/statistics?hours=0")
+    assert resp.status_code == 400 and "hours" in resp.json()["error"]["details"]
+
+
+def test_silences_api(acme, platform, tenant, other_tenant, plugin, frozen):
+    resp = acme.post("/api/v1/silences", {"matchers": {"plugin": "checkout"}, "duration": "2h", "reason": "deploy"},
+                     format="json")
+    assert resp.status_code == 201, resp.content
+    body = resp.json()
+    assert (body["tenant"], body["status"], body["created_by"]) == ("acme", "active", "token:test")
+    assert body["ends_at"] == (frozen() + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    sid = body["id"]
+    assert AuditEvent.objects.filter(action="silence.created", target_id=str(sid)).exists()
+    resp = acme.post("/api/v1/silences", {"matchers": {"colour": "red"}, "duration": "2h", "reason": "x"}, format="json")
+    assert resp.status_code == 400 and "matchers" in resp.json()["error"]["details"]
+    resp = acme.post("/api/v1/silences", {"tenant": "globex", "duration": "2h", "reason": "x"}, format="json")
+    assert resp.status_code == 400 and "tenant" in resp.json()["error"]["details"]
+    resp = acme.post("/api/v1/silences", {"reason": "x"}, format="json")
+    assert resp.status_code == 400 and "ends_at" in resp.json()["error"]["details"]
+    theirs = platform.post("/api/v1/silences", {"tenant": "globex", "duration": "1h", "reason": "theirs"}, format="json")
+    assert theirs.status_code == 201
+    assert [s["id"] for s in acme.get("/api/v1/silences").json()["results"]] == [sid]
+    assert acme.get(f"/api/v1/silences/{theirs.json()['id']}").status_code == 404
+    assert acme.delete(f"/api/v1/silences/{theirs.json()['id']}").status_code == 404
+    preview = acme.post("/api/v1/silences/preview", {"matchers": {"plugin": "checkout"}}, format="json")
+    assert preview.status_code == 200 and preview.json() == []
+    resp = acme.delete(f"/api/v1/silences/{sid}")
+    assert resp.status_code == 200 and resp.json()["status"] == "expired"
+    assert acme.delete(f"/api/v1/silences/{sid}").status_code == 409
+    assert [s["id"] for s in acme.get("/api/v1/silences?status=expired").json()["results"]] == [sid]
+    assert Silence.objects.get(pk=sid).expired_at == frozen()
+
+
+def test_schema_documents_the_alert_endpoints(api):
+    resp = api().get("/api/schema/?format=json")
+    assert resp.status_code == 200
+    paths = resp.json()["paths"]
+    for path in ["/api/v1/alerts", "/api/v1/alerts/{alert_id}", "/api/v1/alerts/{alert_id}/ack",
+                 "/api/v1/alerts/ack-all", "/api/v1/statistics", "/api/v1/silences", "/api/v1/silences/{silence_id}"]:
+        assert path in paths, path
+    params = {p["name"] for p in paths["/api/v1/alerts"]["get"]["parameters"]}
+    assert {"state", "severity", "tenant", "plugin", "rule", "assignee", "since", "until", "q", "ordering"} <= params
