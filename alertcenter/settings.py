@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.audit",
     "apps.alerts",
+    "apps.ingest",
     "apps.delivery",
 ]
 
@@ -179,6 +180,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     "heartbeat": {"task": "core.heartbeat", "schedule": 10.0},
+    # Doorbell for ingest batches whose detect message was lost (the batch rows are the truth).
+    "detect-sweep": {"task": "detect.sweep", "schedule": 5.0},
     # Doorbell for due and stuck deliveries (retries live in PostgreSQL, not in Celery ETAs).
     "deliver-sweep": {"task": "deliver.sweep", "schedule": 2.0},
     "alerts-escalate": {"task": "alerts.escalate", "schedule": 30.0},

@@ -7,6 +7,7 @@ from apps.core.views import HealthView, WhoAmIView
 api_v1 = [
     path("health", HealthView.as_view(), name="health"),
     path("whoami", WhoAmIView.as_view(), name="whoami"),
+    path("", include("apps.ingest.urls")),
     path("", include("apps.alerts.urls")),
 ]
 

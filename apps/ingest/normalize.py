@@ -57,7 +57,8 @@ MAX_FIELD_NODES = 2000
 MAX_TRACE_ID_CHARS = 128
 DROPPED_FIELDS_KEY = "_dropped_fields"
 
-ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# 63 characters: the length of Tenant.slug and Plugin.slug, where these ids end up.
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _TRACE_RE = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_TRACE_ID_CHARS)
 _RFC3339_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
@@ -317,7 +318,7 @@ def _parse_id(name: str, value: Any) -> str:
         raise EventError(name, f"must be a string, got {_json_type(value)}")
     if not ID_RE.fullmatch(value):
         raise EventError(
-            name, f"invalid {value[:80]!r}: use 1-64 letters, digits, '_', '.', '-', "
+            name, f"invalid {value[:80]!r}: use 1-63 letters, digits, '_', '.', '-', "
             "starting with a letter or digit")
     return value
 

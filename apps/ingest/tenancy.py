@@ -1,0 +1,74 @@
+"""Per-process lookups of tenant and plugin ids by slug, for the intake and the detect worker.
+
+Every request and every batch needs them, and they almost never change, so they are cached in
+the process: the tenant map for ``TENANT_MAP_TTL`` seconds (a tenant created just now may be
+refused as unknown for that long), plugin ids for the life of the process (plugins are only
+ever added). ``clear_caches()`` drops both (tests; a stale id after a tenant was deleted and
+re-created shows up as an IntegrityError, and the caller clears and retries).
+"""
+from __future__ import annotations
+
+import threading
+import time
+
+from apps.tenants.models import Plugin, Tenant
+
+TENANT_MAP_TTL = 5.0
+# A slug missing from the map triggers a reload at most this often (unknown-tenant spam must
+# not turn into one query per request).
+_MISS_RELOAD_INTERVAL = 0.5
+
+_lock = threading.Lock()
+_tenants: dict[str, int] = {}
+_tenants_loaded_at = float("-inf")
+_plugins: dict[tuple[int, str], int] = {}
+
+
+def clear_caches() -> None:
+    global _tenants, _tenants_loaded_at
+    with _lock:
+        _tenants, _tenants_loaded_at = {}, float("-inf")
+        _plugins.clear()
+
+
+def _load_tenants() -> dict[str, int]:
+    global _tenants, _tenants_loaded_at
+    mapping = dict(Tenant.objects.filter(active=True).values_list("slug", "id"))
+    with _lock:
+        _tenants, _tenants_loaded_at = mapping, time.monotonic()
+    return mapping
+
+
+def tenant_map() -> dict[str, int]:
+    """slug -> id of the active tenants (cached; one query every few seconds at most)."""
+    if time.monotonic() - _tenants_loaded_at > TENANT_MAP_TTL:
+        return _load_tenants()
+    return _tenants
+
+
+def tenant_id(slug: str) -> int | None:
+    """The id of active tenant ``slug``, or None; reloads the map once on a miss."""
+    mapping = tenant_map()
+    found = mapping.get(slug)
+    if found is None and time.monotonic() - _tenants_loaded_at > _MISS_RELOAD_INTERVAL:
+        found = _load_tenants().get(slug)
+    return found
+
+
+def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """(tenant id, plugin slug) -> Plugin id, registering plugins seen for the first time.
+
+    Runs in the caller's transaction. Concurrent workers may register the same plugin at once:
+    ``ignore_conflicts`` lets the unique constraint pick one row, and both read its id back.
+    """
+    missing = [p for p in pairs if p not in _plugins]
+    if missing:
+        Plugin.objects.bulk_create(
+            [Plugin(tenant_id=t, slug=s, name=s) for t, s in missing], ignore_conflicts=True)
+        tenants = {t for t, _ in missing}
+        slugs = {s for _, s in missing}
+        found = {(t, s): pk for pk, t, s in Plugin.objects.filter(tenant_id__in=tenants, slug__in=slugs)
+                 .values_list("id", "tenant_id", "slug")}
+        with _lock:
+            _plugins.update(found)
+    return {p: _plugins[p] for p in pairs if p in _plugins}
