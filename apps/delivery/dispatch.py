@@ -1,0 +1,174 @@
+"""Claim, send, record: the attempt path run by the deliver tasks, and the sweeper.
+
+Contract: a delivery is claimed by a conditional UPDATE (state SENDING + a claim token) before any
+network call, so two workers never send it at once; the network call happens outside any
+transaction; the outcome is recorded in one transaction (attempt row, delivery row, endpoint streak,
+fallback rows, state report). A worker that dies mid-send leaves the row SENDING with an old
+``claimed_at``: after the lease the sweeper claims it again and it is sent with the same webhook-id
+(at-least-once; receivers dedupe on webhook-id). Retries are rows with a future ``next_attempt_at``
+found by the sweeper, never Celery countdowns.
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+
+from apps.core import clock
+
+from . import messages
+from .crypto import CryptoError
+from .models import DUE_STATES, Channel, Delivery, DeliveryState
+from .secrets import active_secrets
+from .signing import sign
+from .transports import AttemptResult, OutboundMessage, TransportError, get_transport
+
+logger = logging.getLogger("apps.delivery")
+
+SEND_THREADS = 16  # a batch's network calls overlap; the database work stays on the task's thread
+FIRST_ATTEMPT_GRACE = timedelta(seconds=5)  # the doorbell sends first attempts; the sweeper is the backstop
+
+
+def lease() -> timedelta:
+    """How long a claim holds before the sweeper may take the row back (worker presumed dead)."""
+    return timedelta(seconds=getattr(settings, "DELIVERY_CLAIM_LEASE_SECONDS", 60))
+
+
+def due_q(now: datetime) -> Q:
+    """Rows a worker may claim now: due ones, and SENDING ones whose lease expired."""
+    return (Q(state__in=DUE_STATES, next_attempt_at__lte=now)
+            | Q(state=DeliveryState.SENDING, claimed_at__lt=now - lease()))
+
+
+def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
+    """Claim ``ids`` (or renew the sweeper's claim ``claim_token`` on them); return the rows held.
+
+    Rows someone else holds, already finished or not yet due are silently left out.
+    """
+    ids = list(ids)
+    now = clock.now()
+    rows = Delivery.objects.filter(pk__in=ids)
+    if claim_token:
+        held = rows.filter(state=DeliveryState.SENDING, claim_token=claim_token).update(claimed_at=now)
+    else:
+        claim_token = uuid.uuid4().hex
+        held = rows.filter(due_q(now)).update(state=DeliveryState.SENDING, claim_token=claim_token, claimed_at=now)
+    if not held:
+        return []
+    return list(Delivery.objects.filter(pk__in=ids, claim_token=claim_token, state=DeliveryState.SENDING)
+                .select_related("endpoint", "tenant"))
+
+
+def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:
+    """Claim due and stuck rows in one batch UPDATE and enqueue them in chunks (``deliver.batch``).
+
+    Returns counts. A broker failure leaves the rows SENDING; the next sweep after the lease takes
+    them back, so nothing is lost.
+    """
+    from .tasks import deliver_batch
+
+    now = clock.now()
+    due = list(
+        Delivery.objects.filter(Q(attempts=0, next_attempt_at__lte=now - FIRST_ATTEMPT_GRACE)
+                                | Q(attempts__gt=0, next_attempt_at__lte=now), state__in=DUE_STATES)
+        .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
+    stuck = list(Delivery.objects.filter(state=DeliveryState.SENDING, claimed_at__lt=now - lease())
+                 .values_list("pk", flat=True)[:limit])
+    if not due and not stuck:
+        return {"claimed": 0, "stuck": 0}
+    token = uuid.uuid4().hex
+    Delivery.objects.filter(pk__in=due + stuck).filter(due_q(now)).update(
+        state=DeliveryState.SENDING, claim_token=token, claimed_at=now)
+    ids = list(Delivery.objects.filter(claim_token=token, state=DeliveryState.SENDING).values_list("pk", flat=True))
+    for i in range(0, len(ids), chunk):
+        deliver_batch.delay(ids[i:i + chunk], claim_token=token)
+    if stuck:
+        logger.warning("reclaimed deliveries whose sender vanished", extra={"count": len(stuck)})
+    return {"claimed": len(ids), "stuck": len(stuck)}
+
+
+@dataclass
+class Outcome:
+    delivery: Delivery
+    started_at: datetime
+    result: AttemptResult | None = None
+    error: TransportError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.result is not None
+
+    @property
+    def latency_ms(self) -> int:
+        value = self.result.latency_ms if self.result else self.error.latency_ms
+        return max(0, value or 0)
+
+    @property
+    def status_code(self) -> int | None:
+        return self.result.status_code if self.result else self.error.status_code
+
+
+def build_message(delivery: Delivery, now: datetime) -> OutboundMessage:
+    """The outbound message for one attempt; webhook signatures are made fresh (timestamp per attempt).
+
+    Raises ``TransportError`` (permanent) when the endpoint is gone or disabled, and a transient one
+    when its secret cannot be decrypted (a key configuration problem the operator can fix).
+    """
+    if delivery.channel != Channel.WEBHOOK:
+        fields = messages.decode(delivery.body)
+        headers = {"X-PowerX-Alert-ID": str(delivery.alert_id)} if delivery.alert_id else {}
+        return OutboundMessage(msg_id=delivery.msg_id, recipients=tuple(delivery.recipients),
+                               subject=fields.get("subject", ""), text=fields.get("text", ""),
+                               html=fields.get("html", ""), headers=headers)
+    endpoint = delivery.endpoint
+    if endpoint is None:
+        raise TransportError("the webhook endpoint was deleted", permanent=True, latency_ms=0)
+    if not endpoint.enabled:
+        raise TransportError(f"the webhook endpoint is disabled ({endpoint.disabled_reason or 'by the tenant'})",
+                             permanent=True, latency_ms=0)
+    try:
+        secrets = active_secrets(endpoint, now)
+    except CryptoError as exc:
+        raise TransportError(str(exc), latency_ms=0) from exc
+    body = bytes(delivery.body)
+    headers = sign(body=body, msg_id=delivery.msg_id, timestamp=int(time.time()), secrets=secrets)
+    headers["X-PowerX-Alert-ID"] = str(delivery.alert_id or "")
+    return OutboundMessage(msg_id=delivery.msg_id, url=endpoint.url, body=body, headers=headers)
+
+
+def send(delivery: Delivery) -> Outcome:
+    """One attempt over the delivery's channel; never raises (the error is in the outcome)."""
+    started = clock.now()
+    try:
+        message = build_message(delivery, started)
+        return Outcome(delivery, started, result=get_transport(delivery.channel).send(message))
+    except TransportError as exc:
+        return Outcome(delivery, started, error=exc)
+    except Exception as exc:  # noqa: BLE001 - a bug must cost one attempt, not the whole batch
+        logger.exception("unexpected error sending a delivery", extra={"delivery_id": delivery.pk})
+        return Outcome(delivery, started, error=TransportError(f"internal error: {exc}"[:300], latency_ms=0))
+
+
+def process(ids: Iterable[int], claim_token: str | None = None) -> int:
+    """Claim, send (concurrently when several), record. Returns how many attempts were made."""
+    from .recording import record_outcome
+
+    rows = claim(ids, claim_token)
+    if not rows:
+        return 0
+    if len(rows) == 1:
+        outcomes = [send(rows[0])]
+    else:
+        with ThreadPoolExecutor(max_workers=min(SEND_THREADS, len(rows))) as pool:
+            outcomes = list(pool.map(send, rows))
+    for outcome in outcomes:
+        record_outcome(outcome)
+    return len(outcomes)

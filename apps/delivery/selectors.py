@@ -1,0 +1,65 @@
+"""Read side of the delivery app: what the API, console and statistics show. No writes here."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db.models import Count, Prefetch, Q, QuerySet
+
+from .models import NOTIFY_EVENTS, Channel, Delivery, DeliveryAttempt, DeliveryState, WebhookEndpoint
+
+
+def endpoints(*, tenant_id: int | None) -> QuerySet[WebhookEndpoint]:
+    """Endpoints of one tenant, or of all tenants for ``None`` (platform)."""
+    qs = WebhookEndpoint.objects.select_related("tenant")
+    return qs if tenant_id is None else qs.filter(tenant_id=tenant_id)
+
+
+def deliveries_for_endpoint(endpoint_id: int) -> QuerySet[Delivery]:
+    """An endpoint's deliveries, newest first, each with its attempts (``attempt_log``) prefetched."""
+    return (Delivery.objects.filter(endpoint_id=endpoint_id).defer("body")
+            .prefetch_related(Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number"))))
+
+
+def deliveries_for_alert(alert_id: int) -> list[Delivery]:
+    """Every delivery of an alert (webhooks, fallback email/SMS, manual sends) oldest first, with
+    ``endpoint`` joined and attempts prefetched (``attempt_log``, by number): the alert detail page
+    and the alert API's ``deliveries`` use this. Two queries."""
+    return list(Delivery.objects.filter(alert_id=alert_id).defer("body").select_related("endpoint")
+                .prefetch_related(Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number")))
+                .order_by("created_at", "id"))
+
+
+def delivery_statistics(*, tenant_ids: list[int] | None, since: datetime) -> dict:
+    """Webhook delivery figures for alert notifications created since ``since``.
+
+    ``tenant_ids`` None means every tenant. Figures (rates are None when nothing finished):
+    total, delivered, failed, pending (incl. sending), downgrades (deliveries that went to fallback),
+    retries (attempts beyond the first), initial_success_rate (delivered on the first attempt /
+    finished), cumulative_success_rate (delivered eventually / total), fallback_sent/fallback_failed
+    (email+SMS rows). Two aggregate queries.
+    """
+    qs = Delivery.objects.filter(created_at__gte=since)
+    if tenant_ids is not None:
+        qs = qs.filter(tenant_id__in=tenant_ids)
+    hooks = qs.filter(channel=Channel.WEBHOOK, event_type__in=NOTIFY_EVENTS)
+    s = hooks.aggregate(
+        total=Count("id"),
+        delivered=Count("id", filter=Q(state=DeliveryState.DELIVERED)),
+        first_try=Count("id", filter=Q(state=DeliveryState.DELIVERED, attempts=1)),
+        failed=Count("id", filter=Q(state=DeliveryState.FAILED)),
+        downgrades=Count("id", filter=Q(downgraded_at__isnull=False)),
+        pending=Count("id", filter=Q(state__in=[DeliveryState.PENDING, DeliveryState.SENDING,
+                                               DeliveryState.DOWNGRADED])),
+    )
+    retries = DeliveryAttempt.objects.filter(delivery__in=hooks, number__gt=1).count()
+    fb = qs.filter(channel__in=[Channel.EMAIL, Channel.SMS]).aggregate(
+        sent=Count("id", filter=Q(state=DeliveryState.DELIVERED)),
+        failed=Count("id", filter=Q(state=DeliveryState.FAILED)))
+    finished = s["delivered"] + s["failed"]
+    return {
+        "total": s["total"], "delivered": s["delivered"], "failed": s["failed"], "pending": s["pending"],
+        "downgrades": s["downgrades"], "retries": retries,
+        "initial_success_rate": round(s["first_try"] / finished, 4) if finished else None,
+        "cumulative_success_rate": round(s["delivered"] / s["total"], 4) if s["total"] else None,
+        "fallback_sent": fb["sent"], "fallback_failed": fb["failed"],
+    }

@@ -1,0 +1,13 @@
+"""``delivery_state_changed``: how delivery reports an alert's delivery state without importing
+alerts internals (DESIGN 1: data flows alerts -> delivery; delivery answers through a signal).
+
+Sent inside the transaction that changed the delivery rows, with:
+``alert_id`` (int), ``state`` ("PENDING" | "DELIVERED" | "FAILED" | "DOWNGRADED"), ``detail`` (dict:
+delivery_id, endpoint_id, channel, attempt, status_code, error, event_type) and, when the sender holds
+it, ``alert`` (the in-memory Alert instance, so the receiver can keep it in step). Only deliveries of
+alert.triggered / alert.escalated events are reported: reporting alert.updated deliveries would make
+each state change cause an update that causes a state change, forever.
+"""
+from django.dispatch import Signal
+
+delivery_state_changed = Signal()

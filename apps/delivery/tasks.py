@@ -1,0 +1,24 @@
+"""Deliver tasks: thin, stable names, ids in, quiet when rows are gone (claims decide who works)."""
+from __future__ import annotations
+
+from celery import shared_task
+
+from . import dispatch
+
+
+@shared_task(name="deliver.attempt", ignore_result=True, acks_late=True)
+def deliver_attempt(delivery_id: int) -> None:
+    """First attempt of one delivery (the outbox's doorbell). No-op if it is gone, done or held."""
+    dispatch.process([delivery_id])
+
+
+@shared_task(name="deliver.batch", ignore_result=True, acks_late=True)
+def deliver_batch(delivery_ids: list[int], claim_token: str | None = None) -> None:
+    """Attempt several deliveries; ``claim_token`` when the sweeper already claimed them."""
+    dispatch.process(delivery_ids, claim_token)
+
+
+@shared_task(name="deliver.sweep", ignore_result=True)
+def deliver_sweep() -> None:
+    """Beat, every few seconds: claim due and stuck deliveries and enqueue them."""
+    dispatch.sweep()

@@ -1,0 +1,101 @@
+"""Detect one stored batch, exactly once (DESIGN 3.3).
+
+One transaction: claim the PENDING batch with ``FOR UPDATE SKIP LOCKED``, run the rules engine
+(which updates the window rows and fires alerts in this same transaction), store the kept
+events, mark the batch DONE. Whatever happens, either all of it commits or none of it does, so
+the window counts of a batch are applied exactly once even if its doorbell rings twice or the
+worker is killed half-way (the batch stays PENDING and the sweeper re-enqueues it).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+
+from apps.core import clock
+
+from .codec import decode_events
+from .models import BatchStatus, IngestBatch
+from .storage import store_events
+
+logger = logging.getLogger(__name__)
+
+# After this many failed runs a batch is marked FAILED instead of being swept forever.
+MAX_ATTEMPTS = 5
+SWEEP_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    batch_id: int
+    events: int
+    stored: int
+    matched: int
+    alerts_fired: int
+
+
+def process_batch(*, batch_id: int) -> BatchOutcome | None:
+    """Detect and store batch ``batch_id``; None when it is done, failed, gone or being worked.
+
+    Failure policy: any exception rolls everything back, is counted on the batch
+    (``attempts``, ``error``; FAILED after MAX_ATTEMPTS) and re-raised; the sweeper retries.
+    """
+    from apps.rules.engine import detect  # ingest -> rules (DESIGN 1); imported late: heavy
+
+    try:
+        with transaction.atomic():
+            batch = (IngestBatch.objects.select_for_update(skip_locked=True)
+                     .filter(pk=batch_id, status=BatchStatus.PENDING)
+                     .only("id", "received_at", "payload").first())
+            if batch is None:
+                return None
+            events = decode_events(batch.payload)
+            result = detect(events, received_at=batch.received_at)
+            stored = store_events(batch_id=batch.pk, received_at=batch.received_at, events=events,
+                                  matched=result.matched)
+            # The payload has served its purpose: kept events are EventRecords now.
+            IngestBatch.objects.filter(pk=batch.pk).update(
+                status=BatchStatus.DONE, processed_at=clock.now(), payload=b"", error="")
+    except Exception as exc:
+        _record_failure(batch_id, exc)
+        raise
+    outcome = BatchOutcome(batch_id=batch_id, events=len(events), stored=stored,
+                           matched=len(result.matched), alerts_fired=result.alerts_fired)
+    logger.info("detect: batch done", extra={
+        "batch_id": batch_id, "events": outcome.events, "stored": stored,
+        "matched": outcome.matched, "alerts_fired": outcome.alerts_fired})
+    return outcome
+
+
+def _record_failure(batch_id: int, exc: Exception) -> None:
+    try:
+        IngestBatch.objects.filter(pk=batch_id, status=BatchStatus.PENDING).update(
+            attempts=F("attempts") + 1, error=f"{type(exc).__name__}: {exc}"[:2000])
+        failed = IngestBatch.objects.filter(pk=batch_id, status=BatchStatus.PENDING,
+                                            attempts__gte=MAX_ATTEMPTS).update(status=BatchStatus.FAILED)
+    except Exception:  # the database itself may be what failed
+        logger.warning("detect: could not record the failure", extra={"batch_id": batch_id}, exc_info=True)
+        return
+    logger.error("detect: batch failed", extra={"batch_id": batch_id, "error": str(exc)[:500],
+                                                 "given_up": bool(failed)})
+
+
+def pending_batches_due(*, limit: int = SWEEP_LIMIT) -> list[int]:
+    """Ids of PENDING batches whose doorbell looks lost, marking them swept now.
+
+    A batch is due when neither its arrival nor the last sweep is newer than
+    INGEST_SWEEP_AFTER_SECONDS; the oldest go first, at most ``limit`` per call.
+    """
+    now = clock.now()
+    cutoff = now - timedelta(seconds=settings.INGEST_SWEEP_AFTER_SECONDS)
+    with transaction.atomic():
+        ids = list(IngestBatch.objects.filter(status=BatchStatus.PENDING, received_at__lt=cutoff)
+                   .filter(Q(swept_at__isnull=True) | Q(swept_at__lt=cutoff))
+                   .order_by("received_at").values_list("id", flat=True)[:limit])
+        if ids:
+            IngestBatch.objects.filter(pk__in=ids).update(swept_at=now)
+    return ids

@@ -1,0 +1,28 @@
+"""Celery tasks of the ingest pipeline (queue ``detect`` by their ``detect.`` names)."""
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+from .processing import pending_batches_due, process_batch
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="detect.batch", acks_late=True, ignore_result=True)
+def detect_batch(batch_id: int) -> None:
+    """Detect one stored batch. No Celery retries: a failed batch stays PENDING and the
+    sweeper re-enqueues it, so retries survive a flushed broker too."""
+    process_batch(batch_id=batch_id)
+
+
+@shared_task(name="detect.sweep", ignore_result=True)
+def sweep_batches() -> int:
+    """Re-enqueue PENDING batches whose doorbell was lost (beat, every few seconds)."""
+    ids = pending_batches_due()
+    for batch_id in ids:
+        detect_batch.delay(batch_id)
+    if ids:
+        logger.warning("detect: re-enqueued stale batches", extra={"count": len(ids), "oldest_batch_id": ids[0]})
+    return len(ids)
