@@ -8,6 +8,7 @@ api_v1 = [
     path("health", HealthView.as_view(), name="health"),
     path("whoami", WhoAmIView.as_view(), name="whoami"),
     path("", include("apps.ingest.urls")),
+    path("", include("apps.delivery.api.urls")),
     path("", include("apps.alerts.urls")),
 ]
 
