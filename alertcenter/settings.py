@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.audit",
     "apps.alerts",
+    "apps.rules",
     "apps.ingest",
     "apps.delivery",
 ]

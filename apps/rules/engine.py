@@ -1,0 +1,315 @@
+"""The detection engine: one call per ingest batch, inside the caller's transaction.
+
+``detect(events, received_at=...)`` matches every event against its tenant's compiled rules,
+aggregates the matches per (rule, tenant, group key) in memory, then updates each touched
+group's ``WindowState`` once under a row lock and fires (or feeds) alerts through
+``apps.alerts.services.fire_alert``. Because the caller marks the batch processed in the same
+transaction, every event is counted exactly once even when workers crash or race.
+
+Cost per batch: one query for the ruleset version (compiled sets are cached per process and per
+version, and shared by tenants whose overrides are identical), one tenant query, one
+``INSERT .. ON CONFLICT DO NOTHING`` plus one ``SELECT .. FOR UPDATE`` over all touched groups,
+one bulk UPDATE, and a ``fire_alert`` call only for groups that fire or feed an active alert.
+
+Time ("now"): the window is evaluated at the batch's ``received_at``, the moment ingest
+accepted it, not at the worker's clock, so a worker backlog (or a replayed batch) neither drops
+events nor shifts cooldowns. An event whose bucket is at or before ``received_at - window`` is
+*late*: it stays in ``matched`` (the caller stores it as evidence) but it is not counted and it
+does not feed an alert; ``DetectResult.late_dropped`` reports how many. Events slightly in the
+future (ingest bounds the skew) count in the current window.
+
+Deadlock policy: groups are inserted and locked in one order, sorted by (rule_key, tenant id,
+group_hash), by single statements, so two workers touching the same groups queue instead of
+deadlocking. Failure policy: any database error propagates; the caller's transaction rolls back
+and the batch is retried whole, so nothing is half-counted.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Sequence
+
+import orjson
+from django.db import transaction
+
+from apps.alerts.models import ACTIVE_STATES, Alert
+from apps.alerts.services import fire_alert
+from apps.core import clock
+from apps.ingest.normalize import Event
+from apps.rules import windows
+from apps.rules.durations import format_duration
+from apps.rules.effective import override_signature, tenant_specs
+from apps.rules.matcher import CompiledRuleSet, group_key
+from apps.rules.models import WindowState
+from apps.rules.selectors import Snapshot, load_snapshot, ruleset_version
+from apps.rules.spec import RuleSpec
+from apps.tenants.models import Plugin, Tenant
+
+logger = logging.getLogger(__name__)
+
+MAX_TRACE_IDS = 20
+MAX_SAMPLES = 10
+_PLUGIN_SLUG_MAX = 63
+
+
+@dataclass
+class DetectResult:
+    """What one ``detect`` call did. ``matched`` and ``alerts_fired`` are the ingest contract."""
+
+    matched: dict[int, list[str]] = field(default_factory=dict)  # event index -> rule keys
+    alerts_fired: int = 0  # alerts created or reopened
+    alerts_absorbed: int = 0  # calls that fed an already active alert
+    alert_ids: list[int] = field(default_factory=list)
+    groups: int = 0  # (rule, tenant, group key) windows updated
+    late_dropped: int = 0  # matched events too old for their rule's window
+    unknown_tenant_events: int = 0  # matches of tenants with no (active) Tenant row: not counted
+    ruleset_version: int = 0
+
+
+# --------------------------------------------------------------------------- compiled rule sets
+
+
+class _Compiled:
+    """Compiled rule sets of one ruleset version, per tenant, shared by equal override signatures."""
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self._by_signature: dict[tuple, CompiledRuleSet] = {}
+        self._by_tenant: dict[str, CompiledRuleSet] = {}
+
+    def for_tenant(self, slug: str) -> CompiledRuleSet:
+        rs = self._by_tenant.get(slug)
+        if rs is None:
+            rows = self.snapshot.rows.get(slug, {})
+            sig = override_signature(self.snapshot.specs, slug, rows)
+            rs = self._by_signature.get(sig)
+            if rs is None:
+                rs = CompiledRuleSet.build(tenant_specs(self.snapshot.specs, slug, rows))
+                self._by_signature[sig] = rs
+            self._by_tenant[slug] = rs  # a benign race: two threads may both build; one wins
+        return rs
+
+
+_current: _Compiled | None = None
+_lock = threading.Lock()
+
+
+def compiled_rules(version: int) -> _Compiled:
+    """The process-wide compiled rules for ``version`` (reloaded once when the version moves)."""
+    global _current
+    cur = _current
+    if cur is None or cur.snapshot.version != version:
+        with _lock:
+            cur = _current
+            if cur is None or cur.snapshot.version != version:
+                cur = _Compiled(load_snapshot(version))
+                _current = cur
+    return cur
+
+
+def reset_cache() -> None:
+    """Forget compiled rules (tests; the version check makes this unnecessary in production)."""
+    global _current
+    _current = None
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+class _Group:
+    """Matches of one (rule, tenant, group key) in this batch."""
+
+    __slots__ = ("spec", "tenant_slug", "values", "count", "first", "last", "ts_counts",
+                 "trace_ids", "samples", "plugins", "tenant", "hash")
+
+    def __init__(self, spec: RuleSpec, tenant_slug: str, values: tuple[str, ...]) -> None:
+        self.spec, self.tenant_slug, self.values = spec, tenant_slug, values
+        self.count = 0
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.ts_counts: dict[int, int] = {}
+        self.trace_ids: list[str] = []
+        self.samples: list[str] = []
+        self.plugins: set[str] = set()
+        self.tenant: Tenant | None = None
+        self.hash = ""
+
+    def add(self, ev: Event) -> None:
+        self.count += 1
+        ts = ev.ts
+        if self.first is None or ts < self.first:
+            self.first = ts
+        if self.last is None or ts > self.last:
+            self.last = ts
+        second = int(ts.timestamp())
+        self.ts_counts[second] = self.ts_counts.get(second, 0) + 1
+        if ev.trace_id and len(self.trace_ids) < MAX_TRACE_IDS and ev.trace_id not in self.trace_ids:
+            self.trace_ids.append(ev.trace_id)
+        if len(self.samples) < MAX_SAMPLES:
+            self.samples.append(f"{ev.level} {ev.message}")  # already masked by ingest
+        if len(self.plugins) < 2:
+            self.plugins.add(ev.plugin_id)
+
+    @property
+    def key_dict(self) -> dict[str, str]:
+        return dict(zip(self.spec.group_by, self.values))
+
+
+def group_hash(rule_key: str, tenant_slug: str, values: Sequence[str]) -> str:
+    """Digest identifying a window row (rule, tenant and group values)."""
+    return hashlib.sha256(orjson.dumps([rule_key, tenant_slug, list(values)])).hexdigest()
+
+
+def aggregate(events: Sequence[Event], compiled: _Compiled) -> tuple[dict[int, list[str]], dict[tuple, _Group]]:
+    """Match every event; return (event index -> rule keys, group id -> aggregated matches)."""
+    matched: dict[int, list[str]] = {}
+    groups: dict[tuple, _Group] = {}
+    slug: str | None = None
+    rs: CompiledRuleSet | None = None
+    for i, ev in enumerate(events):
+        if ev.tenant_id != slug:
+            slug = ev.tenant_id
+            rs = compiled.for_tenant(slug)
+        hits = rs.match(ev)
+        if not hits:
+            continue
+        specs = rs.specs
+        keys = []
+        for r in hits:
+            spec = specs[r]
+            keys.append(spec.id)
+            gid = (spec.id, slug, group_key(spec.group_by, ev))
+            g = groups.get(gid)
+            if g is None:
+                g = groups[gid] = _Group(spec, slug, gid[2])
+            g.add(ev)
+        matched[i] = keys
+    return matched, groups
+
+
+# --------------------------------------------------------------------------- detect
+
+
+def detect(events: list[Event], *, received_at: datetime) -> DetectResult:
+    """Match ``events``, update their windows and fire alerts; see the module docstring.
+
+    ``received_at`` (aware) is when ingest accepted the batch; it is the window's "now".
+    Must be called inside the caller's transaction (a savepoint is opened for the writes).
+    """
+    result = DetectResult()
+    if not events:
+        return result
+    version = ruleset_version()
+    result.ruleset_version = version
+    compiled = compiled_rules(version)
+    result.matched, groups = aggregate(events, compiled)
+    if groups:
+        with transaction.atomic():
+            _apply(list(groups.values()), compiled.snapshot, received_at, result)
+    return result
+
+
+def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, result: DetectResult) -> None:
+    tenants = {t.slug: t for t in Tenant.objects.filter(slug__in={g.tenant_slug for g in groups})}
+    work: list[_Group] = []
+    for g in groups:
+        tenant = tenants.get(g.tenant_slug)
+        if tenant is None or not tenant.active:
+            result.unknown_tenant_events += g.count
+            continue
+        g.tenant, g.hash = tenant, group_hash(g.spec.id, g.tenant_slug, g.values)
+        work.append(g)
+    if not work:
+        return
+    work.sort(key=lambda g: (g.spec.id, g.tenant.pk, g.hash))
+    now = clock.now()
+    WindowState.objects.bulk_create(
+        [WindowState(rule_key=g.spec.id, tenant=g.tenant, group_hash=g.hash, group_key=g.key_dict, state={},
+                     updated_at=now) for g in work],
+        ignore_conflicts=True)
+    rows = {(ws.rule_key, ws.tenant_id, ws.group_hash): ws
+            for ws in WindowState.objects.select_for_update()
+            .filter(group_hash__in=[g.hash for g in work]).order_by("rule_key", "tenant_id", "group_hash")}
+    alert_ids = [ws.alert_id for ws in rows.values() if ws.alert_id]
+    active = set(Alert.objects.filter(pk__in=alert_ids, state__in=ACTIVE_STATES).values_list("pk", flat=True)
+                 ) if alert_ids else set()
+
+    now_s = received_at.timestamp()
+    plugins: dict[tuple[int, str], Plugin] = {}
+    touched = []
+    for g in work:
+        ws = rows[(g.spec.id, g.tenant.pk, g.hash)]
+        window_s = g.spec.threshold.window_s
+        state, dropped = windows.add(ws.state or None, g.ts_counts.items(), window_s=window_s, now=now_s)
+        ws.state, ws.updated_at = state, now
+        touched.append(ws)
+        result.groups += 1
+        result.late_dropped += dropped
+        counted = g.count - dropped
+        if counted <= 0:
+            continue
+        in_window = windows.count_in_window(state, now_s, window_s)
+        last_fired = ws.last_fired_at.timestamp() if ws.last_fired_at else None
+        if ws.alert_id in active:
+            outcome = _fire(g, snapshot, state, counted, received_at, plugins)
+        elif windows.should_fire(in_window, g.spec.threshold.count, last_fired, g.spec.cooldown_s, now_s):
+            outcome = _fire(g, snapshot, state, in_window, received_at, plugins)
+            ws.last_fired_at = received_at
+        else:
+            continue
+        ws.alert_id = outcome.alert.pk
+        result.alert_ids.append(outcome.alert.pk)
+        if outcome.created or outcome.reopened:
+            result.alerts_fired += 1
+            logger.info("alert fired", extra={"alert_id": outcome.alert.pk, "tenant_id": g.tenant_slug,
+                                              "rule": g.spec.id, "count": in_window})
+        else:
+            result.alerts_absorbed += 1
+    WindowState.objects.bulk_update(touched, ["state", "last_fired_at", "alert", "updated_at"])
+
+
+def _plugin(g: _Group, cache: dict[tuple[int, str], Plugin]) -> Plugin | None:
+    """The alert's plugin: the group's plugin_id, or the one plugin all its events came from."""
+    if "plugin_id" in g.spec.group_by:
+        slug = g.values[g.spec.group_by.index("plugin_id")]
+    elif len(g.plugins) == 1:
+        slug = next(iter(g.plugins))
+    else:
+        return None
+    if not slug or len(slug) > _PLUGIN_SLUG_MAX:
+        return None
+    key = (g.tenant.pk, slug)
+    if key not in cache:
+        cache[key] = Plugin.objects.get_or_create(tenant=g.tenant, slug=slug, defaults={"name": slug})[0]
+    return cache[key]
+
+
+def _fire(g: _Group, snapshot: Snapshot, state: dict, occurrences: int, received_at: datetime,
+          plugins: dict[tuple[int, str], Plugin]):
+    spec = g.spec
+    window_s = spec.threshold.window_s
+    # The alert starts at the oldest event still in the window, which may be from an earlier batch.
+    cutoff = received_at.timestamp() - window_s
+    starts = [int(b) for b in state.get("buckets", {}) if int(b) > cutoff]
+    first_seen = g.first
+    if starts:
+        first_seen = min(first_seen, datetime.fromtimestamp(min(starts), tz=timezone.utc))
+    plugin = _plugin(g, plugins)
+    where = plugin.slug if plugin else g.tenant_slug
+    extra = ", ".join(f"{k}={v}" for k, v in zip(spec.group_by, g.values)
+                      if k not in ("tenant_id", "plugin_id") and v)
+    levels = "/".join(spec.match.levels) if spec.match.levels else "matching"
+    summary = f"{occurrences} {levels} events in {format_duration(window_s)} from {where}"
+    if extra:
+        summary += f" ({extra})"
+    return fire_alert(
+        tenant=g.tenant, plugin=plugin, rule_key=spec.id, rule_version=snapshot.rule_versions.get(spec.id, 0),
+        category=spec.category, severity=spec.severity,
+        title=f"{spec.name}: {'/'.join(v for v in g.values if v) or g.tenant_slug}"[:300],
+        summary=summary, recommended_action=spec.recommended_action, group_key=g.key_dict,
+        labels=dict(spec.labels), window_seconds=window_s, occurrences=occurrences, first_seen=first_seen,
+        last_seen=g.last, trace_ids=g.trace_ids, samples=g.samples, source_received_at=received_at,
+        auto_resolve_seconds=spec.auto_resolve_s)

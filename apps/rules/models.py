@@ -1,0 +1,123 @@
+"""Detection rules as rows: the rule itself, per-tenant overrides, history, and window state.
+
+The source of truth of a rule is ``LogRule.spec``: the canonical mapping written by
+``apps.rules.spec.rule_to_dict`` (the same shape as one entry of a YAML pack, so export is a
+dump of these dicts). The other columns are denormalized from it for the admin list and filters;
+only ``apps.rules.services`` writes them, always together with the spec.
+
+Overrides come in two layers: ``overrides`` inside the spec (written in the pack by governance)
+and ``RuleOverride`` rows (set by a tenant through the API or by staff in the admin). A row wins
+over the pack's override for the same tenant, field by field.
+"""
+from __future__ import annotations
+
+from django.db import models
+
+
+class LogRule(models.Model):
+    key = models.CharField(max_length=64, unique=True, help_text="The pack's rule id")
+    name = models.CharField(max_length=200)
+    category = models.CharField(max_length=64)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    severity = models.CharField(max_length=16)
+    threshold_count = models.PositiveIntegerField()
+    window_seconds = models.PositiveIntegerField()
+    cooldown_seconds = models.PositiveIntegerField(default=0)
+    spec = models.JSONField(help_text="Canonical rule mapping (pack format)")
+    version = models.PositiveIntegerField(default=1)
+    source = models.CharField(max_length=200, blank=True, help_text='"pack:<dir>/<file>", "admin" or "api"')
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+    updated_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class RuleOverride(models.Model):
+    """A tenant's own changes to a rule; ``None`` keeps the rule's (or the pack override's) value."""
+
+    rule = models.ForeignKey(LogRule, on_delete=models.CASCADE, related_name="tenant_overrides")
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="rule_overrides")
+    threshold_count = models.PositiveIntegerField(null=True, blank=True)
+    window_seconds = models.PositiveIntegerField(null=True, blank=True)
+    severity = models.CharField(max_length=16, blank=True, default="")
+    cooldown_seconds = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+    updated_by = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        ordering = ["rule__key", "tenant__slug"]
+        constraints = [models.UniqueConstraint(fields=["rule", "tenant"], name="rule_override_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id}@{self.tenant_id}"
+
+
+class RuleRevision(models.Model):
+    """One row per rule version: what the rule was, who changed it, and how."""
+
+    class Change(models.TextChoices):
+        CREATED = "created", "Created"
+        UPDATED = "updated", "Updated"
+        DISABLED = "disabled", "Disabled"
+
+    rule = models.ForeignKey(LogRule, on_delete=models.CASCADE, related_name="revisions")
+    version = models.PositiveIntegerField()
+    spec = models.JSONField()
+    change = models.CharField(max_length=16, choices=Change.choices)
+    source = models.CharField(max_length=200, blank=True)
+    changed_by = models.CharField(max_length=200, blank=True)
+    changed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["rule", "-version"]
+        constraints = [models.UniqueConstraint(fields=["rule", "version"], name="rule_revision_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_id} v{self.version} {self.change}"
+
+
+class WindowState(models.Model):
+    """The sliding window of one (rule, tenant, group key); locked per batch by the engine.
+
+    ``group_hash`` digests (rule_key, tenant slug, group values), so the engine looks rows up and
+    locks them by ``group_hash__in`` alone; ``state`` is an ``apps.rules.windows`` state dict.
+    """
+
+    rule_key = models.CharField(max_length=64)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    group_hash = models.CharField(max_length=64)
+    group_key = models.JSONField(default=dict)
+    state = models.JSONField(default=dict)
+    last_fired_at = models.DateTimeField(null=True, blank=True)
+    alert = models.ForeignKey("alerts.Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["rule_key", "tenant", "group_hash"], name="window_state_unique"),
+        ]
+        indexes = [models.Index(fields=["group_hash"], name="window_state_hash"),
+                   models.Index(fields=["updated_at"], name="window_state_updated")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_key} {self.group_key}"
+
+
+class RulesetVersion(models.Model):
+    """Single row (pk=1) bumped in the transaction of every rule or override change.
+
+    Workers compare it with the version their compiled rule sets were built from (one small
+    query per batch) and recompile only when it moved.
+    """
+
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"ruleset v{self.version}"

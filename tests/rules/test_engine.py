@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+
+from apps.alerts.models import Alert, AlertState
+from apps.alerts.services import alert_resolve
+from apps.rules import engine, services
+from apps.rules.engine import detect
+from apps.rules.models import WindowState
+from apps.tenants.models import Plugin, Tenant
+
+from .conftest import T0, burst, ev, rule_dict
+
+pytestmark = pytest.mark.django_db
+
+
+def make(**kw):
+    return services.rule_create(raw=rule_dict(**kw), actor="test")
+
+
+def test_threshold_crossing_fires_once_then_absorbs(tenant):
+    make(count=5)
+    r1 = detect(burst(3), received_at=T0 + timedelta(seconds=3))
+    assert r1.alerts_fired == 0 and Alert.objects.count() == 0
+    assert r1.matched == {0: ["errors"], 1: ["errors"], 2: ["errors"]}
+
+    r2 = detect(burst(3, start=T0 + timedelta(seconds=10)), received_at=T0 + timedelta(seconds=13))
+    assert r2.alerts_fired == 1
+    alert = Alert.objects.get()
+    assert alert.count == 6 and alert.rule_key == "errors" and alert.rule_version == 1
+    assert alert.title == "Errors: acme/checkout"
+    assert alert.summary == "6 ERROR/FATAL events in 5m from checkout"
+    assert alert.recommended_action == "Roll back."
+    assert alert.plugin == Plugin.objects.get(tenant=tenant, slug="checkout")
+    assert alert.first_seen == T0
+
+    # Below the threshold again, but the open alert absorbs every new occurrence.
+    r3 = detect(burst(1, start=T0 + timedelta(seconds=20)), received_at=T0 + timedelta(seconds=21))
+    assert (r3.alerts_fired, r3.alerts_absorbed) == (0, 1)
+    alert.refresh_from_db()
+    assert alert.count == 7 and Alert.objects.count() == 1
+
+
+def test_one_batch_crossing_many_times_fires_one_alert(tenant):
+    make(count=2)
+    events = [ev(f"boom {i}", ts=T0 + timedelta(seconds=i / 10), trace_id="t1") for i in range(50)]
+    r = detect(events, received_at=T0 + timedelta(seconds=6))
+    assert r.alerts_fired == 1
+    alert = Alert.objects.get()
+    assert alert.count == 50 and alert.trace_ids == ["t1"] and alert.samples[:2] == ["ERROR boom 0", "ERROR boom 1"]
+    assert len(alert.samples) == 10
+
+
+def test_cooldown_blocks_refiring_until_over(tenant, settings):
+    settings.ALERT_REOPEN_WINDOW_SECONDS = 0  # a re-fire creates a new alert, easy to count
+    make(count=2, window="1m", cooldown="10m")
+    detect(burst(2), received_at=T0 + timedelta(seconds=2))
+    first = Alert.objects.get()
+    alert_resolve(alert_id=first.pk, actor=None)
+
+    t = T0 + timedelta(minutes=5)
+    r = detect(burst(5, start=t), received_at=t + timedelta(seconds=5))
+    assert r.alerts_fired == 0 and Alert.objects.count() == 1  # inside the 10m cooldown
+
+    t = T0 + timedelta(minutes=10, seconds=2)
+    r = detect(burst(2, start=t), received_at=t + timedelta(seconds=1))
+    assert r.alerts_fired == 1 and Alert.objects.count() == 2
+    assert Alert.objects.exclude(pk=first.pk).get().state == AlertState.OPEN
+
+
+def test_resolved_alert_refires_as_reopen(tenant):
+    make(count=1, cooldown="0s")
+    detect(burst(1), received_at=T0)
+    alert = Alert.objects.get()
+    alert_resolve(alert_id=alert.pk, actor=None)
+    r = detect(burst(1, start=T0 + timedelta(seconds=5)), received_at=T0 + timedelta(seconds=5))
+    assert r.alerts_fired == 1
+    alert.refresh_from_db()
+    assert alert.state == AlertState.OPEN and alert.reopened_count == 1 and Alert.objects.count() == 1
+
+
+def test_per_tenant_override_thresholds(tenant, other_tenant):
+    make(count=10)
+    services.override_set(key="errors", tenant=tenant, body={"threshold": {"count": 2}}, actor="test")
+    r = detect(burst(3, tenant="acme") + burst(3, tenant="globex"), received_at=T0 + timedelta(seconds=3))
+    assert r.alerts_fired == 1
+    assert Alert.objects.get().tenant == tenant
+
+
+def test_pack_override_and_disabled_for_tenant(tenant, other_tenant):
+    make(count=10, overrides=[{"tenant": "acme", "threshold": {"count": 2}}, {"tenant": "globex", "enabled": False}])
+    r = detect(burst(3, tenant="acme") + burst(3, tenant="globex"), received_at=T0 + timedelta(seconds=3))
+    assert r.alerts_fired == 1 and sorted(r.matched) == [0, 1, 2]
+
+
+def test_rule_change_is_seen_by_next_batch(tenant):
+    make(count=100)
+    detect(burst(3), received_at=T0 + timedelta(seconds=3))
+    services.rule_patch(key="errors", changes={"threshold": {"count": 4, "window": "5m"}}, actor="test")
+    r = detect(burst(1, start=T0 + timedelta(seconds=4)), received_at=T0 + timedelta(seconds=4))
+    assert r.alerts_fired == 1 and Alert.objects.get().rule_version == 2
+
+
+def test_late_events_are_dropped_and_reported(tenant):
+    make(count=2, window="1m")
+    now = T0 + timedelta(minutes=10)
+    r = detect(burst(5, start=T0) + burst(1, start=now), received_at=now)
+    assert r.late_dropped == 5 and r.alerts_fired == 0
+    assert len(r.matched) == 6  # still reported: ingest keeps them as evidence
+    ws = WindowState.objects.get()
+    assert sum(ws.state["buckets"].values()) == 1
+
+
+def test_groups_by_field_and_unknown_tenant(tenant):
+    make(rid="brute", count=3, levels=(), keywords=["login failed"], group_by=["tenant_id", "plugin_id",
+                                                                                 "fields.source_ip"])
+    events = ([ev("login failed", "WARNING", source_ip="10.0.0.1") for _ in range(3)]
+              + [ev("login failed", "WARNING", source_ip="10.0.0.2") for _ in range(2)]
+              + [ev("login failed", "WARNING", tenant="nobody")])
+    r = detect(events, received_at=T0)
+    assert r.alerts_fired == 1 and r.unknown_tenant_events == 1 and r.groups == 2
+    alert = Alert.objects.get()
+    assert alert.group_key == {"tenant_id": "acme", "plugin_id": "checkout", "fields.source_ip": "10.0.0.1"}
+    assert alert.summary == "3 matching events in 5m from checkout (fields.source_ip=10.0.0.1)"
+
+
+def test_no_rules_no_matches(tenant):
+    r = detect(burst(3), received_at=T0)
+    assert r.matched == {} and r.alerts_fired == 0 and WindowState.objects.count() == 0
+
+
+def test_redos_pattern_is_linear(tenant):
+    make(rid="redos", count=1, levels=(), patterns=["(a+)+b"])
+    line = "a" * 8000 + "c"
+    start = time.perf_counter()
+    r = detect([ev(line, "INFO")] * 20, received_at=T0)
+    assert time.perf_counter() - start < 1.0
+    assert r.matched == {} and r.alerts_fired == 0
+
+
+def test_thousand_rules_per_tenant_compile_and_match(tenant):
+    specs = [rule_dict(f"kw-{i}", count=1, levels=(), keywords=[f"needle{i:04d}x"]) for i in range(990)]
+    specs += [rule_dict(f"re-{i}", count=1, levels=(), patterns=[fr"code=E{i:03d}\d+"]) for i in range(10)]
+    services.pack_import(doc={"rules": specs}, actor="test")
+    start = time.perf_counter()
+    r = detect([ev("x needle0500x y", "INFO"), ev("code=E007123", "INFO"), ev("nothing", "INFO")], received_at=T0)
+    assert time.perf_counter() - start < 10
+    assert r.matched == {0: ["kw-500"], 1: ["re-7"]}
+    assert r.alerts_fired == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_on_one_group_count_exactly_once():
+    Tenant.objects.create(slug="acme", name="Acme")
+    make(count=20)
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def worker(offset: int):
+        try:
+            events = burst(15, start=T0 + timedelta(seconds=offset))
+            with transaction.atomic():
+                barrier.wait(timeout=10)
+                detect(events, received_at=T0 + timedelta(seconds=60))
+                time.sleep(0.2)  # hold the row lock so the other worker really waits
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(o,)) for o in (0, 20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    ws = WindowState.objects.get()
+    assert sum(ws.state["buckets"].values()) == 30
+    alert = Alert.objects.get()
+    assert alert.count == 30  # 15 did not fire, 15 more crossed 20: one alert with all 30
