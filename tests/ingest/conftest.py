@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import orjson
 import pytest
@@ -37,6 +38,21 @@ def ndjson(events: list[dict]) -> bytes:
 
 def batch_events(batch_id: int):
     return decode_events(IngestBatch.objects.get(pk=batch_id).payload)
+
+
+@pytest.fixture
+def default_rules(db):
+    """The default rule pack loaded, and the engine's compiled-rules cache fresh."""
+    from django.conf import settings as dj_settings
+
+    from apps.rules import engine
+    from apps.rules.services import pack_import
+
+    engine.reset_cache()
+    text = (Path(dj_settings.BASE_DIR) / "fixtures" / "log_rules" / "default.yaml").read_text()
+    pack_import(text=text, actor="test", source="pack:default")
+    yield
+    engine.reset_cache()
 
 
 @pytest.fixture

@@ -1,0 +1,111 @@
+"""detect.batch: claim, detect, store, mark DONE in one transaction; exactly-once; failures; sweeper."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from apps.alerts.models import Alert
+from apps.core import clock
+from apps.ingest import processing
+from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
+from apps.ingest.processing import MAX_ATTEMPTS, pending_batches_due, process_batch
+from apps.ingest.services import Writer, accept_events
+from apps.ingest.tasks import sweep_batches
+from apps.rules.models import WindowState
+
+from .conftest import event
+
+pytestmark = pytest.mark.django_db
+ACME = Writer(token_id=None, tenant_slug="acme")
+
+
+def accept(events: list[dict]) -> int:
+    result = accept_events(items=events, writer=ACME)
+    assert result.accepted == len(events), result.rejected
+    return result.batch_id
+
+
+def test_a_batch_is_detected_stored_and_marked_done(tenant, default_rules, no_doorbell):
+    batch_id = accept([event(level="FATAL", message="out of memory: killing worker", trace_id="tr-1"),
+                       event(level="INFO", message="GET / 200"),
+                       event(level="WARNING", message="slow query took 1200ms"),
+                       event(level="INFO", message="db password=hunter2 rejected: permission denied")])
+    outcome = process_batch(batch_id=batch_id)
+    assert (outcome.events, outcome.stored, outcome.alerts_fired) == (4, 3, 2)
+    batch = IngestBatch.objects.get(pk=batch_id)
+    assert batch.status == BatchStatus.DONE and batch.processed_at is not None
+    assert bytes(batch.payload) == b""  # kept events live on as EventRecords
+    rows = {r.level + ":" + r.message: r for r in EventRecord.objects.all()}
+    assert set(rows) == {"FATAL:out of memory: killing worker", "WARNING:slow query took 1200ms",
+                         "INFO:db password=[MASKED:password] rejected: permission denied"}
+    fatal = rows["FATAL:out of memory: killing worker"]
+    assert set(fatal.rule_keys) == {"fatal-error", "plugin-error-burst"} and fatal.trace_id == "tr-1" and fatal.batch_id == batch_id
+    assert fatal.plugin.slug == "checkout" and fatal.tenant == tenant
+    assert not EventRecord.objects.filter(message__contains="hunter2").exists()
+    assert set(Alert.objects.values_list("rule_key", flat=True)) == {"fatal-error", "security-keywords"}
+    assert all("hunter2" not in str(a.samples) for a in Alert.objects.all())
+
+
+def test_processing_the_same_batch_twice_counts_once(tenant, default_rules, no_doorbell):
+    # plugin-error-burst fires at 20 ERRORs in 5 minutes per plugin.
+    first = accept([event(level="ERROR", message=f"upstream failed #{i}") for i in range(19)])
+    assert process_batch(batch_id=first) is not None
+    assert process_batch(batch_id=first) is None  # the doorbell rang twice
+    assert EventRecord.objects.count() == 19
+    state = WindowState.objects.get(rule_key="plugin-error-burst")
+    assert sum(state.state["buckets"].values()) == 19
+    assert not Alert.objects.exists()
+    second = accept([event(level="ERROR", message="upstream failed #19")])
+    process_batch(batch_id=second)
+    alert = Alert.objects.get(rule_key="plugin-error-burst")
+    assert alert.count == 20
+
+
+def test_a_failure_rolls_everything_back_and_is_counted(tenant, default_rules, no_doorbell, monkeypatch):
+    batch_id = accept([event(level="FATAL", message="segfault")])
+
+    def broken(**kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(processing, "store_events", broken)
+    with pytest.raises(RuntimeError):
+        process_batch(batch_id=batch_id)
+    batch = IngestBatch.objects.get(pk=batch_id)
+    assert (batch.status, batch.attempts, batch.error) == (BatchStatus.PENDING, 1, "RuntimeError: disk full")
+    # The engine's window update and alert were in the rolled-back transaction.
+    assert not WindowState.objects.exists() and not Alert.objects.exists()
+    monkeypatch.undo()
+    assert process_batch(batch_id=batch_id).alerts_fired == 1
+    assert Alert.objects.count() == 1 and EventRecord.objects.count() == 1
+
+
+def test_a_poison_batch_is_given_up_after_max_attempts(tenant, default_rules, no_doorbell, monkeypatch):
+    batch_id = accept([event(level="ERROR")])
+    monkeypatch.setattr(processing, "store_events", lambda **kw: 1 / 0)
+    for _ in range(MAX_ATTEMPTS):
+        with pytest.raises(ZeroDivisionError):
+            process_batch(batch_id=batch_id)
+    assert IngestBatch.objects.get(pk=batch_id).status == BatchStatus.FAILED
+    assert process_batch(batch_id=batch_id) is None
+
+
+def test_sweeper_picks_only_stale_pending_batches_once_per_period(tenant, no_doorbell, settings, monkeypatch):
+    settings.INGEST_SWEEP_AFTER_SECONDS = 30
+    old, fresh, done = accept([event()]), accept([event()]), accept([event()])
+    IngestBatch.objects.filter(pk__in=[old, done]).update(received_at=clock.now() - timedelta(seconds=60))
+    IngestBatch.objects.filter(pk=done).update(status=BatchStatus.DONE)
+    rung: list[int] = []
+    monkeypatch.setattr("apps.ingest.tasks.detect_batch.delay", rung.append)
+    assert sweep_batches() == 1 and rung == [old]
+    assert sweep_batches() == 0  # swept just now: not again until another period passed
+    IngestBatch.objects.filter(pk=old).update(swept_at=clock.now() - timedelta(seconds=31))
+    assert pending_batches_due() == [old]
+    assert fresh not in rung
+
+
+def test_sweeper_runs_are_bounded(tenant, no_doorbell):
+    ids = [accept([event()]) for _ in range(3)]
+    IngestBatch.objects.update(received_at=clock.now() - timedelta(hours=1))
+    assert pending_batches_due(limit=2) == ids[:2]
+    assert pending_batches_due(limit=2) == ids[2:]
