@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("apps.ingest.urls")),
     path("", include("apps.delivery.api.urls")),
     path("", include("apps.alerts.urls")),
+    path("", include("apps.rules.urls")),
 ]
 
 urlpatterns = [
