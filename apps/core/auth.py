@@ -59,3 +59,22 @@ class TokenAuthentication(authentication.BaseAuthentication):
     def authenticate_header(self, request) -> str:
         # Makes DRF answer 401 (not 403) to a missing or bad token.
         return 'Bearer realm="api"'
+
+
+try:  # Describe the bearer scheme in the OpenAPI schema (drf-spectacular's documented hook).
+    from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+    class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
+        target_class = "apps.core.auth.TokenAuthentication"
+        name = "bearerAuth"
+
+        def get_security_definition(self, auto_schema):
+            return {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token from `manage.py issue_token` (ac_<prefix>_<secret>), with the scopes "
+                               "the endpoint names: logs:write, alerts:read, alerts:write, webhooks:write, "
+                               "rules:read, rules:write.",
+            }
+except ImportError:  # pragma: no cover - drf-spectacular is a runtime dependency
+    pass
