@@ -21,7 +21,7 @@ from apps.core import clock
 from apps.core.errors import Conflict, NotFound, Unprocessable
 from apps.rules.models import LogRule, RuleOverride, RuleRevision, RulesetVersion
 from apps.rules.selectors import get_rule
-from apps.rules.spec import RulePackError, RuleSpec, load_pack, parse_pack, parse_rule, rule_to_dict
+from apps.rules.spec import Override, RulePackError, RuleSpec, load_pack, parse_pack, parse_rule, rule_to_dict
 from apps.tenants.models import Tenant
 
 # Path segments of the rules API: a rule with one of these ids could not be addressed.
@@ -228,6 +228,21 @@ def _tenant(tenant: Tenant | str) -> Tenant:
     return found
 
 
+def validate_override(*, rule: LogRule, tenant_slug: str, body: Any) -> Override:
+    """Validate a pack-format override body for ``rule``; raise ``RuleInvalid`` naming the field."""
+    key = rule.key
+    if not isinstance(body, dict):
+        raise RuleInvalid([f"rule '{key}': override: must be a mapping"])
+    unknown = [k for k in body if k not in OVERRIDE_FIELDS and k != "tenant"]
+    if unknown:
+        raise RuleInvalid([f"rule '{key}': override.{k}: unknown key (known: {', '.join(OVERRIDE_FIELDS)})"
+                           for k in unknown])
+    try:
+        return parse_rule({**rule.spec, "overrides": [{**body, "tenant": tenant_slug}]}).overrides[0]
+    except RulePackError as exc:
+        raise RuleInvalid([e.replace("overrides[0]", "override") for e in exc.errors]) from None
+
+
 def override_set(*, key: str, tenant: Tenant | str, body: dict, actor: Any) -> RuleOverride:
     """Set ``tenant``'s override of rule ``key`` from a pack-format override mapping.
 
@@ -236,19 +251,9 @@ def override_set(*, key: str, tenant: Tenant | str, body: dict, actor: Any) -> R
     errors read ``rule '<key>': override.threshold.count: ...``.
     """
     tenant = _tenant(tenant)
-    if not isinstance(body, dict):
-        raise RuleInvalid([f"rule '{key}': override: must be a mapping"])
-    unknown = [k for k in body if k not in OVERRIDE_FIELDS and k != "tenant"]
-    if unknown:
-        raise RuleInvalid([f"rule '{key}': override.{k}: unknown key (known: {', '.join(OVERRIDE_FIELDS)})"
-                           for k in unknown])
     with transaction.atomic():
         rule = _locked(key)
-        raw = {**rule.spec, "overrides": [{**body, "tenant": tenant.slug}]}
-        try:
-            o = parse_rule(raw).overrides[0]
-        except RulePackError as exc:
-            raise RuleInvalid([e.replace("overrides[0]", "override") for e in exc.errors]) from None
+        o = validate_override(rule=rule, tenant_slug=tenant.slug, body=body)
         row, created = RuleOverride.objects.update_or_create(
             rule=rule, tenant=tenant,
             defaults=dict(threshold_count=o.count, window_seconds=o.window_s, severity=o.severity or "",
@@ -295,5 +300,5 @@ def override_to_dict(row: RuleOverride) -> dict[str, Any]:
 
 
 __all__ = ["RuleInvalid", "SyncReport", "validate_rule", "validate_pack", "bump_ruleset_version", "rule_create",
-           "rule_update", "rule_patch", "rule_disable", "rules_sync", "pack_import", "override_set",
+           "rule_update", "rule_patch", "rule_disable", "rules_sync", "pack_import", "validate_override", "override_set",
            "override_clear", "override_to_dict", "get_rule"]
