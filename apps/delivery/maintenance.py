@@ -73,8 +73,9 @@ def fix_states(since: datetime) -> int:
 def reconcile(*, since: datetime) -> dict[str, int]:
     """Run the three repairs; returns what each fixed."""
     now = clock.now()
-    return {"stuck_released": release_stuck(now), "missing_created": fill_missing(since),
-            "states_fixed": fix_states(since)}
+    released = release_stuck(now)
+    fixed = fix_states(since)  # before filling: new deliveries report their own state
+    return {"stuck_released": released, "states_fixed": fixed, "missing_created": fill_missing(since)}
 
 
 def check_endpoints(*, tenant_slug: str | None = None) -> list[tuple[WebhookEndpoint, SelfTestResult]]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -60,6 +61,10 @@ class Command(BaseCommand):
         self.stdout.write(f"webhook_simulator listening on http://{o['host']}:{sim.port}/ "
                           f"(fail-rate {o['fail_rate']}, timeout-rate {o['timeout_rate']}, status {o['status']})")
         self.stdout.flush()
+        def stop(*_):
+            raise KeyboardInterrupt  # SIGTERM (runstack, tests) ends like Ctrl-C, with the summary
+
+        signal.signal(signal.SIGTERM, stop)
         try:
             sim.server.serve_forever(0.2)
         except KeyboardInterrupt:
