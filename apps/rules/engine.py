@@ -44,7 +44,7 @@ from apps.rules.durations import format_duration
 from apps.rules.effective import override_signature, tenant_specs
 from apps.rules.matcher import CompiledRuleSet, group_key
 from apps.rules.models import WindowState
-from apps.rules.selectors import Snapshot, load_snapshot, ruleset_version
+from apps.rules.selectors import Snapshot, load_snapshot, ruleset_stamp
 from apps.rules.spec import RuleSpec
 from apps.tenants.models import Plugin, Tenant
 
@@ -97,7 +97,7 @@ _current: _Compiled | None = None
 _lock = threading.Lock()
 
 
-def compiled_rules(version: int) -> _Compiled:
+def compiled_rules(version: tuple[int, str]) -> _Compiled:
     """The process-wide compiled rules for ``version`` (reloaded once when the version moves)."""
     global _current
     cur = _current
@@ -202,8 +202,8 @@ def detect(events: list[Event], *, received_at: datetime) -> DetectResult:
     result = DetectResult()
     if not events:
         return result
-    version = ruleset_version()
-    result.ruleset_version = version
+    version = ruleset_stamp()
+    result.ruleset_version = version[0]
     compiled = compiled_rules(version)
     result.matched, groups = aggregate(events, compiled)
     if groups:

@@ -118,6 +118,9 @@ class RulesetVersion(models.Model):
     """
 
     version = models.BigIntegerField(default=0)
+    # Random per bump: a restored database or a rolled-back test can reuse a version number, and a
+    # worker must not mistake different rules for the ones it compiled under that number.
+    stamp = models.CharField(max_length=32, blank=True, default="")
 
     def __str__(self) -> str:
         return f"ruleset v{self.version}"

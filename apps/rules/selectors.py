@@ -18,8 +18,13 @@ logger = logging.getLogger(__name__)
 
 def ruleset_version() -> int:
     """The current ruleset version (0 before any rule was written). One indexed query."""
-    value = RulesetVersion.objects.filter(pk=1).values_list("version", flat=True).first()
-    return value or 0
+    return ruleset_stamp()[0]
+
+
+def ruleset_stamp() -> tuple[int, str]:
+    """(version, random stamp of that bump): what compiled rule sets are cached under. One query."""
+    row = RulesetVersion.objects.filter(pk=1).values_list("version", "stamp").first()
+    return (row[0], row[1]) if row else (0, "")
 
 
 def row_override(row: RuleOverride, tenant_slug: str) -> Override:
@@ -36,17 +41,17 @@ def spec_of(rule: LogRule) -> RuleSpec:
 class Snapshot:
     """Every rule and tenant override at one ruleset version (what the engine compiles from)."""
 
-    version: int
+    version: tuple[int, str]  # ruleset_stamp()
     specs: tuple[RuleSpec, ...]
     rule_versions: dict[str, int]
     # tenant slug -> rule key -> the tenant's RuleOverride row as an Override
     rows: dict[str, dict[str, Override]] = field(default_factory=dict)
 
 
-def load_snapshot(version: int | None = None) -> Snapshot:
+def load_snapshot(version: tuple[int, str] | None = None) -> Snapshot:
     """All rules (enabled or not) and overrides: two queries. ``version`` defaults to the current."""
     if version is None:
-        version = ruleset_version()
+        version = ruleset_stamp()
     specs, versions = [], {}
     for key, raw, rule_version in LogRule.objects.order_by("key").values_list("key", "spec", "version"):
         try:

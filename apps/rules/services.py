@@ -10,6 +10,7 @@ Rules are disabled, never deleted: alerts and revisions keep referring to their 
 """
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -85,8 +86,9 @@ def validate_pack(text: str | None = None, *, doc: Any = None) -> list[RuleSpec]
 
 def bump_ruleset_version() -> int:
     """+1 on the single RulesetVersion row (inside the caller's transaction); returns the new value."""
-    if not RulesetVersion.objects.filter(pk=1).update(version=F("version") + 1):
-        RulesetVersion.objects.get_or_create(pk=1, defaults={"version": 1})
+    stamp = uuid.uuid4().hex
+    if not RulesetVersion.objects.filter(pk=1).update(version=F("version") + 1, stamp=stamp):
+        RulesetVersion.objects.get_or_create(pk=1, defaults={"version": 1, "stamp": stamp})
     return RulesetVersion.objects.get(pk=1).version
 
 

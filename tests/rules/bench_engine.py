@@ -69,7 +69,7 @@ def test_bench(n_rules, alert_rate):
     data = batches(30, alert_rate=alert_rate)
     engine.reset_cache()
     compiled_at = time.perf_counter()
-    version = engine.ruleset_version()
+    version = engine.ruleset_stamp()
     c = engine.compiled_rules(version)
     for i in range(50):
         c.for_tenant(f"t{i}")

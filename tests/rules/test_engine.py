@@ -11,10 +11,11 @@ from apps.alerts.models import Alert, AlertState
 from apps.alerts.services import alert_resolve
 from apps.rules import engine, services
 from apps.rules.engine import detect
-from apps.rules.models import WindowState
+from apps.rules.models import LogRule, RulesetVersion, WindowState
 from apps.tenants.models import Plugin, Tenant
 
 from .conftest import T0, burst, ev, rule_dict
+
 
 pytestmark = pytest.mark.django_db
 
@@ -183,3 +184,14 @@ def test_concurrent_batches_on_one_group_count_exactly_once():
     assert sum(ws.state["buckets"].values()) == 30
     alert = Alert.objects.get()
     assert alert.count == 30  # 15 did not fire, 15 more crossed 20: one alert with all 30
+
+
+def test_cache_not_fooled_by_a_reused_version_number(tenant):
+    # A restored database (or a rolled-back test) can show the same version number again.
+    make(count=1)
+    assert detect(burst(1), received_at=T0).matched == {0: ["errors"]}
+    version = RulesetVersion.objects.get().version
+    LogRule.objects.all().delete()
+    services.rule_create(raw=rule_dict("other", levels=["INFO"]), actor="test")
+    RulesetVersion.objects.filter(pk=1).update(version=version)
+    assert detect(burst(1), received_at=T0).matched == {}
