@@ -11,6 +11,7 @@ import ipaddress
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -93,6 +94,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: answers /-/live before host validation and the HTTPS redirect (Docker HEALTHCHECK).
+    "apps.core.probes.LivenessProbeMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -103,6 +106,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "apps.core.csp.ContentSecurityPolicyMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
@@ -188,9 +192,33 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-escalate": {"task": "alerts.escalate", "schedule": 30.0},
     "alerts-auto-resolve": {"task": "alerts.auto_resolve", "schedule": 30.0},
     "alerts-unsuppress": {"task": "alerts.unsuppress", "schedule": 30.0},
+    # Self-monitoring and watchdog (apps.rules.system_rules); cron can run `manage.py system_checks` too.
+    "system-checks": {"task": "system.checks", "schedule": 60.0},
+    # Retention (apps.ingest.retention); daily, off-peak. Idempotent, so cron may run it as well.
+    "system-purge-expired": {"task": "system.purge_expired",
+                             "schedule": crontab(hour=3, minute=17)},
 }
+# Task modules outside the autodiscovered tasks.py files.
+CELERY_IMPORTS = ("apps.rules.tasks_system", "apps.ingest.retention")
 # How old the newest worker heartbeat may be before /api/v1/health reports the worker down.
 WORKER_HEARTBEAT_MAX_AGE = _positive_int("WORKER_HEARTBEAT_MAX_AGE", 60)
+
+# --- Metrics, self-monitoring, retention (README "Operations") --------------------------------------
+# Optional: /metrics then requires `Authorization: Bearer <token>` (tenant slugs are label values).
+METRICS_BEARER_TOKEN = _read("METRICS_BEARER_TOKEN", env.str, "")
+METRICS_STATEMENT_TIMEOUT_MS = _positive_int("METRICS_STATEMENT_TIMEOUT_MS", 5000)
+# Above this many tenants the tenant label collapses to "_all" (bounded series count).
+METRICS_TENANT_LABEL_LIMIT = _positive_int("METRICS_TENANT_LABEL_LIMIT", 100)
+# P1 when the first-attempt webhook success ratio over 15 min is below this, given enough attempts.
+SELF_MONITOR_SUCCESS_THRESHOLD = _read("SELF_MONITOR_SUCCESS_THRESHOLD", env.float, 0.95)
+SELF_MONITOR_MIN_ATTEMPTS = _positive_int("SELF_MONITOR_MIN_ATTEMPTS", 20)
+# Governance alert when more webhook deliveries than this were downgraded in 24 h.
+SELF_MONITOR_MAX_DOWNGRADES_PER_DAY = _positive_int("SELF_MONITOR_MAX_DOWNGRADES_PER_DAY", 20)
+WATCHDOG_BATCH_PENDING_SECONDS = _positive_int("WATCHDOG_BATCH_PENDING_SECONDS", 300)
+WATCHDOG_DELIVERY_OVERDUE_SECONDS = _positive_int("WATCHDOG_DELIVERY_OVERDUE_SECONDS", 300)
+EVENT_RETENTION_DAYS = _positive_int("EVENT_RETENTION_DAYS", 90)
+INGEST_BATCH_RETENTION_DAYS = _positive_int("INGEST_BATCH_RETENTION_DAYS", 7)
+AUDIT_RETENTION_DAYS = _positive_int("AUDIT_RETENTION_DAYS", 180)
 
 CACHE_URL = _read("CACHE_URL", env.str, "") or (
     f"{REDIS_URL.rstrip('/')}" if REDIS_URL else f"filecache://{VAR_DIR / 'cache'}"
@@ -305,6 +333,16 @@ SECURE_SSL_REDIRECT = _bool("SECURE_SSL_REDIRECT", False)
 SESSION_COOKIE_SECURE = _bool("SESSION_COOKIE_SECURE", not DEBUG and SECURE_SSL_REDIRECT)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SECURE_HSTS_SECONDS = _read("SECURE_HSTS_SECONDS", env.int, 0)
+# Opt-in: they bind every subdomain (and, once preloaded, browsers) to HTTPS for a long time.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = _bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = _bool("SECURE_HSTS_PRELOAD", False)
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+# apps.core.csp: no inline script/style, nothing from other origins, no framing.
+# Empty: the default policy in that module.
+CONTENT_SECURITY_POLICY = _read("CONTENT_SECURITY_POLICY", env.str, "")
+CSP_REPORT_ONLY = _bool("CSP_REPORT_ONLY", False)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if _bool("BEHIND_TLS_PROXY", False) else None
 
 # --- Logging: one JSON object per line ------------------------------------------------------------

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from apps.core.metrics import metrics_view
 from apps.core.views import HealthView, WhoAmIView
 
 api_v1 = [
@@ -18,5 +19,7 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
-    path("", include("django_prometheus.urls")),
+    # Request/DB metrics of every web worker (multiprocess mode) plus the database-derived
+    # product metrics; replaces django_prometheus.urls (apps.core.metrics).
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]

@@ -1,3 +1,5 @@
+from __future__ import annotations
+
 from django.db import models
 
 
@@ -13,3 +15,23 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hostname} @ {self.last_seen:%Y-%m-%d %H:%M:%S}"
+
+
+class MetricRollup(models.Model):
+    """Counter totals folded in from rows that retention deleted (see apps.ingest.retention).
+
+    The /metrics collector derives counters from rows at scrape time; when ``purge_expired``
+    deletes rows it adds their counts here in the same transaction, so ``rows + rollup`` never
+    goes down. ``labels`` is the canonical label string (``tenant=acme``), "" for none.
+    """
+
+    name = models.CharField(max_length=100)
+    labels = models.CharField(max_length=200, blank=True, default="")
+    value = models.BigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["name", "labels"], name="metric_rollup_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.name}{{{self.labels}}} = {self.value}"

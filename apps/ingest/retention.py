@@ -1,0 +1,139 @@
+"""Retention: delete what is past its keep-time, in small chunks, exactly once (``purge_expired``).
+
+Policy (settings, all in days):
+  EventRecord                 ts older than EVENT_RETENTION_DAYS (90): the evidence lines
+  IngestBatch DONE            received_at older than INGEST_BATCH_RETENTION_DAYS (7): the payload is big
+  IngestBatch FAILED          received_at older than EVENT_RETENTION_DAYS (kept longer for replay)
+  AuditEvent                  at older than AUDIT_RETENTION_DAYS (180), via apps.audit.retention.purge_before
+                              (the only delete audit allows; it audits itself)
+  WorkerHeartbeat             last_seen older than 7 days (hosts that are gone)
+PENDING batches are never purged. Alerts, timelines and deliveries are not purged here (they are
+the product's history and the metrics' counters).
+
+Contract: each chunk is one short transaction deleting at most ``chunk_size`` rows by primary key
+(keyset over the ids, ``id > last``), so no lock is held for long and a crash loses at most one
+uncommitted chunk; running again finishes the job (idempotent). Deleted ingest batches fold their
+event counts into ``core.MetricRollup`` in the same transaction, so the ingest counters on /metrics
+never go down. ``dry_run`` counts instead of deleting. Failure policy: errors propagate (the
+command exits non-zero); chunks already committed stay deleted, which is what a rerun would do.
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db import models, transaction
+from django.db.models import F, Q
+
+from apps.audit.models import AuditEvent
+from apps.audit.retention import purge_before
+from apps.core import clock
+from apps.core.metrics_queries import ROLLUP_ACCEPTED, ROLLUP_REJECTED, rollup_label
+from apps.core.models import MetricRollup, WorkerHeartbeat
+
+from .models import BatchStatus, EventRecord, IngestBatch
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_RETENTION = timedelta(days=7)
+
+
+@dataclass
+class PurgeReport:
+    dry_run: bool
+    removed: dict[str, int] = field(default_factory=dict)  # table -> rows (to delete, when dry_run)
+    cutoffs: dict[str, datetime] = field(default_factory=dict)
+
+
+def _chunks(qs: models.QuerySet, chunk_size: int, delete: Callable[[list[int]], int]) -> int:
+    """Delete ``qs`` rows ``chunk_size`` ids at a time, each chunk in its own transaction.
+
+    ``delete(ids)`` runs inside the chunk's transaction and returns how many rows it removed; it
+    must re-apply the retention condition (``qs`` is re-evaluated per chunk, so a row that changed
+    since is never deleted by a stale id list).
+    """
+    total, last = 0, 0
+    while True:
+        with transaction.atomic():
+            ids = list(qs.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:chunk_size])
+            if not ids:
+                return total
+            total += delete(ids)
+        last = ids[-1]
+
+
+def _delete_events(cutoff: datetime) -> Callable[[list[int]], int]:
+    def delete(ids: list[int]) -> int:
+        return EventRecord.objects.filter(pk__in=ids, ts__lt=cutoff).delete()[0]
+    return delete
+
+
+def _batch_q(now: datetime) -> Q:
+    done_cutoff = now - timedelta(days=settings.INGEST_BATCH_RETENTION_DAYS)
+    failed_cutoff = now - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    return (Q(status=BatchStatus.DONE, received_at__lt=done_cutoff)
+            | Q(status=BatchStatus.FAILED, received_at__lt=failed_cutoff))
+
+
+def _delete_batches(now: datetime) -> Callable[[list[int]], int]:
+    def delete(ids: list[int]) -> int:
+        # Lock the rows, fold their counts into the rollups, then delete them: one transaction,
+        # so a scrape sees either the rows or the rollup, never both or neither.
+        rows = list(IngestBatch.objects.select_for_update().filter(_batch_q(now), pk__in=ids)
+                    .values_list("pk", "tenant_id", "event_count", "rejected_count"))
+        sums: dict[tuple[str, str], int] = defaultdict(int)
+        for _, tenant_id, accepted, rejected in rows:
+            sums[(ROLLUP_ACCEPTED, rollup_label(tenant_id))] += accepted
+            sums[(ROLLUP_REJECTED, rollup_label(tenant_id))] += rejected
+        for (name, labels), value in sorted(sums.items()):
+            if value:
+                _add_rollup(name, labels, value)
+        return IngestBatch.objects.filter(pk__in=[r[0] for r in rows]).delete()[0]
+    return delete
+
+
+def _add_rollup(name: str, labels: str, value: int) -> None:
+    row, created = MetricRollup.objects.get_or_create(name=name, labels=labels, defaults={"value": value})
+    if not created:
+        MetricRollup.objects.filter(pk=row.pk).update(value=F("value") + value)
+
+
+def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetime | None = None) -> PurgeReport:
+    """Apply the retention policy (module docstring); returns what was (or would be) removed per table."""
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+    now = now or clock.now()
+    report = PurgeReport(dry_run=dry_run)
+    event_cutoff = now - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    audit_cutoff = now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
+    heartbeat_cutoff = now - HEARTBEAT_RETENTION
+    plan: list[tuple[str, datetime, models.QuerySet, Callable[[list[int]], int] | None]] = [
+        ("ingest_eventrecord", event_cutoff, EventRecord.objects.filter(ts__lt=event_cutoff), _delete_events(event_cutoff)),
+        ("ingest_ingestbatch", now - timedelta(days=settings.INGEST_BATCH_RETENTION_DAYS),
+         IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
+        ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
+        ("core_workerheartbeat", heartbeat_cutoff, WorkerHeartbeat.objects.filter(last_seen__lt=heartbeat_cutoff),
+         lambda ids: WorkerHeartbeat.objects.filter(pk__in=ids, last_seen__lt=heartbeat_cutoff).delete()[0]),
+    ]
+    for table, cutoff, qs, delete in plan:
+        report.cutoffs[table] = cutoff
+        if dry_run:
+            report.removed[table] = qs.count()
+        elif delete is None:  # audit: its own privileged, self-audited path
+            report.removed[table] = purge_before(audit_cutoff, chunk_size=chunk_size)
+        else:
+            report.removed[table] = _chunks(qs, chunk_size, delete)
+    if not dry_run:
+        logger.info("retention: purge done", extra={"removed": report.removed})
+    return report
+
+
+@shared_task(name="system.purge_expired", ignore_result=True, acks_late=True)
+def purge_expired_task() -> dict[str, int]:
+    """Daily by beat (queue default); same as ``manage.py purge_expired``."""
+    return purge_expired().removed
