@@ -161,7 +161,7 @@ def run_system_checks(*, checks=CHECKS) -> dict[str, str]:
             outcome[name] = f"alert #{result.alert.pk}"
             logger.warning("self-monitoring: %s", finding.title, extra={
                 "check": finding.check, "alert_id": result.alert.pk, "tenant_id": tenant.pk,
-                "severity": finding.severity, "created": result.created})
+                "severity": finding.severity, "new_alert": result.created})
         except Exception as exc:
             logger.exception("self-monitoring: check %s failed", name)
             outcome[name] = f"error: {type(exc).__name__}: {exc}"[:300]
