@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "apps.rules",
     "apps.ingest",
     "apps.delivery",
+    "apps.console",
 ]
 
 MIDDLEWARE = [

@@ -22,4 +22,5 @@ urlpatterns = [
     # Request/DB metrics of every web worker (multiprocess mode) plus the database-derived
     # product metrics; replaces django_prometheus.urls (apps.core.metrics).
     path("metrics", metrics_view, name="prometheus-django-metrics"),
+    path("", include("apps.console.urls")),
 ]

@@ -1,0 +1,153 @@
+"""Console-only reads that the owning apps have no selector for yet (see the README part).
+
+Each reads the other apps' models directly and never writes. When ``alerts``, ``ingest`` or
+``delivery`` grow an equivalent selector, the view should call that one instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Collection
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
+from django.db.models.functions import TruncHour
+
+from apps.alerts.models import ACTIVE_STATES, SEVERITY_RANK, Alert, AlertState, Severity
+from apps.alerts.selectors import alert_list, alert_timeline, alerts_visible
+from apps.delivery.selectors import deliveries_for_alert
+from apps.ingest.models import EventRecord
+from apps.tenants.models import Plugin, Tenant, TenantMembership
+
+SORTS = {
+    "newest": ("-created_at", "-id"),
+    "oldest": ("created_at", "id"),
+    "last_seen": ("-last_seen", "-id"),
+    "severity": ("-severity_rank", "-created_at", "-id"),
+    "count": ("-count", "-id"),
+}
+EVIDENCE_LIMIT = 50
+
+
+def sorted_alerts(qs: QuerySet[Alert], sort: str) -> QuerySet[Alert]:
+    """``qs`` in the console's ``sort`` order (an unknown sort means newest first)."""
+    if sort == "severity":
+        qs = qs.annotate(severity_rank=Case(*[When(severity=s, then=Value(r)) for s, r in SEVERITY_RANK.items()],
+                                            default=Value(0), output_field=IntegerField()))
+    return qs.order_by(*SORTS.get(sort, SORTS["newest"]))
+
+
+def state_counts(*, tenant_ids: Collection[int] | None, filters: Any) -> dict[str, int]:
+    """Counts per state for the list's tabs, under every filter but the state one. One query."""
+    from dataclasses import replace
+
+    qs = alert_list(tenant_ids=tenant_ids, filters=replace(filters, states=[]))
+    counts = qs.aggregate(all=Count("id"), **{s: Count("id", filter=Q(state=s)) for s in AlertState.values})
+    counts["active"] = sum(counts[s] for s in ACTIVE_STATES)
+    return counts
+
+
+def filter_choices(*, tenant_ids: Collection[int] | None) -> dict[str, list]:
+    """Options of the list's selects: visible tenants, their plugins, rule keys seen on alerts."""
+    tenants = Tenant.objects.order_by("slug")
+    plugins = Plugin.objects.order_by("slug")
+    if tenant_ids is not None:
+        tenants = tenants.filter(pk__in=list(tenant_ids))
+        plugins = plugins.filter(tenant_id__in=list(tenant_ids))
+    return {
+        "tenants": list(tenants.values_list("slug", flat=True)),
+        "plugins": sorted(set(plugins.values_list("slug", flat=True))),
+        # Rule keys from the small rules table rather than a DISTINCT over every alert row.
+        "rules": _rule_keys(),
+    }
+
+
+def _rule_keys() -> list[str]:
+    from apps.rules.models import LogRule  # read-only; the console links rules, never edits them
+
+    return list(LogRule.objects.order_by("key").values_list("key", flat=True)[:500])
+
+
+def assignable_users(*, tenant_id: int) -> list:
+    """Active users an alert of ``tenant_id`` may be assigned to: staff and the tenant's members."""
+    members = TenantMembership.objects.filter(tenant_id=tenant_id).values("user_id")
+    return list(get_user_model().objects.filter(is_active=True)
+                .filter(Q(is_staff=True) | Q(pk__in=members)).order_by("username")[:200])
+
+
+def evidence_lines(*, alert: Alert, limit: int = EVIDENCE_LIMIT) -> list[EventRecord]:
+    """Stored (already masked) events behind an alert: its rule's matches in its group between
+    first and last seen, else events with one of its trace ids. Newest first, capped."""
+    qs = EventRecord.objects.filter(tenant_id=alert.tenant_id, ts__gte=alert.first_seen, ts__lte=alert.last_seen)
+    if alert.plugin_id:
+        qs = qs.filter(plugin_id=alert.plugin_id)
+    qs = qs.order_by("-ts", "-id")
+    if not alert.rule_key:
+        lines = list(qs[:limit])
+    elif connection.vendor == "postgresql":
+        lines = list(qs.filter(rule_keys__contains=[alert.rule_key])[:limit])
+    else:  # SQLite has no JSON containment: filter a bounded window in Python (embedded demo scale)
+        lines = [e for e in qs[:limit * 20] if alert.rule_key in (e.rule_keys or [])][:limit]
+    if not lines and alert.trace_ids:
+        lines = list(EventRecord.objects.filter(tenant_id=alert.tenant_id, trace_id__in=alert.trace_ids[:50])
+                     .order_by("-ts", "-id")[:limit])
+    return lines
+
+
+@dataclass
+class TimelineItem:
+    """One line of the detail page's merged history."""
+
+    at: datetime
+    kind: str
+    label: str
+    actor: str
+    message: str
+    ok: bool | None = None
+
+
+def merged_timeline(*, alert: Alert, deliveries: list | None = None) -> list[TimelineItem]:
+    """Timeline entries and delivery attempts of an alert, oldest first.
+
+    The delivery app records attempts in its own tables rather than the alert timeline, so the
+    console interleaves them here to show one history.
+    """
+    items = [TimelineItem(at=e.at, kind=e.kind, label=e.get_kind_display(), actor=e.actor_label or "system",
+                          message=e.message) for e in alert_timeline(alert=alert)]
+    for delivery in deliveries if deliveries is not None else deliveries_for_alert(alert.pk):
+        target = delivery.endpoint.url if delivery.endpoint_id else ", ".join(delivery.recipients or [])
+        for attempt in delivery.attempt_log.all():
+            outcome = f"HTTP {attempt.status_code}" if attempt.status_code else ("sent" if attempt.success else "no answer")
+            detail = f"{delivery.event_type} → {target}: {outcome}, {attempt.latency_ms} ms"
+            if attempt.error:
+                detail += f" ({attempt.error[:200]})"
+            items.append(TimelineItem(at=attempt.started_at, kind="delivery",
+                                      label=f"{attempt.get_channel_display()} attempt {attempt.number}",
+                                      actor="delivery", message=detail, ok=attempt.success))
+    items.sort(key=lambda i: i.at)
+    return items
+
+
+def active_by_severity(*, tenant_ids: Collection[int] | None) -> dict[str, int]:
+    """Alerts active right now (not resolved), by severity. One query."""
+    qs = alerts_visible(tenant_ids=tenant_ids).filter(state__in=ACTIVE_STATES)
+    counts = qs.aggregate(**{s: Count("id", filter=Q(severity=s)) for s in Severity.values})
+    return counts
+
+
+def hourly_counts(*, tenant_ids: Collection[int] | None, now: datetime, hours: int = 24) -> list[dict]:
+    """Alerts created per hour over the last ``hours`` (oldest first), split by severity.
+
+    Every hour is present (zeros included) so the chart has a stable x axis.
+    """
+    end = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    start = end - timedelta(hours=hours)
+    rows = (alerts_visible(tenant_ids=tenant_ids).filter(created_at__gte=start, created_at__lt=end)
+            .annotate(hour=TruncHour("created_at")).values("hour", "severity").annotate(n=Count("id")))
+    buckets = {start + timedelta(hours=i): {s: 0 for s in Severity.values} for i in range(hours)}
+    for row in rows:
+        bucket = buckets.get(row["hour"])
+        if bucket is not None:
+            bucket[row["severity"]] = row["n"]
+    return [{"hour": hour, "counts": counts, "total": sum(counts.values())} for hour, counts in buckets.items()]

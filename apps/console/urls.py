@@ -1,0 +1,28 @@
+"""The operator console, mounted at "/" by alertcenter.urls."""
+from django.urls import path
+
+from .views import actions, alerts, audit, auth, dashboard, silences
+
+app_name = "console"
+
+urlpatterns = [
+    path("login/", auth.LoginView.as_view(), name="login"),
+    path("logout/", auth.LogoutView.as_view(), name="logout"),
+    path("", alerts.alert_list_page, name="alert-list"),
+    path("alerts/rows", alerts.alert_rows, name="alert-rows"),
+    path("alerts/bulk-ack", actions.bulk_acknowledge, name="alert-bulk-ack"),
+    path("alerts/<int:alert_id>", alerts.alert_detail, name="alert-detail"),
+    path("alerts/<int:alert_id>/ack", actions.acknowledge, name="alert-ack"),
+    path("alerts/<int:alert_id>/resolve", actions.resolve, name="alert-resolve"),
+    path("alerts/<int:alert_id>/assign", actions.assign, name="alert-assign"),
+    path("alerts/<int:alert_id>/note", actions.add_note, name="alert-note"),
+    path("alerts/<int:alert_id>/suppress", actions.suppress, name="alert-suppress"),
+    path("alerts/<int:alert_id>/unsuppress", actions.unsuppress, name="alert-unsuppress"),
+    path("alerts/<int:alert_id>/fallback", actions.fallback, name="alert-fallback"),
+    path("dashboard", dashboard.dashboard, name="dashboard"),
+    path("audit", audit.audit_log, name="audit"),
+    path("audit/export.csv", audit.audit_export, name="audit-export"),
+    path("silences", silences.silence_page, name="silences"),
+    path("silences/new", silences.silence_new, name="silence-new"),
+    path("silences/<int:silence_id>/expire", silences.silence_end, name="silence-expire"),
+]

@@ -1,0 +1,1 @@
+"""Console views: thin. They read through selectors and act through services."""

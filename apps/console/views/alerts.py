@@ -1,0 +1,72 @@
+"""The alert list (with its live-refresh partial) and the alert detail page."""
+from __future__ import annotations
+
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET
+
+from apps.alerts.models import AlertState, Severity
+from apps.alerts.selectors import alert_list
+from apps.delivery.selectors import deliveries_for_alert
+
+from .. import selectors
+from ..access import console_view, visible_alert
+from ..forms import STATE_TABS, AddNoteForm, AlertFilterForm, AssignForm, NoteForm, SuppressForm
+
+PAGE_SIZE = 50
+TAB_LABELS = {"active": "Active", "all": "All", **{s: label for s, label in AlertState.choices}}
+
+
+def _list_context(request: HttpRequest) -> dict:
+    viewer = request.viewer
+    form = AlertFilterForm(request.GET, username=request.user.get_username())
+    filters = form.to_filters()
+    qs = selectors.sorted_alerts(alert_list(tenant_ids=viewer.tenant_ids, filters=filters), form.sort)
+    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
+    counts = selectors.state_counts(tenant_ids=viewer.tenant_ids, filters=filters)
+    tabs = [{"key": key, "label": TAB_LABELS[key], "count": counts[key], "current": key == form.tab}
+            for key in STATE_TABS]
+    filtered = any(form.values.get(k) for k in ("severity", "tenant", "plugin", "rule", "assignee", "q", "range",
+                                                 "since", "until"))
+    return {"form": form, "page": page, "alerts": page.object_list, "tabs": tabs, "tab": form.tab,
+            "filtered": filtered, "can_operate": viewer.can_operate(), "sort": form.sort}
+
+
+@require_GET
+@console_view
+def alert_list_page(request: HttpRequest) -> HttpResponse:
+    context = _list_context(request)
+    context.update(choices=selectors.filter_choices(tenant_ids=request.viewer.tenant_ids),
+                   severities=Severity.choices, sorts=list(selectors.SORTS))
+    return render(request, "console/alert_list.html", context)
+
+
+@require_GET
+@console_view
+def alert_rows(request: HttpRequest) -> HttpResponse:
+    """The tabs and table body alone, polled by console.js every few seconds."""
+    response = render(request, "console/_alert_rows.html", _list_context(request))
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_GET
+@console_view
+def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
+    viewer = request.viewer
+    alert = visible_alert(request, alert_id)
+    deliveries = deliveries_for_alert(alert.pk)
+    can_operate = viewer.can_operate(alert.tenant_id)
+    context = {
+        "alert": alert,
+        "deliveries": deliveries,
+        "timeline": selectors.merged_timeline(alert=alert, deliveries=deliveries),
+        "evidence": selectors.evidence_lines(alert=alert),
+        "can_operate": can_operate,
+        "users": selectors.assignable_users(tenant_id=alert.tenant_id) if can_operate else [],
+        "note_form": NoteForm(), "add_note_form": AddNoteForm(), "assign_form": AssignForm(),
+        "suppress_form": SuppressForm(),
+        "active": alert.is_active,
+    }
+    return render(request, "console/alert_detail.html", context)
