@@ -64,7 +64,7 @@ class AlertFilterForm(_TimeRange):
         return self.values.get("state") or "active"
 
     @property
-    def sort(self) -> str:
+    def sort_key(self) -> str:
         return self.values.get("sort") or "newest"
 
     def to_filters(self) -> AlertFilters:

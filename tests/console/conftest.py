@@ -35,6 +35,7 @@ def make_console_user(db, tenant):
             TenantMembership.objects.create(user=user, tenant=tenant, role="operator")
         if role == "member-viewer":
             TenantMembership.objects.create(user=user, tenant=tenant, role="viewer")
+        # "nobody-member": signed in, no staff flag, no membership: sees nothing.
         return user
 
     return make

@@ -22,7 +22,7 @@ def _list_context(request: HttpRequest) -> dict:
     viewer = request.viewer
     form = AlertFilterForm(request.GET, username=request.user.get_username())
     filters = form.to_filters()
-    qs = selectors.sorted_alerts(alert_list(tenant_ids=viewer.tenant_ids, filters=filters), form.sort)
+    qs = selectors.sorted_alerts(alert_list(tenant_ids=viewer.tenant_ids, filters=filters), form.sort_key)
     page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
     counts = selectors.state_counts(tenant_ids=viewer.tenant_ids, filters=filters)
     tabs = [{"key": key, "label": TAB_LABELS[key], "count": counts[key], "current": key == form.tab}
@@ -30,7 +30,7 @@ def _list_context(request: HttpRequest) -> dict:
     filtered = any(form.values.get(k) for k in ("severity", "tenant", "plugin", "rule", "assignee", "q", "range",
                                                  "since", "until"))
     return {"form": form, "page": page, "alerts": page.object_list, "tabs": tabs, "tab": form.tab,
-            "filtered": filtered, "can_operate": viewer.can_operate(), "sort": form.sort}
+            "filtered": filtered, "can_operate": viewer.can_operate(), "sort": form.sort_key}
 
 
 @require_GET
