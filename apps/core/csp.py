@@ -3,7 +3,9 @@
 The console loads its script and styles from /static only (static/console/console.js), so the
 policy allows no inline script or style and no other origin; ``frame-ancestors 'none'`` is the
 modern form of X-Frame-Options DENY. A view that already set the header (a stricter or a
-documented looser policy) keeps its own. Non-HTML responses (JSON API, /metrics) carry no policy:
+documented looser policy) keeps its own. The API docs page (ReDoc, a third-party bundle served
+from /static) injects its styles and starts a blob: web worker at run time, so /api/docs/ alone
+gets ``style-src 'unsafe-inline'`` and ``worker-src blob:``; still no inline script. Non-HTML responses (JSON API, /metrics) carry no policy:
 browsers apply CSP to documents only.
 """
 from __future__ import annotations
@@ -15,6 +17,12 @@ DEFAULT_POLICY = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+
+# Path prefix -> policy, for pages built by third-party code we cannot make inline-free.
+RELAXED = {
+    "/api/docs/": DEFAULT_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
+    + "; worker-src 'self' blob:",
+}
 
 
 class ContentSecurityPolicyMiddleware:
@@ -28,5 +36,6 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         if (self.policy and response.get("Content-Type", "").startswith("text/html")
                 and "Content-Security-Policy" not in response and self.header not in response):
-            response[self.header] = self.policy
+            policy = next((p for prefix, p in RELAXED.items() if request.path.startswith(prefix)), self.policy)
+            response[self.header] = policy
         return response
