@@ -34,7 +34,7 @@ def traffic(tenant, other_tenant):
     make_batch(tenant, accepted=5, status="PENDING")
     make_batch(other_tenant, accepted=7, rejected=1)
     a1 = make_alert(tenant, latency=0.4)            # log-to-alert 0.4 s
-    a2 = make_alert(tenant, latency=3.0, severity="warning")
+    a2 = make_alert(tenant, latency=5.0, severity="warning")  # exactly on a bound: le is inclusive
     a3 = make_alert(other_tenant, latency=100.0)
     make_alert(other_tenant)                        # no source line: not in the histogram
     make_delivery(a1, attempts=[True], delivered_after=0.2)
@@ -70,9 +70,11 @@ def test_exact_values_from_rows(traffic, settings):
     assert value(m, "monitoring_deliveries_overdue") == 1
     assert 4 <= value(m, "monitoring_worker_heartbeat_age_seconds") < 60
     h = "monitoring_log_to_alert_latency_seconds"
-    assert value(m, f"{h}_count") == 3 and value(m, f"{h}_sum") == pytest.approx(103.4)
-    assert value(m, f"{h}_bucket", le="0.5") == 1 and value(m, f"{h}_bucket", le="5.0") == 2
-    assert value(m, f"{h}_bucket", le="120.0") == 3 and value(m, f"{h}_bucket", le="+Inf") == 3
+    assert value(m, f"{h}_count") == 3 and value(m, f"{h}_sum") == pytest.approx(105.4)
+    assert value(m, f"{h}_bucket", le="0.25") == 0 and value(m, f"{h}_bucket", le="0.5") == 1
+    assert value(m, f"{h}_bucket", le="2.0") == 1 and value(m, f"{h}_bucket", le="5.0") == 2
+    assert value(m, f"{h}_bucket", le="60.0") == 2 and value(m, f"{h}_bucket", le="120.0") == 3
+    assert value(m, f"{h}_bucket", le="900.0") == 3 and value(m, f"{h}_bucket", le="+Inf") == 3
     h = "monitoring_alert_to_delivery_latency_seconds"
     assert value(m, f"{h}_count") == 3 and value(m, f"{h}_sum") == pytest.approx(47.2)
     assert value(m, f"{h}_bucket", le="0.25") == 1 and value(m, f"{h}_bucket", le="10.0") == 2
