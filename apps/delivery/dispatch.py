@@ -34,7 +34,9 @@ from .transports import AttemptResult, OutboundMessage, TransportError, get_tran
 logger = logging.getLogger("apps.delivery")
 
 SEND_THREADS = 16  # a batch's network calls overlap; the database work stays on the task's thread
-FIRST_ATTEMPT_GRACE = timedelta(seconds=5)  # the doorbell sends first attempts; the sweeper is the backstop
+# First attempts are rung on commit; the sweeper is only the backstop for a lost doorbell. Claiming them
+# sooner would race the queued doorbells under backlog (the rows would wait behind them, claimed).
+FIRST_ATTEMPT_GRACE = timedelta(seconds=30)
 
 
 def lease() -> timedelta:
