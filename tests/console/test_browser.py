@@ -130,6 +130,9 @@ def test_live_list_shows_a_new_alert_without_reload_and_bulk_acknowledges(
     assert page.evaluate("window.__sameDocument") is True
     assert "hunter2" not in page.content()
     shoot(page, "alert-list")
+    page.emulate_media(color_scheme="dark")
+    shoot(page, "alert-list-dark")
+    page.emulate_media(color_scheme="light")
 
     open_ids = list(Alert.objects.filter(tenant=tenant, state=AlertState.OPEN).order_by("-created_at")
                     .values_list("pk", flat=True)[:2])
@@ -177,6 +180,8 @@ def test_dashboard_renders_its_chart(page, operator, tenant, other_tenant):
     assert bars.count() >= 5
     assert page.inner_text("[data-active=emergency]") == "1"
     shoot(page, "dashboard")
+    page.emulate_media(color_scheme="dark")
+    shoot(page, "dashboard-dark")
     for name, url in (("silences", "/silences"), ("silence-new", "/silences/new?tenant=acme&rule=plugin-error-burst"),
                       ("audit", "/audit")):
         page.goto(url)
