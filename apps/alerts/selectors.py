@@ -15,6 +15,7 @@ from django.db.models import Avg, Count, F, Q, QuerySet
 
 from apps.core import clock
 from apps.core.errors import ApplicationError, NotFound
+from apps.delivery.selectors import delivery_statistics
 
 from .models import Alert, AlertState, Severity, Silence, TimelineEntry
 
@@ -128,7 +129,7 @@ def alert_statistics(*, tenant_ids: Collection[int] | None, hours: int, now: dat
 
     ack_rate: acknowledged / alerts that notified someone (created minus still SUPPRESSED);
     MTTA / MTTR: mean seconds from creation to acknowledgement / resolution (of those that were).
-    ``delivery`` is filled by the delivery app; None until then.
+    ``delivery``: webhook delivery figures over the same window (apps.delivery.selectors).
     """
     now = now or clock.now()
     since = now - timedelta(hours=hours)
@@ -162,5 +163,6 @@ def alert_statistics(*, tenant_ids: Collection[int] | None, hours: int, now: dat
         "mttr_seconds": _seconds(figures["mttr"]),
         "top_plugins": [{"tenant": r["tenant__slug"], "plugin": r["plugin__slug"], "count": r["n"]} for r in top_plugins],
         "top_rules": [{"rule": r["rule_key"], "count": r["n"]} for r in top_rules],
-        "delivery": None,
+        # alerts uses delivery (DESIGN 1): the same figures the console dashboard shows.
+        "delivery": delivery_statistics(tenant_ids=None if tenant_ids is None else list(tenant_ids), since=since),
     }

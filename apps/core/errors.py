@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -77,6 +78,11 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     """Map ApplicationError and every DRF/Django exception to the one error body."""
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code, headers=exc.headers)
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        # The database is down or restarting: tell clients (and log shippers) to come back later
+        # instead of answering 500, which some treat as "drop".
+        return Response(error_body("unavailable", "database unavailable, retry later"), status=503,
+                        headers={"Retry-After": "5"})
     if isinstance(exc, Http404):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -205,10 +205,32 @@ def test_statistics_on_a_known_data_set(acme, make_alert, frozen, other_tenant):
     assert body["mtta_seconds"] == 120.0 and body["mttr_seconds"] == 600.0
     assert body["top_plugins"] == [{"tenant": "acme", "plugin": "checkout", "count": 3}]
     assert body["top_rules"] == [{"rule": "plugin-error-burst", "count": 3}, {"rule": "login-bruteforce", "count": 1}]
-    assert body["delivery"] is None
+    assert body["delivery"]["total"] == 0 and body["delivery"]["initial_success_rate"] is None
     assert acme.get("/api/v1/statistics?hours=48").json()["alerts"]["total"] == 5
     resp = acme.get("/api/v1/statistics?hours=0")
     assert resp.status_code == 400 and "hours" in resp.json()["error"]["details"]
+
+
+def test_statistics_carry_delivery_figures_of_the_tokens_tenant(acme, make_alert, frozen, tenant, other_tenant):
+    from apps.delivery.models import Delivery
+
+    now = frozen()
+    mine = make_alert(created_at=now - timedelta(minutes=5))
+
+    def delivery(tenant_, alert, state, attempts, n):
+        Delivery.objects.create(tenant=tenant_, alert=alert, event_type="alert.triggered", msg_id=f"msg_{n}",
+                                body=b"{}", state=state, attempts=attempts, created_at=now,
+                                expires_at=now + timedelta(days=1))
+
+    delivery(tenant, mine, "DELIVERED", 1, 1)   # first try
+    delivery(tenant, mine, "DELIVERED", 3, 2)   # after retries
+    delivery(tenant, mine, "FAILED", 9, 3)
+    theirs = make_alert(created_at=now - timedelta(minutes=5), tenant=other_tenant)
+    delivery(other_tenant, theirs, "FAILED", 9, 4)  # another tenant's: not counted for acme
+    body = acme.get("/api/v1/statistics?hours=24").json()["delivery"]
+    assert (body["total"], body["delivered"], body["failed"]) == (3, 2, 1)
+    assert body["initial_success_rate"] == round(1 / 3, 4)
+    assert body["cumulative_success_rate"] == round(2 / 3, 4)
 
 
 def test_silences_api(acme, platform, tenant, other_tenant, plugin, frozen):

@@ -51,3 +51,20 @@ def test_tenant_token_gets_404_for_other_tenants_rows(api, tenant, other_tenant,
 def test_platform_token_sees_every_tenant(api, tenant, other_tenant, make_token):
     theirs = Plugin.objects.create(tenant=other_tenant, slug="b")
     assert api(make_token(None, "alerts:read")).get(f"/plugins/{theirs.pk}").status_code == 200
+
+
+def test_database_outage_is_503_with_retry_after_not_500(api, tenant, make_token, monkeypatch):
+    from django.db import OperationalError
+
+    from apps.tenants import tokens
+
+    plain = make_token(tenant, "alerts:read")
+
+    def down(_plain):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(tokens, "authenticate_token", down)
+    resp = api(plain).get("/scoped")
+    assert resp.status_code == 503
+    assert resp["Retry-After"] == "5"
+    assert resp.json()["error"]["code"] == "unavailable"
