@@ -31,7 +31,7 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed
-	$(PY) manage.py runstack
+	$(PY) manage.py runstack $(RUN_ARGS)
 
 test: $(VENV)/.installed-dev
 	DEBUG=0 SECRET_KEY=test-only-secret-key LOG_FORMAT=text \
