@@ -252,6 +252,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "REDOC_DIST": "SIDECAR",
+    # One stable name per choice set in the schema (clients generate types from these names).
+    "ENUM_NAME_OVERRIDES": {
+        "SeverityEnum": "apps.alerts.models.Severity",
+        "SeverityValueEnum": ["info", "warning", "critical", "emergency"],
+        "AlertStateEnum": "apps.alerts.models.AlertState",
+        "AlertDeliveryStateEnum": "apps.alerts.models.DeliveryState",
+        "DeliveryStateEnum": "apps.delivery.models.DeliveryState",
+    },
 }
 
 # --- Ingest -------------------------------------------------------------------------------------

@@ -20,10 +20,6 @@ PRODUCTION = {
     "SECURE_SSL_REDIRECT": "1", "SECURE_HSTS_SECONDS": "31536000", "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
     "SECURE_HSTS_PRELOAD": "1", "BEHIND_TLS_PROXY": "1", "CSRF_TRUSTED_ORIGINS": "https://alerts.example.com",
 }
-# drf-spectacular's W001 says two API apps name an enum alike in the OpenAPI schema (cosmetic
-# component names such as SeverityCafEnum); it is not a deployment setting, and the API owners
-# fix it with ENUM_NAME_OVERRIDES. Every other warning fails this test.
-EXPECTED = {"drf_spectacular.W001"}
 
 
 def test_check_deploy_is_clean_with_production_settings():
@@ -31,17 +27,14 @@ def test_check_deploy_is_clean_with_production_settings():
                             text=True, timeout=120, env=child_env(**PRODUCTION))
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
-    ids = set(re.findall(r"\(([\w.]+\.[WE]\d+)\)", output))
-    assert ids <= EXPECTED, output
-    assert not any(i.startswith("security.") for i in ids), output
+    assert re.findall(r"\(([\w.]+\.[WE]\d+)\)", output) == [], output
+    assert "System check identified no issues" in output, output
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("path", ["/admin/login/", settings.LOGIN_URL])
 def test_html_pages_carry_the_csp(path):
     response = Client().get(path)
-    if response.status_code == 404:
-        pytest.skip(f"{path} is not mounted in this checkout")
     assert response.status_code == 200
     csp = response["Content-Security-Policy"]
     assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
