@@ -28,7 +28,7 @@ from pathlib import Path
 BASE = Path(__file__).resolve().parent.parent
 PY = sys.executable
 BIN = Path(PY).parent
-DB = "ac_bench_ingest"
+DB = os.environ.get("BENCH_DB", "ac_bench_ingest")
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
 TENANTS, PLUGINS, BATCH = 50, 20, 1000
@@ -209,6 +209,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def main() -> None:
+    global DB
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--latency-seconds", type=float, default=20)
@@ -217,7 +218,10 @@ def main() -> None:
     parser.add_argument("--web-workers", type=int, default=1)
     parser.add_argument("--worker-concurrency", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="leave the database for inspection")
+    parser.add_argument("--db", default=None, help=f"database name (default {DB}; env BENCH_DB)")
     args = parser.parse_args()
+    if args.db:
+        DB = args.db
 
     print(f"setting up {DB} ...", flush=True)
     setup_database()

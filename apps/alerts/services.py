@@ -24,7 +24,7 @@ from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.tenants.models import TenantMembership
 
 from .escalation import alert_escalate, escalate_due  # noqa: F401  (part of the service API)
-from .firing import FireResult, fire_alert  # noqa: F401  (part of the service API)
+from .firing import Absorb, FireResult, alerts_absorb_bulk, fire_alert  # noqa: F401  (part of the service API)
 from .history import actor_label, emit, log_change
 from .models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
 from .policies import first_escalation_at

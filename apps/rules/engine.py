@@ -2,14 +2,19 @@
 
 ``detect(events, received_at=...)`` matches every event against its tenant's compiled rules,
 aggregates the matches per (rule, tenant, group key) in memory, then updates each touched
-group's ``WindowState`` once under a row lock and fires (or feeds) alerts through
-``apps.alerts.services.fire_alert``. Because the caller marks the batch processed in the same
-transaction, every event is counted exactly once even when workers crash or race.
+group's ``WindowState`` once under a row lock, feeds the groups' active alerts in bulk
+(``apps.alerts.services.alerts_absorb_bulk``) and fires the groups that cross their threshold
+without one (``apps.alerts.services.fire_alert``). Because the caller marks the batch processed
+in the same transaction, every event is counted exactly once even when workers crash or race.
 
 Cost per batch: one query for the ruleset version (compiled sets are cached per process and per
 version, and shared by tenants whose overrides are identical), one tenant query, one
 ``INSERT .. ON CONFLICT DO NOTHING`` plus one ``SELECT .. FOR UPDATE`` over all touched groups,
-one bulk UPDATE, and a ``fire_alert`` call only for groups that fire or feed an active alert.
+a handful of statements that feed every group's active alert at once (however many there are),
+one bulk UPDATE of the windows, and a ``fire_alert`` call only for a group that fires anew (rare:
+once a group has an active alert, later batches are absorbed by the bulk statements). A group
+whose alert is no longer active (resolved, even concurrently) absorbs nothing and is judged
+like a group without one: it fires only when its window crosses the threshold out of cooldown.
 
 Time ("now"): the window is evaluated at the batch's ``received_at``, the moment ingest
 accepted it, not at the worker's clock, so a worker backlog (or a replayed batch) neither drops
@@ -35,8 +40,7 @@ from typing import Sequence
 import orjson
 from django.db import connection, transaction
 
-from apps.alerts.models import ACTIVE_STATES, Alert
-from apps.alerts.services import fire_alert
+from apps.alerts.services import Absorb, alerts_absorb_bulk, fire_alert
 from apps.core import clock
 from apps.ingest.normalize import Event
 from apps.rules import windows
@@ -233,13 +237,11 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
     rows = {(ws.rule_key, ws.tenant_id, ws.group_hash): ws
             for ws in WindowState.objects.select_for_update()
             .filter(group_hash__in=[g.hash for g in work]).order_by("rule_key", "tenant_id", "group_hash")}
-    alert_ids = [ws.alert_id for ws in rows.values() if ws.alert_id]
-    active = set(Alert.objects.filter(pk__in=alert_ids, state__in=ACTIVE_STATES).values_list("pk", flat=True)
-                 ) if alert_ids else set()
 
     now_s = received_at.timestamp()
-    plugins: dict[tuple[int, str], Plugin] = {}
-    touched = []
+    touched: list[WindowState] = []
+    feeds: list[_Pending] = []  # groups whose window points at an alert: absorb if it is still active
+    fires: list[_Pending] = []  # groups that may fire (rare)
     for g in work:
         ws = rows[(g.spec.id, g.tenant.pk, g.hash)]
         window_s = g.spec.threshold.window_s
@@ -251,15 +253,35 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
         counted = g.count - dropped
         if counted <= 0:
             continue
+        p = _Pending(g, ws, state, counted)
+        (feeds if ws.alert_id else fires).append(p)
+
+    if feeds:
+        # One statement for all of them; an alert resolved meanwhile (or long ago) absorbs nothing,
+        # and its group is judged like any group without an active alert.
+        absorbed = alerts_absorb_bulk([Absorb(
+            alert_id=p.ws.alert_id, occurrences=p.counted, first_seen=p.g.first, last_seen=p.g.last,
+            trace_ids=p.g.trace_ids, samples=p.g.samples, auto_resolve_seconds=p.g.spec.auto_resolve_s)
+            for p in feeds])
+        for p in feeds:
+            if p.ws.alert_id in absorbed:
+                result.alerts_absorbed += 1
+                result.alert_ids.append(p.ws.alert_id)
+            else:
+                fires.append(p)
+        if len(fires) > 1:
+            fires.sort(key=lambda p: (p.g.spec.id, p.g.tenant.pk, p.g.hash))  # the lock order
+
+    plugins: dict[tuple[int, str], Plugin] = {}
+    for p in fires:
+        g, ws, state = p.g, p.ws, p.state
+        window_s = g.spec.threshold.window_s
         in_window = windows.count_in_window(state, now_s, window_s)
         last_fired = ws.last_fired_at.timestamp() if ws.last_fired_at else None
-        if ws.alert_id in active:
-            outcome = _fire(g, snapshot, state, counted, received_at, plugins)
-        elif windows.should_fire(in_window, g.spec.threshold.count, last_fired, g.spec.cooldown_s, now_s):
-            outcome = _fire(g, snapshot, state, in_window, received_at, plugins)
-            ws.last_fired_at = received_at
-        else:
+        if not windows.should_fire(in_window, g.spec.threshold.count, last_fired, g.spec.cooldown_s, now_s):
             continue
+        outcome = _fire(g, snapshot, state, in_window, received_at, plugins)
+        ws.last_fired_at = received_at
         ws.alert_id = outcome.alert.pk
         result.alert_ids.append(outcome.alert.pk)
         if outcome.created or outcome.reopened:
@@ -269,6 +291,16 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
         else:
             result.alerts_absorbed += 1
     _save_windows(touched)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A group with counted matches, between the window update and the alert decision."""
+
+    g: _Group
+    ws: WindowState
+    state: dict
+    counted: int
 
 
 def _save_windows(rows: list[WindowState]) -> None:

@@ -195,3 +195,99 @@ def test_cache_not_fooled_by_a_reused_version_number(tenant):
     services.rule_create(raw=rule_dict("other", levels=["INFO"]), actor="test")
     RulesetVersion.objects.filter(pk=1).update(version=version)
     assert detect(burst(1), received_at=T0).matched == {}
+
+
+def _plugins_burst(n_plugins: int, per_plugin: int, start, **kw):
+    return [e for p in range(n_plugins) for e in burst(per_plugin, start=start, plugin=f"p{p:02d}", **kw)]
+
+
+def test_active_alerts_absorb_in_bulk_with_constant_queries_and_no_events(tenant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.alerts.signals import alert_event
+
+    make(count=2, cooldown="10m")
+    r = detect(_plugins_burst(30, 2, T0), received_at=T0 + timedelta(seconds=2))
+    assert r.alerts_fired == 30 and Alert.objects.count() == 30
+    sent = []
+    alert_event.connect(lambda **kw: sent.append(kw["event_type"]), dispatch_uid="test-absorb", weak=False)
+    try:
+        t = T0 + timedelta(seconds=10)
+        with CaptureQueriesContext(connection) as few:
+            r3 = detect(_plugins_burst(3, 1, t, trace_id="tr-a"), received_at=t + timedelta(seconds=1))
+        t = T0 + timedelta(seconds=20)
+        with CaptureQueriesContext(connection) as many:
+            r30 = detect(_plugins_burst(30, 3, t, trace_id="tr-b"), received_at=t + timedelta(seconds=3))
+    finally:
+        alert_event.disconnect(dispatch_uid="test-absorb")
+    assert (r3.alerts_fired, r3.alerts_absorbed) == (0, 3)
+    assert (r30.alerts_fired, r30.alerts_absorbed, len(set(r30.alert_ids))) == (0, 30, 30)
+    assert len(many) == len(few)  # absorbing 30 groups costs what absorbing 3 does
+    assert sent == []  # absorbing notifies nobody
+    counts = dict(Alert.objects.values_list("plugin__slug", "count"))
+    assert counts == {f"p{p:02d}": 2 + (1 if p < 3 else 0) + 3 for p in range(30)}
+    a0 = Alert.objects.get(plugin__slug="p00")
+    assert a0.trace_ids == ["tr-a", "tr-b"] and a0.samples == ["ERROR boom"]  # distinct lines only
+    assert a0.last_seen == T0 + timedelta(seconds=22)
+    lines = list(a0.timeline.filter(kind="occurrence"))
+    assert [(e.data["occurrences"], e.data["batches"], e.data["count"]) for e in lines] == [(4, 2, 6)]
+
+
+def test_absorb_moves_auto_resolve_like_fire_alert(tenant):
+    make(count=1, cooldown="10m", auto_resolve="15m")
+    detect(burst(1), received_at=T0)
+    t = T0 + timedelta(minutes=3)
+    r = detect(burst(2, start=t), received_at=t + timedelta(seconds=2))
+    assert r.alerts_absorbed == 1
+    alert = Alert.objects.get()
+    assert alert.count == 3 and alert.auto_resolve_at == t + timedelta(seconds=1, minutes=15)
+
+
+@pytest.mark.parametrize("cooldown, refires", [("0s", True), ("1h", False)])
+@pytest.mark.django_db(transaction=True)
+def test_alert_resolved_during_the_batch_is_not_fed_and_the_group_is_judged_afresh(cooldown, refires):
+    from apps.alerts.models import TimelineEntry
+
+    Tenant.objects.create(slug="acme", name="Acme")
+    make(count=1, cooldown=cooldown)
+    detect(burst(1), received_at=T0)
+    alert = Alert.objects.get()
+    resolved = threading.Event()
+    box: dict = {}
+
+    def operator():
+        try:
+            with transaction.atomic():
+                alert_resolve(alert_id=alert.pk, actor=None)
+                resolved.set()
+                time.sleep(0.4)  # the worker has read the window row and now waits on the alert row
+        finally:
+            connection.close()
+
+    def worker():
+        try:
+            resolved.wait(5)
+            with transaction.atomic():
+                box["result"] = detect(burst(2, start=T0 + timedelta(seconds=5)),
+                                       received_at=T0 + timedelta(seconds=7))
+        except Exception as exc:  # reported below
+            box["error"] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=operator), threading.Thread(target=worker)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert "error" not in box, box
+    r = box["result"]
+    assert r.alerts_absorbed == 0
+    alert.refresh_from_db()
+    assert not TimelineEntry.objects.filter(alert=alert, kind="occurrence").exists()
+    assert sum(WindowState.objects.get().state["buckets"].values()) == 3  # counted all the same
+    if refires:  # threshold crossed, no cooldown: fires again, which reopens the resolved alert
+        assert r.alerts_fired == 1 and alert.state == AlertState.OPEN and alert.reopened_count == 1
+    else:
+        assert r.alerts_fired == 0 and alert.state == AlertState.RESOLVED and alert.count == 1
