@@ -14,6 +14,9 @@ api_v1 = [
     path("", include("apps.rules.urls")),
 ]
 
+# An unmatched /api/ URL answers the JSON error body like every other API error.
+handler404 = "apps.core.errors.api_aware_404"
+
 urlpatterns = [
     path("api/v1/", include(api_v1)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),

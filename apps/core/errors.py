@@ -98,3 +98,14 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     details = detail if isinstance(detail, (dict, list)) else None
     response.data = error_body(code, message, details)
     return response
+
+
+def api_aware_404(request, exception=None):
+    """``handler404``: a URL under /api/ that matches no route (e.g. ``/alerts/abc``, where the
+    route wants an integer) answers the one error body as JSON; other paths get Django's page."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    return page_not_found(request, exception)

@@ -20,7 +20,12 @@ class CommaChoiceField(serializers.CharField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
-        items = [i.strip() for i in str(data).split(",") if i.strip()] if isinstance(data, str) else list(data)
+        if isinstance(data, str):
+            items = [i.strip() for i in data.split(",") if i.strip()]
+        elif isinstance(data, list) and all(isinstance(i, str) for i in data):
+            items = data
+        else:  # a JSON body may carry any type here (true, 3, {...}): a 400, not a TypeError
+            raise serializers.ValidationError("expected a comma-separated string or a list of strings")
         bad = [i for i in items if i not in self.valid]
         if bad:
             raise serializers.ValidationError(f"unknown value(s) {', '.join(map(str, bad))}; "
