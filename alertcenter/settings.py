@@ -296,6 +296,10 @@ WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS = _positive_int("WEBHOOK_SECRET_ROTATION
 DELIVERY_RETRY_SCHEDULE = [int(s) for s in _read("DELIVERY_RETRY_SCHEDULE", env.list, ["10", "30", "120", "600", "1800", "3600"])]
 DELIVERY_MAX_AGE_SECONDS = _positive_int("DELIVERY_MAX_AGE_SECONDS", 24 * 3600)
 DELIVERY_DOWNGRADE_AFTER_FAILURES = _positive_int("DELIVERY_DOWNGRADE_AFTER_FAILURES", 3)
+# Deliveries rung in one transaction go out as deliver.batch tasks of this many (claimed, sent
+# concurrently, recorded in one transaction).
+DELIVERY_BATCH_SIZE = _positive_int("DELIVERY_BATCH_SIZE", 25)
+DELIVERY_CLAIM_LEASE_SECONDS = _positive_int("DELIVERY_CLAIM_LEASE_SECONDS", 60)
 # Keys that encrypt webhook secrets at rest; the first encrypts, all decrypt (rotation).
 # Defaults to a key derived from SECRET_KEY.
 FIELD_ENCRYPTION_KEYS = _read("FIELD_ENCRYPTION_KEYS", env.list, []) or [SECRET_KEY]

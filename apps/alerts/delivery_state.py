@@ -5,14 +5,21 @@ transaction: a guarded UPDATE (nothing happens when the state is unchanged, so r
 are harmless), a timeline line, an audit event, and for DELIVERED / FAILED / DOWNGRADED an
 ``alert.updated`` event so endpoints subscribed to updates hear it (monitoring.alert.updated).
 Deliveries of alert.updated never report back (the delivery app filters them), so this cannot loop.
+
+``delivery_states_changed`` (a batch of recorded attempts) does the same for a list of alerts: one
+UPDATE ... RETURNING tells which alerts really changed (rows locked in id order, so concurrent
+batches cannot deadlock on them), then their timeline and audit rows are bulk-inserted, and the
+changed alerts that are announced are loaded in one query for their alert.updated events.
 """
 from __future__ import annotations
 
+from django.db import connection
 from django.dispatch import receiver
 
-from apps.audit.services import record
+from apps.audit.models import AuditEvent
+from apps.audit.services import describe_actor, record
 from apps.core import clock
-from apps.delivery.signals import delivery_state_changed
+from apps.delivery.signals import delivery_state_changed, delivery_states_changed
 
 from .models import Alert, DeliveryState, TimelineEntry
 from .signals import EVENT_UPDATED, alert_event
@@ -42,4 +49,64 @@ def on_delivery_state_changed(sender, alert_id: int, state: str, detail: dict | 
     record("alert.delivery_state", target_type="alerts.alert", target_id=alert_id, tenant=alert.tenant_id,
            data={"delivery_state": state, **detail})
     if state in ANNOUNCED and getattr(alert, "silence_id", None) is None:
+        alert_event.send(sender=Alert, alert=alert, event_type=EVENT_UPDATED, data={"delivery_state": state})
+
+
+def _set_states(wanted: dict[int, str], now) -> list[tuple[int, int, int | None, str]]:
+    """Set ``delivery_state`` where it differs; return (id, tenant_id, silence_id, state) of the
+    alerts that changed. One statement; rows locked in id order."""
+    table = connection.ops.quote_name(Alert._meta.db_table)
+    ids = sorted(wanted)
+    sql = f"""
+        WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[]) AS v(id, state)),
+        locked AS (
+            SELECT a.id FROM {table} a JOIN v ON a.id = v.id
+            WHERE a.delivery_state <> v.state ORDER BY a.id FOR UPDATE OF a
+        )
+        UPDATE {table} a SET delivery_state = v.state, updated_at = %s
+        FROM v, locked
+        WHERE a.id = v.id AND a.id = locked.id AND a.delivery_state <> v.state
+        RETURNING a.id, a.tenant_id, a.silence_id, v.state
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ids, [wanted[i] for i in ids], now])
+        return sorted(cursor.fetchall())
+
+
+@receiver(delivery_states_changed, dispatch_uid="alerts.delivery_states")
+def on_delivery_states_changed(sender, reports: list[dict], **kwargs) -> None:
+    """List form of ``on_delivery_state_changed``: one timeline line + one audit row per alert whose
+    state changed, nothing for the others, alert.updated for the announced ones."""
+    wanted: dict[int, str] = {}
+    details: dict[int, dict] = {}
+    for r in reports:
+        wanted[r["alert_id"]] = str(r["state"])
+        details[r["alert_id"]] = dict(r.get("detail") or {})
+    if not wanted:
+        return
+    now = clock.now()
+    changed = _set_states(wanted, now)
+    if not changed:
+        return
+    TimelineEntry.objects.bulk_create([
+        TimelineEntry(alert_id=alert_id, at=now, kind=TimelineEntry.Kind.DELIVERY, actor_label="system",
+                      message=_MESSAGES.get(state, state), data={"delivery_state": state, **details[alert_id]})
+        for alert_id, _tenant_id, _silence_id, state in changed
+    ])
+    actor_type, actor_id, actor_label = describe_actor(None)
+    AuditEvent.objects.bulk_create([
+        AuditEvent(at=now, actor_type=actor_type, actor_id=actor_id, actor_label=actor_label,
+                   action="alert.delivery_state", target_type="alerts.alert", target_id=str(alert_id),
+                   tenant_id=tenant_id, data={"delivery_state": state, **details[alert_id]})
+        for alert_id, tenant_id, _silence_id, state in changed
+    ])
+    announce = {alert_id: state for alert_id, _t, silence_id, state in changed
+                if state in ANNOUNCED and silence_id is None}
+    if not announce:
+        return
+    alerts = Alert.objects.select_related("tenant", "plugin").in_bulk(list(announce))
+    for alert_id, state in announce.items():
+        alert = alerts.get(alert_id)
+        if alert is None:  # deleted meanwhile
+            continue
         alert_event.send(sender=Alert, alert=alert, event_type=EVENT_UPDATED, data={"delivery_state": state})

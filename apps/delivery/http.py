@@ -15,10 +15,18 @@ Also: redirects are never followed (a redirect could point anywhere, e.g. to clo
 ``trust_env`` is off so ``HTTPS_PROXY``/``.netrc`` from the environment cannot reroute the request or
 add credentials; at most ``max_body`` bytes of the response are read, so a hostile endpoint cannot
 make us download a huge body. Only the first resolved address is tried.
+
+Keep-alive: ``post_pinned(..., keep_alive=True)`` reuses a per-thread session per checked host name
+(its adapter presents that name), so repeated sends to one endpoint reuse the TCP/TLS connection to
+the checked address. The pool key includes the address and the name, so a connection is only ever
+reused for the same address the check just approved; a response whose body was not read to its end
+closes its connection instead of returning it.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -35,9 +43,9 @@ USER_AGENT = "AlertCenter-Webhook/1.0"
 class _PinnedAdapter(HTTPAdapter):
     """Adapter that presents ``server_hostname`` (SNI + certificate name) instead of the URL's IP."""
 
-    def __init__(self, server_hostname: str) -> None:
+    def __init__(self, server_hostname: str, pool_maxsize: int = 1) -> None:
         self._server_hostname = server_hostname
-        super().__init__(pool_connections=1, pool_maxsize=1, max_retries=0)
+        super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[override]
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
@@ -73,6 +81,44 @@ def pinned_url(target: ResolvedTarget, url: str) -> str:
     return f"{target.scheme}://{ip_host}:{target.port}{path}"
 
 
+MAX_KEPT_SESSIONS = 64  # per thread; the least recently used is closed beyond this
+
+
+class _Sessions(threading.local):
+    def __init__(self) -> None:
+        self.by_host: OrderedDict[tuple[str, str], requests.Session] = OrderedDict()
+
+
+_sessions = _Sessions()
+
+
+def _new_session(server_hostname: str, pool_maxsize: int = 1) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    adapter = _PinnedAdapter(server_hostname, pool_maxsize=pool_maxsize)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _kept_session(target: ResolvedTarget) -> requests.Session:
+    key = (target.scheme, target.host)
+    session = _sessions.by_host.get(key)
+    if session is None:
+        session = _sessions.by_host[key] = _new_session(target.host)
+        while len(_sessions.by_host) > MAX_KEPT_SESSIONS:
+            _sessions.by_host.popitem(last=False)[1].close()
+    else:
+        _sessions.by_host.move_to_end(key)
+    return session
+
+
+def close_kept_sessions() -> None:
+    """Close this thread's kept connections (tests; a worker process exiting)."""
+    while _sessions.by_host:
+        _sessions.by_host.popitem()[1].close()
+
+
 def post_pinned(
     target: ResolvedTarget,
     url: str,
@@ -82,6 +128,7 @@ def post_pinned(
     timeout: float,
     verify: bool | str = True,
     max_body: int = 1024,
+    keep_alive: bool = False,
 ) -> requests.Response:
     """POST ``body`` to ``url`` over a connection to ``target.addresses[0]``; never follow redirects.
 
@@ -95,28 +142,44 @@ def post_pinned(
     send_headers = CaseInsensitiveDict({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
     send_headers.update(headers)
     send_headers["Host"] = _host_header(target)  # always ours: a caller-provided Host could lie
-    with requests.Session() as session:
-        session.trust_env = False
-        adapter = _PinnedAdapter(target.host)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        response = session.post(
-            request_url,
-            data=body,
-            headers=send_headers,
-            timeout=timeout,
-            allow_redirects=False,
-            stream=True,
-            verify=verify,
-        )
+    reused = keep_alive and (target.scheme, target.host) in _sessions.by_host
+    session = _kept_session(target) if keep_alive else _new_session(target.host)
+
+    def post(session: requests.Session) -> requests.Response:
+        return session.post(request_url, data=body, headers=send_headers, timeout=timeout,
+                            allow_redirects=False, stream=True, verify=verify)
+
+    try:
         try:
-            data = response.raw.read(max_body, decode_content=True) or b""
-        except Exception:  # noqa: BLE001 - the status line already arrived and is what counts
-            data = b""
-        finally:
-            response.close()
-        # Materialise the capped body so callers can use .content/.text as usual.
-        response._content = data
+            response = post(session)
+        except requests.ConnectionError as exc:
+            if not reused or isinstance(exc, requests.Timeout):
+                raise
+            # A kept connection the receiver closed while idle: one fresh connection, as any
+            # keep-alive client does (receivers dedupe on webhook-id in any case).
+            _sessions.by_host.pop((target.scheme, target.host), None)
+            session.close()
+            session = _kept_session(target)
+            response = post(session)
+    except Exception:
+        if keep_alive:  # a broken kept connection must not be offered again
+            _sessions.by_host.pop((target.scheme, target.host), None)
+        session.close()
+        raise
+    try:
+        data = response.raw.read(max_body, decode_content=True) or b""
+        # Read to its end: the connection can serve the next request (keep-alive).
+        reusable = keep_alive and getattr(response.raw, "length_remaining", None) == 0
+    except Exception:  # noqa: BLE001 - the status line already arrived and is what counts
+        data, reusable = b"", False
+    finally:
+        if not reusable:
+            response.raw.close()  # unread bytes left: never hand this connection to another request
         response._content_consumed = True
-        response.url = url  # report the URL the tenant configured, not the pinned IP form
+        response.close()  # returns a reusable connection to the pool, closed ones are dropped
+    if not keep_alive:
+        session.close()
+    # Materialise the capped body so callers can use .content/.text as usual.
+    response._content = data
+    response.url = url  # report the URL the tenant configured, not the pinned IP form
     return response

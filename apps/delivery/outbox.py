@@ -7,8 +7,10 @@ doorbell on commit; if that message is lost, the sweeper finds the due rows anyw
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Iterable
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -43,28 +45,103 @@ def expires(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.DELIVERY_MAX_AGE_SECONDS)
 
 
+def batch_size() -> int:
+    """Deliveries per deliver task (DELIVERY_BATCH_SIZE): a batch is claimed, sent and recorded together."""
+    return max(1, int(getattr(settings, "DELIVERY_BATCH_SIZE", 25)))
+
+
+def _enqueue(ids: list[int]) -> None:
+    from .tasks import deliver_attempt, deliver_batch
+
+    size = batch_size()
+    try:
+        if len(ids) == 1:
+            deliver_attempt.delay(ids[0])
+            return
+        for i in range(0, len(ids), size):
+            deliver_batch.delay(ids[i:i + size])
+    except Exception:  # noqa: BLE001 - the doorbell is best effort by design
+        logger.warning("could not enqueue deliveries; the sweeper will pick them up",
+                       extra={"delivery_ids": ids[:20]}, exc_info=True)
+
+
+class _Doorbell:
+    """The ids rung in one transaction: enqueued together (in DELIVERY_BATCH_SIZE chunks) on commit."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+        self.done = False
+
+    def __call__(self) -> None:
+        self.done = True
+        _enqueue(self.ids)
+
+
+def _pending_doorbell(connection) -> _Doorbell | None:
+    """This transaction's doorbell, if its on_commit callback is still registered (a rolled-back
+    savepoint or transaction discards callbacks without running them, so membership is the test)."""
+    bell = getattr(connection, "_delivery_doorbell", None)
+    if bell is None or bell.done:
+        return None
+    if any(entry[1] is bell for entry in connection.run_on_commit):
+        return bell
+    return None
+
+
 def ring(ids: Iterable[int]) -> None:
     """Enqueue a first attempt for ``ids`` once the current transaction commits.
 
-    A broker failure is logged, not raised: the rows are due and the sweeper will send them.
+    All ids rung inside one transaction share one on_commit callback, which enqueues them as
+    ``deliver.batch`` tasks of DELIVERY_BATCH_SIZE (so 100 alerts written in one transaction cost
+    a few broker messages, not 100). Ids whose rows were rolled back with a savepoint may still be
+    enqueued: the claim finds nothing and the task is a no-op. A broker failure is logged, not
+    raised: the rows are due and the sweeper will send them.
     """
     ids = list(ids)
     if not ids:
         return
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        _enqueue(ids)
+        return
+    bell = _pending_doorbell(connection)
+    if bell is None:
+        bell = _Doorbell()
+        connection._delivery_doorbell = bell
+        transaction.on_commit(bell)
+    bell.ids.extend(ids)
 
-    def enqueue() -> None:
-        from .tasks import deliver_attempt, deliver_batch
 
-        try:
-            if len(ids) == 1:
-                deliver_attempt.delay(ids[0])
-            else:
-                deliver_batch.delay(ids)
-        except Exception:  # noqa: BLE001 - the doorbell is best effort by design
-            logger.warning("could not enqueue deliveries; the sweeper will pick them up",
-                           extra={"delivery_ids": ids[:20]}, exc_info=True)
+class _EndpointSnapshot(threading.local):
+    tenants: dict[int, list[WebhookEndpoint]] | None = None
 
-    transaction.on_commit(enqueue)
+
+_snapshot = _EndpointSnapshot()
+
+
+@contextmanager
+def endpoint_snapshot():
+    """Within this block, each tenant's enabled endpoints are read once (``create_for_event``).
+
+    For a batch of state reports: their alert.updated events would otherwise look the endpoints up
+    once per alert. Only for code that does not change endpoints inside the block.
+    """
+    outer = _snapshot.tenants
+    if outer is None:
+        _snapshot.tenants = {}
+    try:
+        yield
+    finally:
+        _snapshot.tenants = outer
+
+
+def _enabled_endpoints(tenant_id: int) -> list[WebhookEndpoint]:
+    cache = _snapshot.tenants
+    if cache is None:
+        return list(WebhookEndpoint.objects.filter(tenant_id=tenant_id, enabled=True))
+    if tenant_id not in cache:
+        cache[tenant_id] = list(WebhookEndpoint.objects.filter(tenant_id=tenant_id, enabled=True))
+    return cache[tenant_id]
 
 
 def create_for_event(*, alert: Any, event_type: str, data: dict | None = None,
@@ -79,9 +156,10 @@ def create_for_event(*, alert: Any, event_type: str, data: dict | None = None,
     roll the alert change back with it, which is the point of the outbox). ``endpoint_ids``
     restricts the endpoints (reconcile_alerts fills in missing deliveries with it).
     """
-    qs = WebhookEndpoint.objects.filter(tenant_id=alert.tenant_id, enabled=True)
     if endpoint_ids is not None:
-        qs = qs.filter(pk__in=list(endpoint_ids))
+        qs = WebhookEndpoint.objects.filter(tenant_id=alert.tenant_id, enabled=True, pk__in=list(endpoint_ids))
+    else:
+        qs = _enabled_endpoints(alert.tenant_id)
     endpoints = [e for e in qs if subscribed(e, event_type, alert.severity)]
     if not endpoints:
         return []

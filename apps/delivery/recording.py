@@ -1,6 +1,6 @@
 """Recording one attempt's outcome: the retry policy, downgrade/restore and the endpoint's streak.
 
-All in one transaction per outcome. Policy (DESIGN 3.5, 3.6):
+All in one transaction per batch of outcomes (``record_outcomes``). Policy (DESIGN 3.5, 3.6):
 
 * success -> DELIVERED (also after a downgrade: a late success counts); the endpoint's streak goes
   to 0 and a downgraded endpoint is restored (audited, tenant told by email);
@@ -19,7 +19,7 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from apps.audit.services import record as audit
 from apps.core import clock
@@ -38,43 +38,147 @@ def retry_schedule(delivery: Delivery) -> list[int]:
 def record_outcome(outcome: Outcome) -> str:
     """Record ``outcome`` of a claimed delivery; returns the delivery's new state ("" if the claim
     was lost meanwhile: the attempt row is still written, the row is left to its new holder)."""
-    d = outcome.delivery
-    number = d.attempts + 1
+    return record_outcomes([outcome])[0]
+
+
+def record_outcomes(outcomes: list[Outcome]) -> list[str]:
+    """Record a batch of outcomes in one transaction; returns each delivery's new state (as
+    ``record_outcome``). Per batch: one bulk insert of the attempt rows, one UPDATE for all
+    successes, the endpoints' streaks replayed in the batch's order under row locks (one UPDATE per
+    endpoint whose streak or state changes), one UPDATE per failure, one state report for all
+    touched alerts (``state.report_many``)."""
+    if not outcomes:
+        return []
     now = clock.now()
+    numbers = [o.delivery.attempts + 1 for o in outcomes]
+    states = [""] * len(outcomes)
     with transaction.atomic():
-        DeliveryAttempt.objects.create(
-            delivery=d, number=number, channel=d.channel, started_at=outcome.started_at,
-            latency_ms=outcome.latency_ms, status_code=outcome.status_code, success=outcome.ok,
-            error="" if outcome.ok else outcome.error.message[:2000],
-            response_excerpt=(outcome.result.response_excerpt if outcome.ok else outcome.error.response_excerpt)[:1024],
-        )
-        if outcome.ok:
-            new_state = _succeeded(d, outcome, number, now)
-        else:
-            new_state = _failed(d, outcome, number, now)
-    _log(outcome, number, new_state)
-    return new_state
+        DeliveryAttempt.objects.bulk_create([
+            DeliveryAttempt(
+                delivery=o.delivery, number=n, channel=o.delivery.channel, started_at=o.started_at,
+                latency_ms=o.latency_ms, status_code=o.status_code, success=o.ok,
+                error="" if o.ok else o.error.message[:2000],
+                response_excerpt=(o.result.response_excerpt if o.ok else o.error.response_excerpt)[:1024],
+            )
+            for o, n in zip(outcomes, numbers)
+        ])
+        held_ok = _mark_delivered([(o, n) for o, n in zip(outcomes, numbers) if o.ok], now)
+        # Successes whose claim was lost leave the endpoint alone (as before batching).
+        counted = [o for o in outcomes if not o.ok or o.delivery.pk in held_ok]
+        after = _replay_endpoints(counted, now)
+        reports: list[tuple[Delivery, dict]] = []
+        for i, (o, n) in enumerate(zip(outcomes, numbers)):
+            d = o.delivery
+            if o.ok:
+                if d.pk in held_ok:
+                    d.state = states[i] = DeliveryState.DELIVERED
+                    reports.append((d, {"channel": d.channel, "attempt": n, "status_code": o.status_code}))
+            else:
+                states[i], report = _failed(d, o, n, now, after.get(id(o)))
+                if report:
+                    reports.append((d, report))
+        if reports:
+            with outbox.endpoint_snapshot():  # endpoints are not changed below this point
+                state.report_many(reports)
+    for o, n, s in zip(outcomes, numbers, states):
+        _log(o, n, s)
+    return states
+
+
+def _mark_delivered(items: list[tuple[Outcome, int]], now: datetime) -> set[int]:
+    """One UPDATE for all successes still held by their claim; returns the ids it changed."""
+    if not items:
+        return set()
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    sql = f"""
+        UPDATE {table} d SET state = %s, attempts = v.number, delivered_at = %s, finished_at = %s,
+            next_attempt_at = NULL, claim_token = '', last_error = '', last_status_code = v.code
+        FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::text[]) AS v(id, number, code, token)
+        WHERE d.id = v.id AND d.state = %s AND d.claim_token = v.token
+        RETURNING d.id
+    """
+    params = [str(DeliveryState.DELIVERED), now, now, [o.delivery.pk for o, _ in items], [n for _, n in items],
+              [o.status_code for o, _ in items], [o.delivery.claim_token for o, _ in items],
+              str(DeliveryState.SENDING)]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _held(d: Delivery):
     return Delivery.objects.filter(pk=d.pk, state=DeliveryState.SENDING, claim_token=d.claim_token)
 
 
-def _succeeded(d: Delivery, outcome: Outcome, number: int, now: datetime) -> str:
-    if not _held(d).update(state=DeliveryState.DELIVERED, attempts=number, delivered_at=now, finished_at=now,
-                           next_attempt_at=None, claim_token="", last_error="",
-                           last_status_code=outcome.status_code):
-        return ""
-    d.state = DeliveryState.DELIVERED
-    if d.channel == Channel.WEBHOOK and d.endpoint_id:
-        _endpoint_succeeded(d.endpoint)
-    state.report(d, {"channel": d.channel, "attempt": number, "status_code": outcome.status_code})
-    return d.state
+def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, WebhookEndpoint]:
+    """Apply the batch's webhook outcomes to their endpoints' streaks, in the batch's order.
+
+    Per endpoint: success -> streak 0 and a downgraded endpoint restored (audited, tenant told);
+    failure -> streak + 1, 410 disables, the threshold downgrades (audited). Endpoints that saw a
+    failure, or were not clean when claimed, are locked (in id order) and re-read so concurrent
+    batches count exactly; an all-success batch on a clean endpoint costs no query. Returns, per
+    failed outcome (by ``id(outcome)``), the endpoint as it stood right after that failure.
+    """
+    mine: dict[int, list[Outcome]] = {}
+    for o in outcomes:
+        d = o.delivery
+        if d.channel == Channel.WEBHOOK and d.endpoint_id:
+            mine.setdefault(d.endpoint_id, []).append(o)
+    dirty = sorted(
+        ep_id for ep_id, items in mine.items()
+        if any(not o.ok or o.delivery.endpoint.failure_streak or o.delivery.endpoint.downgraded_at for o in items)
+    )
+    if not dirty:
+        return {}
+    locked = {ep.pk: ep for ep in WebhookEndpoint.objects.select_for_update().filter(pk__in=dirty).order_by("pk")}
+    after: dict[int, WebhookEndpoint] = {}
+    threshold = settings.DELIVERY_DOWNGRADE_AFTER_FAILURES
+    for ep_id in dirty:
+        ep = locked.get(ep_id)
+        if ep is None:  # deleted meanwhile
+            continue
+        before = (ep.failure_streak, ep.downgraded_at, ep.enabled)
+        restored = disabled = downgraded = None
+        for o in mine[ep_id]:
+            if o.ok:
+                ep.failure_streak = 0
+                if ep.downgraded_at is not None:
+                    ep.downgraded_at, restored = None, True
+                continue
+            err = o.error
+            ep.failure_streak += 1
+            if err.status_code == 410 and ep.enabled:
+                ep.enabled, ep.disabled_reason = False, f"receiver answered 410 Gone at {now.isoformat()}"
+                disabled = True
+            elif ep.enabled and ep.downgraded_at is None and ep.failure_streak >= threshold:
+                ep.downgraded_at = now
+                downgraded = err
+            after[id(o)] = WebhookEndpoint(pk=ep.pk, tenant_id=ep.tenant_id, url=ep.url, enabled=ep.enabled,
+                                           failure_streak=ep.failure_streak, downgraded_at=ep.downgraded_at)
+        if (ep.failure_streak, ep.downgraded_at, ep.enabled) == before:
+            continue
+        ep.save(update_fields=["failure_streak", "downgraded_at", "enabled", "disabled_reason", "updated_at"])
+        if restored and ep.downgraded_at is None:
+            audit("webhook.restored", target=ep, tenant=ep.tenant_id, data={"url": ep.url})
+            outbox.create_notice(
+                tenant_id=ep.tenant_id, event_type="webhook.restored", subject="Webhook endpoint restored",
+                text=f"Your webhook endpoint {ep.url} accepts alerts again; alerts go to it as usual.")
+        if disabled:
+            audit("webhook.disabled", target=ep, tenant=ep.tenant_id, data={"url": ep.url, "reason": "410 Gone"})
+            outbox.create_notice(
+                tenant_id=ep.tenant_id, event_type="webhook.disabled", subject="Webhook endpoint disabled",
+                text=f"Your webhook endpoint {ep.url} answered 410 Gone, so it was disabled. Alerts go to your "
+                     "fallback email/SMS contacts; re-enable or replace the endpoint through the API.")
+        if downgraded is not None and ep.downgraded_at is not None:
+            audit("webhook.downgraded", target=ep, tenant=ep.tenant_id,
+                  data={"url": ep.url, "failure_streak": ep.failure_streak, "error": downgraded.message[:300]})
+    return after
 
 
-def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime) -> str:
+def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
+            endpoint: WebhookEndpoint | None) -> tuple[str, dict | None]:
+    """The failure policy for one delivery; returns (new state or "" if the claim was lost, the
+    detail to report for the alert's state or None)."""
     err = outcome.error
-    endpoint = _endpoint_failed(d.endpoint, err, now) if d.channel == Channel.WEBHOOK and d.endpoint_id else None
     final = err.permanent
     next_at = None
     if not final:
@@ -96,14 +200,14 @@ def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime) -> str:
     if final:
         fields["finished_at"] = now
     if not _held(d).update(**fields):
-        return ""
+        return "", None
     d.state, d.downgraded_at = new_state, downgraded_at
     if downgrade:
         _send_fallback(d, now)
     if final or downgrade:
-        state.report(d, {"channel": d.channel, "attempt": number, "status_code": err.status_code,
-                         "error": err.message[:300]})
-    return new_state
+        return new_state, {"channel": d.channel, "attempt": number, "status_code": err.status_code,
+                           "error": err.message[:300]}
+    return new_state, None
 
 
 def _send_fallback(d: Delivery, now: datetime) -> None:
@@ -113,44 +217,6 @@ def _send_fallback(d: Delivery, now: datetime) -> None:
     rows = outbox.create_fallbacks(alert=alert, event_type=d.event_type, source=d, now=now,
                                    reason="your webhook endpoint did not accept this alert")
     outbox.ring(r.pk for r in rows)
-
-
-def _endpoint_succeeded(endpoint: WebhookEndpoint) -> None:
-    """Streak back to 0; a downgraded endpoint is restored (once: guarded by the conditional UPDATE)."""
-    if endpoint.downgraded_at is None and endpoint.failure_streak == 0:
-        return  # the common case costs no query
-    restored = WebhookEndpoint.objects.filter(pk=endpoint.pk, downgraded_at__isnull=False).update(
-        failure_streak=0, downgraded_at=None)
-    if not restored:
-        WebhookEndpoint.objects.filter(pk=endpoint.pk, failure_streak__gt=0).update(failure_streak=0)
-        return
-    audit("webhook.restored", target=endpoint, tenant=endpoint.tenant_id, data={"url": endpoint.url})
-    outbox.create_notice(
-        tenant_id=endpoint.tenant_id, event_type="webhook.restored", subject="Webhook endpoint restored",
-        text=f"Your webhook endpoint {endpoint.url} accepts alerts again; alerts go to it as usual.")
-
-
-def _endpoint_failed(endpoint: WebhookEndpoint, err, now: datetime) -> WebhookEndpoint:
-    """Streak + 1 under a row lock (concurrent failures count exactly); downgrade at the threshold;
-    410 disables. Returns the updated endpoint."""
-    ep = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
-    ep.failure_streak += 1
-    fields = ["failure_streak", "updated_at"]
-    if err.status_code == 410 and ep.enabled:
-        ep.enabled, ep.disabled_reason = False, f"receiver answered 410 Gone at {now.isoformat()}"
-        fields += ["enabled", "disabled_reason"]
-        audit("webhook.disabled", target=ep, tenant=ep.tenant_id, data={"url": ep.url, "reason": "410 Gone"})
-        outbox.create_notice(
-            tenant_id=ep.tenant_id, event_type="webhook.disabled", subject="Webhook endpoint disabled",
-            text=f"Your webhook endpoint {ep.url} answered 410 Gone, so it was disabled. Alerts go to your "
-                 "fallback email/SMS contacts; re-enable or replace the endpoint through the API.")
-    elif ep.enabled and ep.downgraded_at is None and ep.failure_streak >= settings.DELIVERY_DOWNGRADE_AFTER_FAILURES:
-        ep.downgraded_at = now
-        fields.append("downgraded_at")
-        audit("webhook.downgraded", target=ep, tenant=ep.tenant_id,
-              data={"url": ep.url, "failure_streak": ep.failure_streak, "error": err.message[:300]})
-    ep.save(update_fields=fields)
-    return ep
 
 
 def _log(outcome: Outcome, number: int, new_state: str) -> None:

@@ -11,3 +11,9 @@ each state change cause an update that causes a state change, forever.
 from django.dispatch import Signal
 
 delivery_state_changed = Signal()
+
+# The list form, for a batch of recorded attempts (one transaction): ``reports`` is a list of dicts
+# ``{"alert_id", "state", "detail"}``, at most one per alert. Receivers handle the whole list at once
+# (one UPDATE, bulk timeline/audit rows). When nothing listens to it, each report goes out through
+# ``delivery_state_changed`` instead.
+delivery_states_changed = Signal()

@@ -64,6 +64,9 @@ class Simulator:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body are two writes: with Nagle on, a kept-alive client waits for its own
+            # delayed ACK (~40 ms) before the body arrives.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass

@@ -7,10 +7,11 @@ else anything still in flight -> PENDING; else all DELIVERED -> DELIVERED; else 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .models import NOTIFY_EVENTS, Channel, Delivery, DeliveryState
-from .signals import delivery_state_changed
+from .signals import delivery_state_changed, delivery_states_changed
 
 
 def effective_state(state: str, downgraded_at: Any) -> str:
@@ -55,3 +56,52 @@ def report(delivery: Delivery, detail: dict) -> str | None:
                                 detail={"delivery_id": delivery.pk, "endpoint_id": delivery.endpoint_id,
                                         "event_type": delivery.event_type, **detail})
     return state
+
+
+def counts(delivery: Delivery) -> bool:
+    """Does this delivery decide its alert's delivery state (webhook, notifying event)?"""
+    return delivery.alert_id is not None and delivery.channel == Channel.WEBHOOK and \
+        delivery.event_type in NOTIFY_EVENTS
+
+
+def alert_delivery_states(alert_ids: Iterable[int]) -> dict[int, str]:
+    """``alert_delivery_state`` for many alerts in one query (alerts without deliveries left out)."""
+    ids = sorted(set(alert_ids))
+    if not ids:
+        return {}
+    latest: dict[int, dict[int | None, str]] = {}
+    rows = (Delivery.objects.filter(alert_id__in=ids, channel=Channel.WEBHOOK, event_type__in=NOTIFY_EVENTS)
+            .order_by("id").values_list("alert_id", "endpoint_id", "state", "downgraded_at"))
+    for alert_id, endpoint_id, state, downgraded_at in rows:
+        latest.setdefault(alert_id, {})[endpoint_id] = effective_state(state, downgraded_at)
+    out = {}
+    for alert_id, per_endpoint in latest.items():
+        state = aggregate(list(per_endpoint.values()))
+        if state is not None:
+            out[alert_id] = str(state)
+    return out
+
+
+def report_many(items: Iterable[tuple[Delivery, dict]]) -> dict[int, str]:
+    """``report`` for a batch recorded in one transaction: the states of all touched alerts are
+    computed in one query and sent as one ``delivery_states_changed`` (one entry per alert; when
+    several deliveries of one alert are in the batch, the last one's detail goes with it).
+    Call inside the transaction that changed the rows. Returns {alert_id: state sent}."""
+    by_alert: dict[int, tuple[Delivery, dict]] = {}
+    for delivery, detail in items:
+        if counts(delivery):
+            by_alert[delivery.alert_id] = (delivery, detail)
+    states = alert_delivery_states(by_alert)
+    reports = [
+        {"alert_id": alert_id, "state": states[alert_id],
+         "detail": {"delivery_id": d.pk, "endpoint_id": d.endpoint_id, "event_type": d.event_type, **detail}}
+        for alert_id, (d, detail) in by_alert.items() if alert_id in states
+    ]
+    if not reports:
+        return {}
+    if delivery_states_changed.has_listeners(Delivery):
+        delivery_states_changed.send(sender=Delivery, reports=reports)
+    else:
+        for r in reports:
+            delivery_state_changed.send(sender=Delivery, alert_id=r["alert_id"], state=r["state"], detail=r["detail"])
+    return {r["alert_id"]: r["state"] for r in reports}

@@ -69,10 +69,13 @@ def _reason(exc: BaseException) -> str:
 class WebhookTransport(Transport):
     kind = "webhook"
 
-    def __init__(self, config: WebhookConfig | None = None, resolver: Resolver = socket.getaddrinfo) -> None:
+    def __init__(self, config: WebhookConfig | None = None, resolver: Resolver = socket.getaddrinfo,
+                 keep_alive: bool = False) -> None:
         # config=None reads Django settings at send time, so settings changes in tests apply.
+        # keep_alive: reuse this thread's connection to the checked address (the deliver workers).
         self.config = config
         self.resolver = resolver
+        self.keep_alive = keep_alive
 
     def send(self, message: OutboundMessage) -> AttemptResult:
         cfg = self.config or WebhookConfig.from_settings()
@@ -95,7 +98,8 @@ class WebhookTransport(Transport):
         where = f"{target.host}:{target.port}"
         try:
             resp = post_pinned(
-                target, message.url, body=message.body, headers=headers, timeout=cfg.timeout, verify=cfg.verify
+                target, message.url, body=message.body, headers=headers, timeout=cfg.timeout, verify=cfg.verify,
+                keep_alive=self.keep_alive,
             )
         except requests.ConnectTimeout as exc:
             msg = f"timed out after {cfg.timeout:g} s connecting to {where}"
