@@ -44,11 +44,25 @@ def alert_delivery_state(alert_id: int) -> str | None:
     return aggregate(list(latest.values()))
 
 
+def lock_alerts(alert_ids: Iterable[int]) -> None:
+    """Row-lock the alerts (in id order) before their state is computed from the delivery rows.
+
+    Two transactions finishing deliveries of the same alert to different endpoints would each
+    read the other's row as still in flight and both report PENDING; with the alert locked, the
+    second waits and then (read committed) sees the first one's committed row.
+    """
+    ids = sorted(set(alert_ids))
+    if ids:
+        alert_model = Delivery._meta.get_field("alert").related_model  # no import of alerts internals
+        list(alert_model.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+
+
 def report(delivery: Delivery, detail: dict) -> str | None:
     """Send ``delivery_state_changed`` for the delivery's alert when the delivery counts (webhook,
     notifying event). Call inside the transaction that changed the row. Returns the state sent."""
     if delivery.alert_id is None or delivery.channel != Channel.WEBHOOK or delivery.event_type not in NOTIFY_EVENTS:
         return None
+    lock_alerts([delivery.alert_id])
     state = alert_delivery_state(delivery.alert_id)
     if state is None:
         return None
@@ -91,6 +105,7 @@ def report_many(items: Iterable[tuple[Delivery, dict]]) -> dict[int, str]:
     for delivery, detail in items:
         if counts(delivery):
             by_alert[delivery.alert_id] = (delivery, detail)
+    lock_alerts(by_alert)
     states = alert_delivery_states(by_alert)
     reports = [
         {"alert_id": alert_id, "state": states[alert_id],
