@@ -34,7 +34,7 @@ run: $(VENV)/.installed
 	$(PY) manage.py runstack $(RUN_ARGS)
 
 test: $(VENV)/.installed-dev
-	DEBUG=0 SECRET_KEY=test-only-secret-key LOG_FORMAT=text \
+	DEBUG=0 SECRET_KEY=test-only-secret-key LOG_FORMAT=text AUTH_FAILURES_PER_MINUTE=1000000 \
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	CELERY_BROKER_URL= CACHE_URL= \
 	$(PY) -m pytest $(PYTEST_ARGS)

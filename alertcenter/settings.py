@@ -234,6 +234,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Failed API token attempts per client address per minute before it is answered 429.
+AUTH_FAILURES_PER_MINUTE = _positive_int("AUTH_FAILURES_PER_MINUTE", 20)
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from rest_framework import authentication, exceptions
 
+from . import bruteforce
+
 
 @dataclass(frozen=True)
 class TokenPrincipal:
@@ -44,8 +46,13 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
         from apps.tenants.tokens import authenticate_token
 
+        client = request.META.get("REMOTE_ADDR", "")
+        wait = bruteforce.retry_after(client)
+        if wait:  # refuse before even looking the token up: guessing gets no answer at all
+            raise exceptions.Throttled(wait=wait, detail="too many failed token attempts from this address")
         token = authenticate_token(parts[1])
         if token is None:
+            bruteforce.record_failure(client)
             raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
         principal = TokenPrincipal(
             token_id=token.id,

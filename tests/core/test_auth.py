@@ -68,3 +68,19 @@ def test_database_outage_is_503_with_retry_after_not_500(api, tenant, make_token
     assert resp.status_code == 503
     assert resp["Retry-After"] == "5"
     assert resp.json()["error"]["code"] == "unavailable"
+
+
+def test_token_guessing_is_slowed_per_address(api, tenant, make_token, settings, clean_redis):
+    settings.AUTH_FAILURES_PER_MINUTE = 3
+    good = make_token(tenant, "alerts:read")
+    guesser = api("ac_000000000000_guess")
+    assert [guesser.get("/scoped").status_code for _ in range(3)] == [401, 401, 401]
+    resp = guesser.get("/scoped")
+    assert resp.status_code == 429
+    assert 1 <= int(resp["Retry-After"]) <= 60
+    assert resp.json()["error"]["code"] == "throttled"
+    # Once an address is over the limit even a valid token waits: guessing gets no signal.
+    assert api(good).get("/scoped").status_code == 429
+    # Another address is unaffected.
+    other = api(good)
+    assert other.get("/scoped", REMOTE_ADDR="10.1.2.3").status_code == 200
