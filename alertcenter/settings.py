@@ -269,6 +269,8 @@ INGEST_MAX_BYTES = _positive_int("INGEST_MAX_BYTES", 5 * 1024 * 1024)
 INGEST_MAX_EVENTS = _positive_int("INGEST_MAX_EVENTS", 10_000)
 # Per-tenant quota: events per second, averaged over a 10 s window; over it the API answers 429.
 INGEST_TENANT_EVENTS_PER_SECOND = _positive_int("INGEST_TENANT_EVENTS_PER_SECOND", 50_000)
+# Detection backlog (events in pending batches) above which intake sheds load with 429.
+INGEST_MAX_PENDING_EVENTS = _positive_int("INGEST_MAX_PENDING_EVENTS", 500_000)
 INGEST_MAX_PAST_SECONDS = _positive_int("INGEST_MAX_PAST_SECONDS", 7 * 24 * 3600)
 INGEST_MAX_FUTURE_SECONDS = _positive_int("INGEST_MAX_FUTURE_SECONDS", 300)
 # A batch still unprocessed after this many seconds is re-enqueued by the sweeper.

@@ -26,7 +26,7 @@ from rest_framework import status
 from apps.core import clock
 from apps.core.errors import ApplicationError, ServiceUnavailable, Unprocessable
 
-from . import quota, tenancy
+from . import backpressure, quota, tenancy
 from .codec import encode_events
 from .masking import MaskingRuleError, get_masker
 from .models import IngestBatch
@@ -94,6 +94,14 @@ def accept_events(*, items: list[object], writer: Writer) -> IntakeResult:
         raise PayloadTooLarge(
             f"{len(items)} events in one request; the limit is {settings.INGEST_MAX_EVENTS}: send smaller batches",
             details={"max_events": settings.INGEST_MAX_EVENTS})
+    try:
+        backlog_wait = backpressure.retry_after_if_backlogged()
+    except (OperationalError, InterfaceError):
+        raise _unavailable("database unavailable; resend later") from None
+    if backlog_wait is not None:
+        raise QuotaExceeded(
+            f"detection is behind (more than {settings.INGEST_MAX_PENDING_EVENTS} events pending); resend later",
+            code="backlogged", details={"retry_after": backlog_wait}, headers={"Retry-After": str(backlog_wait)})
     if writer.tenant_slug:
         # Cheap early refusal before spending CPU on the events of an exhausted tenant.
         wait = quota.retry_after_if_exhausted(writer.tenant_slug)

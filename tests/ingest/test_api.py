@@ -272,3 +272,21 @@ def test_a_broker_outage_still_answers_202(writer_client, monkeypatch, django_ca
         resp = post_json(writer_client, [event()])
     assert resp.status_code == 202
     assert IngestBatch.objects.get(pk=resp.json()["batch_id"]).status == BatchStatus.PENDING
+
+
+def test_intake_sheds_load_with_429_when_detection_is_far_behind(writer_client, no_doorbell, settings):
+    from apps.ingest import backpressure
+
+    settings.INGEST_MAX_PENDING_EVENTS = 10
+    backpressure.reset()
+    assert post_json(writer_client, [event()] * 11).status_code == 202  # 11 now pending (no worker here)
+    backpressure.reset()
+    resp = post_json(writer_client, [event()])
+    assert resp.status_code == 429
+    assert resp["Retry-After"] == str(backpressure.RETRY_AFTER_SECONDS)
+    assert resp.json()["error"]["code"] == "backlogged"
+    assert IngestBatch.objects.count() == 1  # the refused request stored nothing
+    # Once the backlog drains, intake accepts again.
+    IngestBatch.objects.update(status=BatchStatus.DONE)
+    backpressure.reset()
+    assert post_json(writer_client, [event()]).status_code == 202
