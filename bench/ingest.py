@@ -132,6 +132,32 @@ def throughput(url: str, token: str, bodies: list[bytes], seconds: float, client
     return accepted[0], time.monotonic() - t0
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> float:
+    """user+sys CPU of the live processes in process group ``pgid`` (a service we started) or
+    whose command line contains ``cmdline_has`` (PostgreSQL backends of the bench database).
+    CPU time, unlike wall time, hardly moves when other work shares the machine."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if pgid is not None and int(fields[2]) != pgid:
+                continue
+            if cmdline_has is not None:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if cmdline_has.encode() not in f.read():
+                        continue
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / _TICK
+
+
 def wait_drained(timeout: float) -> None:
     from apps.ingest.models import BatchStatus, IngestBatch
 
@@ -223,6 +249,7 @@ def main() -> None:
     if args.db:
         DB = args.db
 
+    load0 = os.getloadavg()[0]
     print(f"setting up {DB} ...", flush=True)
     setup_database()
     django_setup()
@@ -247,10 +274,13 @@ def main() -> None:
         post(requests.Session(), url, token, bodies[0])  # warm-up: compiles rules, registers plugins
         wait_drained(120)
         print(f"throughput: posting for {args.seconds:.0f} s ...", flush=True)
+        cpu0 = (cpu_seconds(pgid=web.pid), cpu_seconds(pgid=worker.pid), cpu_seconds(cmdline_has=f" {DB} "))
         accepted, elapsed = throughput(url, token, bodies, args.seconds, args.clients)
         t_drain = time.monotonic()
         wait_drained(600)
         drain = time.monotonic() - t_drain
+        cpu1 = (cpu_seconds(pgid=web.pid), cpu_seconds(pgid=worker.pid), cpu_seconds(cmdline_has=f" {DB} "))
+        cpu_ms = [(b - a) * 1e6 / accepted for a, b in zip(cpu0, cpu1)]  # ms per 1,000 events
         detected, detect_span = detected_rate()
         print(f"latency: {args.latency_rate} events/s for {args.latency_seconds:.0f} s ...", flush=True)
         lat = latency(url, token, bodies, args.latency_seconds, args.latency_rate)
@@ -264,6 +294,9 @@ def main() -> None:
         ("events/s accepted (POST -> batch committed)", f"{acc_rate:,.0f}"),
         ("events/s detected (batches DONE)", f"{det_rate:,.0f}"),
         ("backlog drain after posting stopped", f"{drain:.1f} s"),
+        ("CPU per 1,000 events: web / detect worker / PostgreSQL",
+         f"{cpu_ms[0]:.0f} / {cpu_ms[1]:.0f} / {cpu_ms[2]:.0f} ms"),
+        ("detect worker CPU-bound ceiling (1 core)", f"{1e6 / cpu_ms[1]:,.0f} ev/s" if cpu_ms[1] else "n/a"),
         (f"log-to-alert p50 at {args.latency_rate:,} ev/s ({len(lat)} alerts)", f"{pct(lat, 50) * 1000:,.0f} ms"),
         (f"log-to-alert p99 at {args.latency_rate:,} ev/s", f"{pct(lat, 99) * 1000:,.0f} ms"),
         ("baseline: orjson parse + one automaton, events/s", f"{base:,.0f}"),
@@ -272,10 +305,11 @@ def main() -> None:
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\nIngest bench: {os.cpu_count()} CPUs, 1 web process x {args.web_workers} worker(s), 1 celery worker x "
-          f"{args.worker_concurrency}, batches of {BATCH}, {TENANTS} tenants x {PLUGINS} plugins, {args.seconds:.0f} s")
-    print("-" * (width + 16))
+          f"{args.worker_concurrency}, batches of {BATCH}, {TENANTS} tenants x {PLUGINS} plugins, {args.seconds:.0f} s; "
+          f"load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    print("-" * (width + 20))
     for name, value in rows:
-        print(f"{name:<{width}}  {value:>12}")
+        print(f"{name:<{width}}  {value:>16}")
     if not args.keep:
         from django.db import connections
 

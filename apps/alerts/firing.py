@@ -14,6 +14,7 @@ from typing import Sequence
 import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 
 from apps.audit.services import record
 from apps.core import clock
@@ -74,13 +75,17 @@ def fire_alert(
     batch = dict(occurrences=occurrences, first_seen=first_seen, last_seen=last_seen, trace_ids=trace_ids or [],
                  samples=samples or [], auto_resolve_seconds=auto_resolve_seconds)
     for _ in range(_ATTEMPTS):
-        active = (Alert.objects.select_for_update(of=("self",)).filter(fingerprint=fingerprint, state__in=ACTIVE_STATES)
-                  .select_related("tenant", "plugin").first())
-        if active is not None:
+        active_id, resolved_id = _find(fingerprint)
+        if active_id is not None:
+            active = (Alert.objects.select_for_update(of=("self",)).filter(pk=active_id, state__in=ACTIVE_STATES)
+                      .select_related("tenant", "plugin").first())
+            if active is None:
+                continue  # resolved since we looked: look again
             return FireResult(_absorb(active, **batch), absorbed=True)
-        reopened = _try_reopen(fingerprint, occurrences=occurrences, last_seen=last_seen)
-        if reopened is not None:
-            return FireResult(reopened, reopened=True)
+        if resolved_id is not None:
+            reopened = _try_reopen(resolved_id, occurrences=occurrences, last_seen=last_seen)
+            if reopened is not None:
+                return FireResult(reopened, reopened=True)
         try:
             with transaction.atomic():
                 alert = _create(
@@ -123,15 +128,24 @@ def _absorb(alert: Alert, *, occurrences: int, first_seen: datetime, last_seen: 
     return alert
 
 
-def _try_reopen(fingerprint: str, *, occurrences: int, last_seen: datetime) -> Alert | None:
+def _find(fingerprint: str) -> tuple[int | None, int | None]:
+    """(the active alert of ``fingerprint``, else the one resolved most recently within the reopen
+    window): one unlocked read for what used to be two; the caller locks what it acts on."""
     window = settings.ALERT_REOPEN_WINDOW_SECONDS
-    if window <= 0:
-        return None
-    candidate = (Alert.objects.filter(fingerprint=fingerprint, state=AlertState.RESOLVED,
-                                      resolved_at__gte=clock.now() - timedelta(seconds=window))
-                 .order_by("-resolved_at").values_list("pk", flat=True).first())
-    if candidate is None:
-        return None
+    wanted = Q(state__in=ACTIVE_STATES)
+    if window > 0:
+        wanted |= Q(state=AlertState.RESOLVED, resolved_at__gte=clock.now() - timedelta(seconds=window))
+    active_id, resolved_id, resolved_at = None, None, None
+    for pk, state, at in (Alert.objects.filter(wanted, fingerprint=fingerprint).order_by()
+                          .values_list("pk", "state", "resolved_at")):
+        if state != AlertState.RESOLVED:
+            active_id = pk
+        elif resolved_at is None or at > resolved_at:
+            resolved_id, resolved_at = pk, at
+    return active_id, resolved_id
+
+
+def _try_reopen(candidate: int, *, occurrences: int, last_seen: datetime) -> Alert | None:
     from apps.core.errors import Conflict
 
     from .services import alert_reopen  # services import this module

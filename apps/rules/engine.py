@@ -12,7 +12,8 @@ version, and shared by tenants whose overrides are identical), one tenant query,
 ``INSERT .. ON CONFLICT DO NOTHING`` plus one ``SELECT .. FOR UPDATE`` over all touched groups,
 a handful of statements that feed every group's active alert at once (however many there are),
 one bulk UPDATE of the windows, and a ``fire_alert`` call only for a group that fires anew (rare:
-once a group has an active alert, later batches are absorbed by the bulk statements). A group
+once a group has an active alert, later batches are absorbed by the bulk statements); the
+plugins of the firing groups are looked up (and registered) together, in one query. A group
 whose alert is no longer active (resolved, even concurrently) absorbs nothing and is judged
 like a group without one: it fires only when its window crosses the threshold out of cooldown.
 
@@ -230,16 +231,10 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
         return
     work.sort(key=lambda g: (g.spec.id, g.tenant.pk, g.hash))
     now = clock.now()
-    WindowState.objects.bulk_create(
-        [WindowState(rule_key=g.spec.id, tenant=g.tenant, group_hash=g.hash, group_key=g.key_dict, state={},
-                     updated_at=now) for g in work],
-        ignore_conflicts=True)
-    rows = {(ws.rule_key, ws.tenant_id, ws.group_hash): ws
-            for ws in WindowState.objects.select_for_update()
-            .filter(group_hash__in=[g.hash for g in work]).order_by("rule_key", "tenant_id", "group_hash")}
+    rows = _lock_windows(work, now)
 
     now_s = received_at.timestamp()
-    touched: list[WindowState] = []
+    touched: list[WindowState | _Window] = []
     feeds: list[_Pending] = []  # groups whose window points at an alert: absorb if it is still active
     fires: list[_Pending] = []  # groups that may fire (rare)
     for g in work:
@@ -272,15 +267,18 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
         if len(fires) > 1:
             fires.sort(key=lambda p: (p.g.spec.id, p.g.tenant.pk, p.g.hash))  # the lock order
 
-    plugins: dict[tuple[int, str], Plugin] = {}
+    firing: list[tuple[_Pending, int]] = []
     for p in fires:
-        g, ws, state = p.g, p.ws, p.state
+        g, ws = p.g, p.ws
         window_s = g.spec.threshold.window_s
-        in_window = windows.count_in_window(state, now_s, window_s)
+        in_window = windows.count_in_window(p.state, now_s, window_s)
         last_fired = ws.last_fired_at.timestamp() if ws.last_fired_at else None
-        if not windows.should_fire(in_window, g.spec.threshold.count, last_fired, g.spec.cooldown_s, now_s):
-            continue
-        outcome = _fire(g, snapshot, state, in_window, received_at, plugins)
+        if windows.should_fire(in_window, g.spec.threshold.count, last_fired, g.spec.cooldown_s, now_s):
+            firing.append((p, in_window))
+    plugins = _plugins([p.g for p, _ in firing])
+    for p, in_window in firing:
+        g, ws = p.g, p.ws
+        outcome = _fire(g, snapshot, p.state, in_window, received_at, plugins.get(_plugin_key(g)))
         ws.last_fired_at = received_at
         ws.alert_id = outcome.alert.pk
         result.alert_ids.append(outcome.alert.pk)
@@ -298,12 +296,54 @@ class _Pending:
     """A group with counted matches, between the window update and the alert decision."""
 
     g: _Group
-    ws: WindowState
+    ws: WindowState | _Window
     state: dict
     counted: int
 
 
-def _save_windows(rows: list[WindowState]) -> None:
+class _Window:
+    """The columns of a locked ``WindowState`` row the engine reads and writes (PostgreSQL path)."""
+
+    __slots__ = ("pk", "state", "last_fired_at", "alert_id", "updated_at")
+
+    def __init__(self, pk: int, state, last_fired_at: datetime | None, alert_id: int | None) -> None:
+        self.pk, self.last_fired_at, self.alert_id = pk, last_fired_at, alert_id
+        self.state = orjson.loads(state) if isinstance(state, (str, bytes)) else state
+        self.updated_at: datetime | None = None
+
+
+def _lock_windows(work: list[_Group], now: datetime) -> dict[tuple, WindowState | _Window]:
+    """Create the missing window rows, then lock all of them in (rule_key, tenant, hash) order.
+
+    Two statements. On PostgreSQL they are written by hand: building a model instance per row for
+    ``bulk_create`` and for the locked read cost more than the statements themselves.
+    """
+    if connection.vendor != "postgresql":
+        WindowState.objects.bulk_create(
+            [WindowState(rule_key=g.spec.id, tenant=g.tenant, group_hash=g.hash, group_key=g.key_dict, state={},
+                         updated_at=now) for g in work],
+            ignore_conflicts=True)
+        return {(ws.rule_key, ws.tenant_id, ws.group_hash): ws
+                for ws in WindowState.objects.select_for_update()
+                .filter(group_hash__in=[g.hash for g in work]).order_by("rule_key", "tenant_id", "group_hash")}
+    table = WindowState._meta.db_table
+    hashes = [g.hash for g in work]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" ("rule_key", "tenant_id", "group_hash", "group_key", "state", "updated_at") '
+            f"SELECT u.r, u.t, u.h, u.k::jsonb, '{{}}'::jsonb, %s "
+            f"FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::text[]) AS u(r, t, h, k) "
+            f"ON CONFLICT DO NOTHING",
+            [now, [g.spec.id for g in work], [g.tenant.pk for g in work], hashes,
+             [orjson.dumps(g.key_dict).decode() for g in work]])
+        cursor.execute(
+            f'SELECT "id", "rule_key", "tenant_id", "group_hash", "state", "last_fired_at", "alert_id" '
+            f'FROM "{table}" WHERE "group_hash" = ANY(%s) ORDER BY "rule_key", "tenant_id", "group_hash" FOR UPDATE',
+            [hashes])
+        return {(r, t, h): _Window(pk, state, fired, alert) for pk, r, t, h, state, fired, alert in cursor.fetchall()}
+
+
+def _save_windows(rows: list[WindowState | _Window]) -> None:
     """Write the touched window rows back in one statement.
 
     On PostgreSQL an ``UPDATE .. FROM (VALUES ..)``: Django's ``bulk_update`` builds a CASE
@@ -327,8 +367,9 @@ def _save_windows(rows: list[WindowState]) -> None:
             params)
 
 
-def _plugin(g: _Group, cache: dict[tuple[int, str], Plugin]) -> Plugin | None:
-    """The alert's plugin: the group's plugin_id, or the one plugin all its events came from."""
+def _plugin_key(g: _Group) -> tuple[int, str] | None:
+    """(tenant id, slug) of the alert's plugin: the group's plugin_id, or the one plugin all its
+    events came from; None when there is none (or the slug cannot be a plugin)."""
     if "plugin_id" in g.spec.group_by:
         slug = g.values[g.spec.group_by.index("plugin_id")]
     elif len(g.plugins) == 1:
@@ -337,14 +378,32 @@ def _plugin(g: _Group, cache: dict[tuple[int, str], Plugin]) -> Plugin | None:
         return None
     if not slug or len(slug) > _PLUGIN_SLUG_MAX:
         return None
-    key = (g.tenant.pk, slug)
-    if key not in cache:
-        cache[key] = Plugin.objects.get_or_create(tenant=g.tenant, slug=slug, defaults={"name": slug})[0]
-    return cache[key]
+    return (g.tenant.pk, slug)
+
+
+def _plugins(groups: list[_Group]) -> dict[tuple[int, str], Plugin]:
+    """The plugins of the firing groups, registering the unknown ones: one query (three when some
+    are new), not a get_or_create (query plus savepoint) per group."""
+    keys = {k for g in groups if (k := _plugin_key(g)) is not None}
+    if not keys:
+        return {}
+
+    def load(wanted: set[tuple[int, str]]) -> dict[tuple[int, str], Plugin]:
+        rows = Plugin.objects.filter(tenant_id__in={t for t, _ in wanted}, slug__in={s for _, s in wanted})
+        return {(p.tenant_id, p.slug): p for p in rows if (p.tenant_id, p.slug) in wanted}
+
+    found = load(keys)
+    missing = keys - found.keys()
+    if missing:
+        # ignore_conflicts: a concurrent worker (or store_events) may register the same plugin.
+        Plugin.objects.bulk_create([Plugin(tenant_id=t, slug=s, name=s) for t, s in sorted(missing)],
+                                   ignore_conflicts=True)
+        found.update(load(missing))
+    return found
 
 
 def _fire(g: _Group, snapshot: Snapshot, state: dict, occurrences: int, received_at: datetime,
-          plugins: dict[tuple[int, str], Plugin]):
+          plugin: Plugin | None):
     spec = g.spec
     window_s = spec.threshold.window_s
     # The alert starts at the oldest event still in the window, which may be from an earlier batch.
@@ -353,7 +412,6 @@ def _fire(g: _Group, snapshot: Snapshot, state: dict, occurrences: int, received
     first_seen = g.first
     if starts:
         first_seen = min(first_seen, datetime.fromtimestamp(min(starts), tz=timezone.utc))
-    plugin = _plugin(g, plugins)
     where = plugin.slug if plugin else g.tenant_slug
     extra = ", ".join(f"{k}={v}" for k, v in zip(spec.group_by, g.values)
                       if k not in ("tenant_id", "plugin_id") and v)

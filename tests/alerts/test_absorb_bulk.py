@@ -217,3 +217,16 @@ def test_two_workers_absorbing_into_the_same_alerts_lose_nothing(make_alert):
         t.join(30)
     assert errors == []
     assert set(Alert.objects.values_list("count", flat=True)) == {20}
+
+
+@pytest.mark.django_db
+def test_without_postgresql_each_alert_is_absorbed_through_the_orm(make_alert, frozen, monkeypatch):
+    monkeypatch.setattr(connection, "vendor", "sqlite")  # the embedded default's path
+    live = make_alert(count=1, trace_ids=["t1"])
+    gone = make_alert(state=AlertState.RESOLVED, count=1)
+    later = frozen() + timedelta(seconds=5)
+    assert alerts_absorb_bulk([feed(live, n=2, traces=["t2"]), feed(live, n=1, last=later, traces=["t1", "t3"]),
+                               feed(gone, n=5)]) == {live.pk: 4}
+    live.refresh_from_db(), gone.refresh_from_db()
+    assert (live.count, live.trace_ids, live.last_seen, gone.count) == (4, ["t1", "t2", "t3"], later, 1)
+    assert TimelineEntry.objects.get(alert=live, kind="occurrence").data == {"occurrences": 3, "batches": 1, "count": 4}

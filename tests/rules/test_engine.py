@@ -291,3 +291,33 @@ def test_alert_resolved_during_the_batch_is_not_fed_and_the_group_is_judged_afre
         assert r.alerts_fired == 1 and alert.state == AlertState.OPEN and alert.reopened_count == 1
     else:
         assert r.alerts_fired == 0 and alert.state == AlertState.RESOLVED and alert.count == 1
+
+
+def test_alert_plugin_is_the_groups_plugin_registered_in_bulk_or_none_when_mixed(tenant):
+    make(rid="per-tenant", count=2, group_by=["tenant_id"])
+    make(rid="per-plugin", count=2, group_by=["tenant_id", "plugin_id"])
+    events = burst(2, plugin="brand-new") + burst(2, tenant="globex", plugin="a") + burst(1, tenant="globex", plugin="b")
+    Tenant.objects.create(slug="globex", name="Globex")
+    r = detect(events, received_at=T0 + timedelta(seconds=3))
+    assert r.alerts_fired == 4
+    plugins = {(a.rule_key, a.tenant.slug): a.plugin and a.plugin.slug for a in Alert.objects.select_related("tenant", "plugin")}
+    assert plugins == {("per-tenant", "acme"): "brand-new", ("per-tenant", "globex"): None,
+                       ("per-plugin", "acme"): "brand-new", ("per-plugin", "globex"): "a"}
+    assert Plugin.objects.filter(slug="brand-new").count() == 1
+
+
+def test_without_postgresql_the_orm_paths_give_the_same_result(tenant, monkeypatch):
+    # The embedded default runs on SQLite: the engine and the bulk absorb fall back to the ORM.
+    monkeypatch.setattr(connection, "vendor", "sqlite")
+    make(count=2, cooldown="10m")
+    r1 = detect(burst(3, trace_id="a"), received_at=T0 + timedelta(seconds=3))
+    r2 = detect(burst(2, start=T0 + timedelta(seconds=10), trace_id="b"), received_at=T0 + timedelta(seconds=12))
+    assert (r1.alerts_fired, r2.alerts_fired, r2.alerts_absorbed) == (1, 0, 1)
+    alert = Alert.objects.get()
+    assert (alert.count, alert.trace_ids, alert.last_seen) == (5, ["a", "b"], T0 + timedelta(seconds=11))
+    assert alert.timeline.get(kind="occurrence").data == {"occurrences": 2, "batches": 1, "count": 5}
+    assert sum(WindowState.objects.get().state["buckets"].values()) == 5
+    alert_resolve(alert_id=alert.pk, actor=None)
+    r3 = detect(burst(1, start=T0 + timedelta(seconds=20)), received_at=T0 + timedelta(seconds=21))
+    assert (r3.alerts_fired, r3.alerts_absorbed) == (0, 0)  # resolved: not fed, and in cooldown
+    assert Alert.objects.get().count == 5
