@@ -230,7 +230,7 @@ def alerts_absorb_bulk(items: Sequence[Absorb]) -> dict[int, int]:
     its row lock) or is gone absorbs nothing and is missing from the result: the caller decides
     whether its group fires anew. Runs in the caller's transaction.
 
-    Cost on PostgreSQL: one ``UPDATE .. FROM (VALUES ..)`` that locks the rows in id order (no
+    Cost on PostgreSQL: one ``UPDATE .. FROM unnest(..)`` that locks the rows in id order (no
     deadlock between two callers), one more only for alerts whose trace ids or samples are below
     their caps and gain an item, one ``UPDATE`` of the recent timeline lines and one bulk INSERT
     of the missing ones. Elsewhere (SQLite) one locked read and save per alert.
@@ -272,24 +272,23 @@ def _update_alerts(items: list[Absorb], now: datetime) -> tuple[dict[int, int], 
     The lists come back only while below their caps (a full list never changes again).
     """
     table = Alert._meta.db_table
-    values = ", ".join(["(%s::bigint, %s::integer, %s::timestamptz, %s::timestamptz, %s::integer)"] * len(items))
     states = [str(s) for s in ACTIVE_STATES]
-    # In the order of the placeholders: the lock CTE, updated_at, the VALUES rows, the state guard.
-    params: list = [[it.alert_id for it in items], states, now]
-    for it in items:
-        params += [it.alert_id, it.occurrences, it.first_seen, it.last_seen, it.auto_resolve_seconds or None]
-    params.append(states)
+    # Arrays rather than a VALUES list: one statement text (parsed once by psycopg) for any size.
     sql = (
         f'WITH locked AS (SELECT "id" FROM "{table}" WHERE "id" = ANY(%s) AND "state" = ANY(%s) '
         f'ORDER BY "id" FOR UPDATE) '
         f'UPDATE "{table}" AS a SET "count" = a."count" + v.n, "first_seen" = LEAST(a."first_seen", v.fs), '
         f'"last_seen" = GREATEST(a."last_seen", v.ls), "auto_resolve_seconds" = v.ars, '
         f'"auto_resolve_at" = GREATEST(a."last_seen", v.ls) + make_interval(secs => v.ars), "updated_at" = %s '
-        f"FROM (VALUES {values}) AS v(id, n, fs, ls, ars) JOIN locked ON locked.id = v.id "
+        f"FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[], %s::timestamptz[], %s::integer[]) "
+        f"AS v(id, n, fs, ls, ars) JOIN locked ON locked.id = v.id "
         f'WHERE a."id" = v.id AND a."state" = ANY(%s) '
         f'RETURNING a."id", a."count", '
         f'CASE WHEN jsonb_array_length(a."trace_ids") < {MAX_TRACE_IDS} THEN a."trace_ids" END, '
         f'CASE WHEN jsonb_array_length(a."samples") < {MAX_SAMPLES} THEN a."samples" END')
+    ids = [it.alert_id for it in items]
+    params = [ids, states, now, ids, [it.occurrences for it in items], [it.first_seen for it in items],
+              [it.last_seen for it in items], [it.auto_resolve_seconds or None for it in items], states]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -311,12 +310,12 @@ def _merge_lists(combined: dict[int, Absorb], lists: dict[int, tuple]) -> None:
     if not changes:
         return
     table = Alert._meta.db_table
-    values = ", ".join(["(%s::bigint, %s::jsonb, %s::jsonb)"] * len(changes))
     with connection.cursor() as cursor:
         cursor.execute(
-            f'UPDATE "{table}" AS a SET "trace_ids" = COALESCE(v.t, a."trace_ids"), '
-            f'"samples" = COALESCE(v.s, a."samples") FROM (VALUES {values}) AS v(id, t, s) WHERE a."id" = v.id',
-            [p for row in changes for p in row])
+            f'UPDATE "{table}" AS a SET "trace_ids" = COALESCE(v.t::jsonb, a."trace_ids"), '
+            f'"samples" = COALESCE(v.s::jsonb, a."samples") FROM unnest(%s::bigint[], %s::text[], %s::text[]) '
+            f'AS v(id, t, s) WHERE a."id" = v.id',
+            [[c[0] for c in changes], [c[1] for c in changes], [c[2] for c in changes]])
 
 
 def _record_occurrences(occurrences: dict[int, int], counts: dict[int, int], now: datetime) -> None:
@@ -326,21 +325,18 @@ def _record_occurrences(occurrences: dict[int, int], counts: dict[int, int], now
     """
     table = TimelineEntry._meta.db_table
     ids = sorted(occurrences)
-    values = ", ".join(["(%s::bigint, %s::integer, %s::bigint)"] * len(ids))
-    params: list = []
-    for aid in ids:
-        params += [aid, occurrences[aid], counts[aid]]
-    params += [TimelineEntry.Kind.OCCURRENCE, now - timedelta(seconds=OCCURRENCE_COALESCE_SECONDS)]
     total = "(COALESCE((t.\"data\"->>'occurrences')::bigint, 0) + v.n)"
     with connection.cursor() as cursor:
         cursor.execute(
             f'UPDATE "{table}" AS t SET "data" = jsonb_build_object(\'occurrences\', {total}, '
             f"'batches', COALESCE((t.\"data\"->>'batches')::bigint, 1) + 1, 'count', v.count), "
             f"\"message\" = '+' || {total} || ' occurrences (total ' || v.count || ')' "
-            f"FROM (VALUES {values}) AS v(alert_id, n, count) "
+            f"FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(alert_id, n, count) "
             f'CROSS JOIN LATERAL (SELECT e."id" FROM "{table}" AS e WHERE e."alert_id" = v.alert_id '
             f'AND e."kind" = %s AND e."at" >= %s ORDER BY e."at" DESC, e."id" DESC LIMIT 1) AS r '
-            f'WHERE t."id" = r."id" RETURNING t."alert_id"', params)
+            f'WHERE t."id" = r."id" RETURNING t."alert_id"',
+            [ids, [occurrences[a] for a in ids], [counts[a] for a in ids], TimelineEntry.Kind.OCCURRENCE,
+             now - timedelta(seconds=OCCURRENCE_COALESCE_SECONDS)])
         folded = {row[0] for row in cursor.fetchall()}
     label = actor_label(None)
     TimelineEntry.objects.bulk_create([

@@ -346,7 +346,7 @@ def _lock_windows(work: list[_Group], now: datetime) -> dict[tuple, WindowState 
 def _save_windows(rows: list[WindowState | _Window]) -> None:
     """Write the touched window rows back in one statement.
 
-    On PostgreSQL an ``UPDATE .. FROM (VALUES ..)``: Django's ``bulk_update`` builds a CASE
+    On PostgreSQL an ``UPDATE .. FROM unnest(..)``: Django's ``bulk_update`` builds a CASE
     expression per field and row, which cost more Python time than everything else in a batch.
     """
     if not rows:
@@ -355,16 +355,16 @@ def _save_windows(rows: list[WindowState | _Window]) -> None:
         WindowState.objects.bulk_update(rows, ["state", "last_fired_at", "alert", "updated_at"])
         return
     table = WindowState._meta.db_table
-    values = ", ".join(["(%s, %s::jsonb, %s::timestamptz, %s::bigint, %s::timestamptz)"] * len(rows))
-    params: list = []
-    for ws in rows:
-        params += [ws.pk, orjson.dumps(ws.state).decode(), ws.last_fired_at, ws.alert_id, ws.updated_at]
+    # Arrays, not a VALUES list: the statement's text (and psycopg's parse of it) is the same
+    # for every batch, and five parameters are adapted instead of five per row.
     with connection.cursor() as cursor:
         cursor.execute(
-            f'UPDATE "{table}" AS w SET "state" = v.state, "last_fired_at" = v.last_fired_at, '
+            f'UPDATE "{table}" AS w SET "state" = v.state::jsonb, "last_fired_at" = v.last_fired_at, '
             f'"alert_id" = v.alert_id, "updated_at" = v.updated_at '
-            f"FROM (VALUES {values}) AS v(id, state, last_fired_at, alert_id, updated_at) WHERE w.id = v.id",
-            params)
+            f"FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[], %s::timestamptz[]) "
+            f"AS v(id, state, last_fired_at, alert_id, updated_at) WHERE w.id = v.id",
+            [[ws.pk for ws in rows], [orjson.dumps(ws.state).decode() for ws in rows],
+             [ws.last_fired_at for ws in rows], [ws.alert_id for ws in rows], [ws.updated_at for ws in rows]])
 
 
 def _plugin_key(g: _Group) -> tuple[int, str] | None:
