@@ -20,7 +20,7 @@ from apps.core import clock
 
 from .codec import decode_events
 from .models import BatchStatus, IngestBatch
-from .storage import store_events
+from .storage import register_plugins, store_events
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def process_batch(*, batch_id: int) -> BatchOutcome | None:
             if batch is None:
                 return None
             events = decode_events(batch.payload)
+            register_plugins(events)
             result = detect(events, received_at=batch.received_at)
             stored = store_events(batch_id=batch.pk, received_at=batch.received_at, events=events,
                                   matched=result.matched)

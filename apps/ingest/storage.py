@@ -26,6 +26,14 @@ def events_to_store(events: list[Event], matched: dict[int, list[str]]) -> list[
     return [i for i, e in enumerate(events) if e.level_no >= MIN_STORED_LEVEL or i in matched]
 
 
+def register_plugins(events: list[Event]) -> None:
+    """Register the batch's unseen plugins (one sorted insert), before anything else in the
+    detect transaction may insert plugins (the engine does for the alerts it fires): with a
+    single insert phase in one order, two workers cannot deadlock on the unique index."""
+    tenants = tenant_map()
+    plugin_ids({(tenants[e.tenant_id], e.plugin_id) for e in events if e.tenant_id in tenants})
+
+
 def store_events(*, batch_id: int, received_at: datetime, events: list[Event],
                  matched: dict[int, list[str]]) -> int:
     """Insert the kept events of a batch (COPY on PostgreSQL); returns how many rows were written.

@@ -11,6 +11,8 @@ from __future__ import annotations
 import threading
 import time
 
+from django.db import transaction
+
 from apps.tenants.models import Plugin, Tenant
 
 TENANT_MAP_TTL = 5.0
@@ -61,7 +63,9 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
     Runs in the caller's transaction. Concurrent workers may register the same plugin at once:
     ``ignore_conflicts`` lets the unique constraint pick one row, and both read its id back.
     """
-    missing = [p for p in pairs if p not in _plugins]
+    # Sorted: two workers registering overlapping sets insert in one order, so they queue on the
+    # unique index instead of deadlocking.
+    missing = sorted(p for p in pairs if p not in _plugins)
     if missing:
         Plugin.objects.bulk_create(
             [Plugin(tenant_id=t, slug=s, name=s) for t, s in missing], ignore_conflicts=True)
@@ -69,6 +73,13 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
         slugs = {s for _, s in missing}
         found = {(t, s): pk for pk, t, s in Plugin.objects.filter(tenant_id__in=tenants, slug__in=slugs)
                  .values_list("id", "tenant_id", "slug")}
-        with _lock:
-            _plugins.update(found)
+        # Cached once committed: a rolled-back registration must not leave ids of rows that
+        # never came to be (the next batch would fail on the foreign key, again and again).
+        transaction.on_commit(lambda: _remember(found))
+        return {p: _plugins.get(p) or found[p] for p in pairs if p in _plugins or p in found}
     return {p: _plugins[p] for p in pairs if p in _plugins}
+
+
+def _remember(found: dict[tuple[int, str], int]) -> None:
+    with _lock:
+        _plugins.update(found)
