@@ -148,9 +148,7 @@ def test_thousand_rules_per_tenant_compile_and_match(tenant):
     specs = [rule_dict(f"kw-{i}", count=1, levels=(), keywords=[f"needle{i:04d}x"]) for i in range(990)]
     specs += [rule_dict(f"re-{i}", count=1, levels=(), patterns=[fr"code=E{i:03d}\d+"]) for i in range(10)]
     services.pack_import(doc={"rules": specs}, actor="test")
-    start = time.perf_counter()
     r = detect([ev("x needle0500x y", "INFO"), ev("code=E007123", "INFO"), ev("nothing", "INFO")], received_at=T0)
-    assert time.perf_counter() - start < 10
     assert r.matched == {0: ["kw-500"], 1: ["re-7"]}
     assert r.alerts_fired == 2
 
