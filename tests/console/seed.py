@@ -2,6 +2,7 @@
 state, a timeline, deliveries with attempts, and evidence lines."""
 from __future__ import annotations
 
+import importlib
 import itertools
 import uuid
 from datetime import timedelta
@@ -16,15 +17,19 @@ from apps.tenants.models import Plugin
 
 _n = itertools.count(1)
 
-GROUP_PERMS = {"operators": ["change_alert", "view_alert", "add_silence", "change_silence"],
-               "auditors": ["view_alert"], "governance": ["view_alert"]}
+# The staff groups' grants, read from the data migrations that make them (alerts 0003, rules 0002),
+# so the browser tests' roles stay what a migrated database gives them.
+_GRANT_MIGRATIONS = {"alerts": "apps.alerts.migrations.0003_staff_group_permissions",
+                     "rules": "apps.rules.migrations.0002_ruleset_version_and_permissions"}
 
 
 def ensure_staff_groups() -> None:
     """Transactional tests flush the groups the data migrations made; put them back."""
-    for name, codenames in GROUP_PERMS.items():
-        group, _ = Group.objects.get_or_create(name=name)
-        group.permissions.add(*Permission.objects.filter(content_type__app_label="alerts", codename__in=codenames))
+    for app_label, module in _GRANT_MIGRATIONS.items():
+        for name, codenames in importlib.import_module(module).GRANTS.items():
+            group, _ = Group.objects.get_or_create(name=name)
+            group.permissions.add(*Permission.objects.filter(content_type__app_label=app_label,
+                                                             codename__in=codenames))
 
 
 def alert(tenant, plugin, *, severity="critical", state=AlertState.OPEN, title="Checkout error burst",
