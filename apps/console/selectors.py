@@ -38,14 +38,43 @@ def sorted_alerts(qs: QuerySet[Alert], sort: str) -> QuerySet[Alert]:
     return qs.order_by(*SORTS.get(sort, SORTS["newest"]))
 
 
-def state_counts(*, tenant_ids: Collection[int] | None, filters: Any) -> dict[str, int]:
-    """Counts per state for the list's tabs, under every filter but the state one. One query."""
+# A text search reads every row's title and summary (no text index on alerts): past this many
+# matches the list stops counting and shows "1000+" instead of scanning on.
+SEARCH_COUNT_CAP = 1000
+
+
+def state_counts(*, tenant_ids: Collection[int] | None, filters: Any,
+                 cap: int | None = None) -> tuple[dict[str, int], bool]:
+    """Counts per state for the list's tabs, under every filter but the state one, and whether
+    they are capped (lower bounds). One query.
+
+    Without ``cap``: ``GROUP BY state`` rather than one ``COUNT ... FILTER`` per state, so that
+    unfiltered (or severity-filtered) PostgreSQL answers from the (state, severity) index alone,
+    an index-only scan instead of reading every row (~9 vs ~40 ms at 100k alerts).
+    With ``cap``: reads the states of at most ``cap + 1`` matching rows; when there are more the
+    scan stops early and the counts are lower bounds (``capped``).
+    """
     from dataclasses import replace
 
-    qs = alert_list(tenant_ids=tenant_ids, filters=replace(filters, states=[]))
-    counts = qs.aggregate(all=Count("id"), **{s: Count("id", filter=Q(state=s)) for s in AlertState.values})
+    qs = alert_list(tenant_ids=tenant_ids, filters=replace(filters, states=[])).order_by()
+    counts = {s: 0 for s in AlertState.values}
+    capped = False
+    if cap is None:
+        counts.update(qs.values("state").annotate(n=Count("*")).values_list("state", "n"))
+    else:
+        states = list(qs.values_list("state", flat=True)[:cap + 1])
+        capped = len(states) > cap
+        for state in states:
+            counts[state] = counts.get(state, 0) + 1
+    counts["all"] = sum(counts.values())
     counts["active"] = sum(counts[s] for s in ACTIVE_STATES)
-    return counts
+    return counts, capped
+
+
+def capped_count(qs: QuerySet, cap: int) -> tuple[int, bool]:
+    """``min(qs.count(), cap + 1)`` without counting past it, and whether it went past ``cap``."""
+    n = len(qs.order_by().values_list("pk", flat=True)[:cap + 1])
+    return n, n > cap
 
 
 def filter_choices(*, tenant_ids: Collection[int] | None) -> dict[str, list]:

@@ -74,6 +74,24 @@ def test_sort_and_pagination(login, make_alert, frozen):
     assert ids(client.get("/?sort=count"))[0] == alerts[-1].pk
 
 
+def test_a_search_stops_counting_at_the_cap_and_still_pages(login, make_alert, monkeypatch):
+    monkeypatch.setattr("apps.console.selectors.SEARCH_COUNT_CAP", 60)
+    for i in range(70):
+        make_alert(title=f"disk full {i}")
+    make_alert(title="disk full, resolved", state=AlertState.RESOLVED)
+    make_alert(title="unrelated")
+    client = login("operator")
+    few = client.get("/?q=unrelated")  # under the cap: exact counts, as without a search
+    assert {t["key"]: t["count"] for t in few.context["tabs"]}["active"] == 1 and not few.context["count_capped"]
+    many = client.get("/?q=disk")
+    counts = {t["key"]: t["count"] for t in many.context["tabs"]}
+    assert counts["active"] == "60+" and counts["all"].endswith("+") and many.context["count_capped"]
+    assert len(ids(many)) == 50 and "more than 60" in many.content.decode()
+    assert len(ids(client.get("/?q=disk&page=2"))) == 11  # the page after the first still shows (61 = cap + 1)
+    exact = client.get("/?q=disk&state=RESOLVED")  # this tab's own count is under the cap: exact
+    assert {t["key"]: t["count"] for t in exact.context["tabs"]}["RESOLVED"] == 1
+
+
 def test_the_live_partial_has_the_tabs_and_rows(login, make_alert):
     alert = make_alert(title="Fresh one")
     resp = login("operator").get("/alerts/rows?state=active")

@@ -18,19 +18,44 @@ PAGE_SIZE = 50
 TAB_LABELS = {"active": "Active", "all": "All", **{s: label for s, label in AlertState.choices}}
 
 
+class CountedPaginator(Paginator):
+    """A Paginator told its total up front (no COUNT query of its own)."""
+
+    def __init__(self, object_list, per_page, *, count: int, **kwargs):
+        super().__init__(object_list, per_page, **kwargs)
+        self._known_count = count
+
+    @property
+    def count(self) -> int:
+        return self._known_count
+
+
 def _list_context(request: HttpRequest) -> dict:
     viewer = request.viewer
     form = AlertFilterForm(request.GET, username=request.user.get_username())
     filters = form.to_filters()
     qs = selectors.sorted_alerts(alert_list(tenant_ids=viewer.tenant_ids, filters=filters), form.sort_key)
-    page = Paginator(qs, PAGE_SIZE).get_page(request.GET.get("page"))
-    counts = selectors.state_counts(tenant_ids=viewer.tenant_ids, filters=filters)
-    tabs = [{"key": key, "label": TAB_LABELS[key], "count": counts[key], "current": key == form.tab}
+    cap = selectors.SEARCH_COUNT_CAP if filters.q else None
+    counts, capped = selectors.state_counts(tenant_ids=viewer.tenant_ids, filters=filters, cap=cap)
+    # The tab counts already hold this tab's total: the paginator takes it instead of running a
+    # second COUNT(*) over the same rows (with a search, each count is a scan of the table).
+    total, total_capped = counts[form.tab], False
+    if capped:  # many matches: count this tab's own, up to the cap (the matches are dense, it stops early)
+        total, total_capped = selectors.capped_count(qs, cap)
+    page = CountedPaginator(qs, PAGE_SIZE, count=total).get_page(request.GET.get("page"))
+
+    def tab_count(key: str) -> int | str:
+        if key == form.tab:
+            return f"{cap:,}+" if total_capped else total
+        return f"{counts[key]:,}+" if capped else counts[key]  # capped: at least this many
+
+    tabs = [{"key": key, "label": TAB_LABELS[key], "count": tab_count(key), "current": key == form.tab}
             for key in STATE_TABS]
     filtered = any(form.values.get(k) for k in ("severity", "tenant", "plugin", "rule", "assignee", "q", "range",
                                                  "since", "until"))
     return {"form": form, "page": page, "alerts": page.object_list, "tabs": tabs, "tab": form.tab,
-            "filtered": filtered, "can_operate": viewer.can_operate(), "sort": form.sort_key}
+            "filtered": filtered, "can_operate": viewer.can_operate(), "sort": form.sort_key,
+            "count_capped": total_capped, "count_cap": cap}
 
 
 @require_GET
