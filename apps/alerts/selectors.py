@@ -63,8 +63,7 @@ def alert_list(*, tenant_ids: Collection[int] | None, filters: AlertFilters) -> 
     if filters.until:
         qs = qs.filter(created_at__lt=filters.until)
     if filters.q:
-        # icontains is a sequential scan, fine at 100k rows (tens of ms); a pg_trgm GIN index is
-        # the upgrade if the table grows by orders of magnitude.
+        # On PostgreSQL the trigram indexes of migration 0004 serve these UPPER(..) LIKE scans.
         qs = qs.filter(Q(title__icontains=filters.q) | Q(summary__icontains=filters.q))
     return qs
 
