@@ -2,19 +2,25 @@
 
     .venv/bin/python bench/delivery.py [--alerts 3000] [--flaky-alerts 1000] [--concurrency 4]
 
-Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/ac_delivery_bench, created if missing
-and migrated) and REDIS_URL (default redis://127.0.0.1:6379/5, flushed). Prints:
+Uses DATABASE_URL (default postgres://postgres@127.0.0.1:5432/ac_delivery_bench: dropped, created and
+migrated at every run, so no endpoint or delivery of an earlier run is retried during this one) and
+REDIS_URL (default redis://127.0.0.1:6379/15, flushed). Prints one table:
 
 * baseline: a bare ``requests.post`` loop to the same receiver (one client, no database, no signing);
-* deliveries/s: alerts written with their outbox rows in batches of 100 (as the detect worker
-  would), until every webhook delivery is DELIVERED (signed, attempt row, alert state, timeline,
-  audit), and its ratio to the baseline;
-* under a receiver failing 30 % at random (retry schedule 1 s): initial and cumulative success.
+* alert side: N alerts written with their outbox rows in transactions of 100 (as the detect worker
+  would) while the worker does not consume the deliver queue;
+* drain: the worker starts consuming those N queued deliveries; time until every one is DELIVERED
+  (signed, attempt row, alert state, timeline, audit) -> deliveries/s and the ratio to the baseline;
+* end to end: N more alerts written while the worker sends, until all DELIVERED (bounded by
+  whichever side is slower);
+* under a receiver failing 30 % at random (retry schedule 1 s): initial and cumulative success,
+  retries, downgrades.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -24,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ac_delivery_bench")
-os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/5")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
 os.environ.update(DEBUG="0", LOG_LEVEL="WARNING", LOG_FORMAT="text", CELERY_BROKER_URL="", CACHE_URL="",
                   WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8", DELIVERY_RETRY_SCHEDULE="1,1,1")
@@ -40,13 +46,14 @@ sim.server.serve_forever(0.2)
 """
 
 
-def ensure_database(url: str) -> None:
+def reset_database(url: str) -> None:
+    """Drop and recreate the bench database: every run starts without endpoints or deliveries."""
     import psycopg
 
     name = url.rsplit("/", 1)[1]
     with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def free_port() -> int:
@@ -114,37 +121,80 @@ def wait_delivered(endpoint, n: int, timeout: float = 600) -> float:
     raise SystemExit(f"timed out: {done}/{n} delivered")
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> float:
+    """user+sys CPU of the live processes in process group ``pgid`` (a process we started) or whose
+    command line contains ``cmdline_has`` (the PostgreSQL backends of the bench database). CPU time,
+    unlike wall time, hardly moves when other work shares the machine."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if pgid is not None and int(fields[2]) != pgid:
+                continue
+            if cmdline_has is not None:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if cmdline_has.encode() not in f.read():
+                        continue
+            total += int(fields[11]) + int(fields[12])
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / _TICK
+
+
+def consume(app, hostname: str, on: bool) -> None:
+    """Start/stop the worker consuming the deliver queue (remote control; waits for its reply)."""
+    if on:
+        replies = app.control.add_consumer("deliver", destination=[hostname], reply=True, timeout=10)
+    else:
+        replies = app.control.cancel_consumer("deliver", destination=[hostname], reply=True, timeout=10)
+    if not replies:
+        raise SystemExit(f"the worker did not answer {'add' if on else 'cancel'}_consumer")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--alerts", type=int, default=3000)
+    parser.add_argument("--alerts", type=int, default=3000, help="alerts for the drain and for the end-to-end run")
     parser.add_argument("--flaky-alerts", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--baseline-requests", type=int, default=2000)
     args = parser.parse_args()
 
-    ensure_database(os.environ["DATABASE_URL"])
+    reset_database(os.environ["DATABASE_URL"])
     import django
 
     django.setup()
     import redis
+    from django.conf import settings
     from django.core.management import call_command
     from django.db import connection
     from django.utils import timezone
 
+    from alertcenter.celery import app
     from apps.delivery import dispatch, selectors
     from apps.delivery.services import create_endpoint
     from apps.tenants.models import Tenant
 
     call_command("migrate", verbosity=0)
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
-    stamp = time.strftime("%H%M%S")
     procs: list[subprocess.Popen] = []
     stop = threading.Event()
+    hostname = f"bench-{os.getpid()}@{socket.gethostname()}"
 
     def sweep_loop() -> None:
         while not stop.wait(0.5):
             dispatch.sweep()
         connection.close()
+
+    def endpoint(slug: str, url: str):
+        tenant = Tenant.objects.create(slug=slug, name=slug)
+        ep, _ = create_endpoint(tenant=tenant, url=url, event_types=["alert.triggered"])
+        return tenant, ep
 
     try:
         ok_proc, ok_url = start_receiver(0.0)
@@ -153,28 +203,45 @@ def main() -> None:
         base = baseline(ok_url, args.baseline_requests)
         worker = subprocess.Popen(
             [str(Path(sys.executable).parent / "celery"), "-A", "alertcenter", "worker", "-Q", "deliver",
-             "--concurrency", str(args.concurrency), "--pool", "prefork", "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING"),
-             "--without-gossip", "--without-mingle", "--hostname", f"bench-{os.getpid()}@%h"],
+             "--concurrency", str(args.concurrency), "--pool", "prefork",
+             "--loglevel", os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING"),
+             "--without-gossip", "--without-mingle", "--hostname", hostname],
             cwd=ROOT, start_new_session=True)
         procs.append(worker)
         threading.Thread(target=sweep_loop, daemon=True).start()
 
-        tenant = Tenant.objects.create(slug=f"bench-{stamp}", name="bench")
-        warm, _ = create_endpoint(tenant=tenant, url=ok_url + "/warm", event_types=["alert.triggered"])
-        fire(tenant, 20)
-        wait_delivered(warm, 20, timeout=120)  # the worker is up and its processes warm
-        warm.delete()
+        tenant, warm = endpoint("bench-warm", ok_url + "/warm")
+        fire(tenant, 20 * args.concurrency)
+        wait_delivered(warm, 20 * args.concurrency, timeout=120)  # the worker is up, its processes warm
 
-        ep, _ = create_endpoint(tenant=tenant, url=ok_url, event_types=["alert.triggered"])
+        # Drain: the outbox is written (and its doorbells queued) while the worker does not consume.
+        consume(app, hostname, on=False)
+        tenant, drain_ep = endpoint("bench-drain", ok_url + "/drain")
+        a0 = time.perf_counter()
+        fire(tenant, args.alerts)
+        alert_side = time.perf_counter() - a0
+        db_name = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
+
+        def cpu() -> tuple[float, float, float]:
+            return (cpu_seconds(pgid=worker.pid), cpu_seconds(cmdline_has=f" {db_name} "),
+                    cpu_seconds(pgid=ok_proc.pid))
+
+        c0 = cpu()
+        d0 = time.perf_counter()
+        consume(app, hostname, on=True)
+        drain = wait_delivered(drain_ep, args.alerts) - d0
+        drain_cpu = [(b - a) * 1000 / args.alerts * 1000 for a, b in zip(c0, cpu())]
+        load = os.getloadavg()[0]
+
+        # End to end: alerts written while the worker sends.
+        tenant, ep = endpoint("bench-e2e", ok_url)
         t0 = time.perf_counter()
         fire(tenant, args.alerts)
         t_fired = time.perf_counter()
         t_done = wait_delivered(ep, args.alerts)
-        rate = args.alerts / (t_done - t0)
 
         if args.flaky_alerts:
-            flaky_tenant = Tenant.objects.create(slug=f"bench-flaky-{stamp}", name="bench flaky")
-            fep, _ = create_endpoint(tenant=flaky_tenant, url=flaky_url, event_types=["alert.triggered"])
+            flaky_tenant, fep = endpoint("bench-flaky", flaky_url)
             since = timezone.now()
             f0 = time.perf_counter()
             fire(flaky_tenant, args.flaky_alerts)
@@ -190,17 +257,29 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    print(f"cpus: {os.cpu_count()}, worker concurrency: {args.concurrency}")
-    print(f"baseline (bare requests.post loop, same receiver): {base:,.0f} requests/s")
-    print(f"deliveries: {args.alerts} alerts, outbox written in {t_fired - t0:.2f} s, all DELIVERED after "
-          f"{t_done - t0:.2f} s -> {rate:,.0f} deliveries/s ({rate / base:.2f}x baseline)")
-    print(f"  of which the alert side (alerts + outbox rows + PENDING state, timeline, audit) {t_fired - t0:.2f} s; "
-          f"the last delivery {t_done - t_fired:.2f} s after the last commit")
-    if not args.flaky_alerts:
-        return
-    print(f"flaky receiver (30% failures, retry 1 s): {args.flaky_alerts} alerts all delivered in "
-          f"{f_done - f0:.2f} s; initial success {stats['initial_success_rate']:.1%}, cumulative "
-          f"{stats['cumulative_success_rate']:.1%}, retries {stats['retries']}, downgrades {stats['downgrades']}")
+    n = args.alerts
+    rows = [
+        ("baseline: bare requests.post loop, same receiver", f"{base:,.0f} req/s"),
+        (f"alert side: {n} alerts + outbox rows (tx of 100), no worker consuming",
+         f"{alert_side:.2f} s ({n / alert_side:,.0f} alerts/s)"),
+        (f"drain: {n} queued deliveries -> all DELIVERED",
+         f"{drain:.2f} s -> {n / drain:,.0f} deliveries/s ({n / drain / base:.2f}x baseline)"),
+        ("  CPU per 1,000 drained deliveries: worker / PostgreSQL / receiver",
+         " / ".join(f"{ms:,.0f}" for ms in drain_cpu) + f" ms (load average {load:.1f})"),
+        (f"end to end: {n} alerts written while the worker sends",
+         f"{t_done - t0:.2f} s -> {n / (t_done - t0):,.0f} deliveries/s ({n / (t_done - t0) / base:.2f}x); "
+         f"writing {t_fired - t0:.2f} s, last delivery +{t_done - t_fired:.2f} s"),
+    ]
+    if args.flaky_alerts:
+        rows.append((f"flaky receiver (30% failures, retry 1 s): {args.flaky_alerts} alerts",
+                     f"all DELIVERED in {f_done - f0:.2f} s; initial success {stats['initial_success_rate']:.1%}, "
+                     f"cumulative {stats['cumulative_success_rate']:.1%}, retries {stats['retries']}, "
+                     f"downgrades {stats['downgrades']}"))
+    width = max(len(k) for k, _ in rows)
+    print(f"cpus: {os.cpu_count()}, worker: prefork, concurrency {args.concurrency}, "
+          f"DELIVERY_BATCH_SIZE {settings.DELIVERY_BATCH_SIZE}")
+    for k, v in rows:
+        print(f"{k:<{width}}  {v}")
 
 
 if __name__ == "__main__":

@@ -6,12 +6,14 @@ are harmless), a timeline line, an audit event, and for DELIVERED / FAILED / DOW
 ``alert.updated`` event so endpoints subscribed to updates hear it (monitoring.alert.updated).
 Deliveries of alert.updated never report back (the delivery app filters them), so this cannot loop.
 
-``delivery_states_changed`` (a batch of recorded attempts) does the same for a list of alerts: one
-UPDATE ... RETURNING tells which alerts really changed (rows locked in id order, so concurrent
-batches cannot deadlock on them), then their timeline and audit rows are bulk-inserted, and the
+``delivery_states_changed`` (a batch of recorded attempts) does the same for a list of alerts in one
+statement: an UPDATE ... RETURNING tells which alerts really changed (rows locked in id order, so
+concurrent batches cannot deadlock on them) and feeds their timeline and audit inserts; then the
 changed alerts that are announced are loaded in one query for their alert.updated events.
 """
 from __future__ import annotations
+
+import json
 
 from django.db import connection
 from django.dispatch import receiver
@@ -52,25 +54,53 @@ def on_delivery_state_changed(sender, alert_id: int, state: str, detail: dict | 
         alert_event.send(sender=Alert, alert=alert, event_type=EVENT_UPDATED, data={"delivery_state": state})
 
 
-def _set_states(wanted: dict[int, str], now) -> list[tuple[int, int, int | None, str]]:
-    """Set ``delivery_state`` where it differs; return (id, tenant_id, silence_id, state) of the
-    alerts that changed. One statement; rows locked in id order."""
+def _set_states(wanted: dict[int, str], details: dict[int, dict], now) -> list[tuple[int, int, int | None, str]]:
+    """Set ``delivery_state`` where it differs and write, for each alert that changed, its timeline
+    line and audit row; return (id, tenant_id, silence_id, state) of the alerts that changed.
+
+    One statement: the alert rows locked in id order, the guarded UPDATE ... RETURNING, and the
+    timeline and audit inserts fed by what it returned (so only changed alerts get a line)."""
     table = connection.ops.quote_name(Alert._meta.db_table)
+    timeline = connection.ops.quote_name(TimelineEntry._meta.db_table)
+    audit = connection.ops.quote_name(AuditEvent._meta.db_table)
     ids = sorted(wanted)
+    states = [wanted[i] for i in ids]
+    actor_type, actor_id, actor_label = describe_actor(None)
     sql = f"""
-        WITH v AS (SELECT * FROM unnest(%s::bigint[], %s::text[]) AS v(id, state)),
+        WITH v AS (
+            SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::jsonb[]) AS v(id, state, message, data)
+        ),
         locked AS (
             SELECT a.id FROM {table} a JOIN v ON a.id = v.id
             WHERE a.delivery_state <> v.state ORDER BY a.id FOR UPDATE OF a
+        ),
+        changed AS (
+            UPDATE {table} a SET delivery_state = v.state, updated_at = %s
+            FROM v, locked
+            WHERE a.id = v.id AND a.id = locked.id AND a.delivery_state <> v.state
+            RETURNING a.id, a.tenant_id, a.silence_id, v.state, v.message, v.data
+        ),
+        timeline AS (
+            INSERT INTO {timeline} (alert_id, at, kind, actor_label, actor_user_id, message, data)
+            SELECT id, %s, %s, %s, NULL, message, data FROM changed ORDER BY id
+        ),
+        audit AS (
+            INSERT INTO {audit} (at, actor_type, actor_id, actor_label, action, target_type, target_id, tenant_id,
+                                 data, ip)
+            SELECT %s, %s, %s, %s, %s, %s, id::text, tenant_id, data, NULL FROM changed ORDER BY id
         )
-        UPDATE {table} a SET delivery_state = v.state, updated_at = %s
-        FROM v, locked
-        WHERE a.id = v.id AND a.id = locked.id AND a.delivery_state <> v.state
-        RETURNING a.id, a.tenant_id, a.silence_id, v.state
+        SELECT id, tenant_id, silence_id, state FROM changed ORDER BY id
     """
+    params = [
+        ids, states, [_MESSAGES.get(s, s) for s in states],
+        [json.dumps({"delivery_state": s, **details[i]}) for i, s in zip(ids, states)],
+        now,
+        now, str(TimelineEntry.Kind.DELIVERY), "system",
+        now, str(actor_type), actor_id, actor_label, "alert.delivery_state", "alerts.alert",
+    ]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [ids, [wanted[i] for i in ids], now])
-        return sorted(cursor.fetchall())
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 @receiver(delivery_states_changed, dispatch_uid="alerts.delivery_states")
@@ -84,22 +114,7 @@ def on_delivery_states_changed(sender, reports: list[dict], **kwargs) -> None:
         details[r["alert_id"]] = dict(r.get("detail") or {})
     if not wanted:
         return
-    now = clock.now()
-    changed = _set_states(wanted, now)
-    if not changed:
-        return
-    TimelineEntry.objects.bulk_create([
-        TimelineEntry(alert_id=alert_id, at=now, kind=TimelineEntry.Kind.DELIVERY, actor_label="system",
-                      message=_MESSAGES.get(state, state), data={"delivery_state": state, **details[alert_id]})
-        for alert_id, _tenant_id, _silence_id, state in changed
-    ])
-    actor_type, actor_id, actor_label = describe_actor(None)
-    AuditEvent.objects.bulk_create([
-        AuditEvent(at=now, actor_type=actor_type, actor_id=actor_id, actor_label=actor_label,
-                   action="alert.delivery_state", target_type="alerts.alert", target_id=str(alert_id),
-                   tenant_id=tenant_id, data={"delivery_state": state, **details[alert_id]})
-        for alert_id, tenant_id, _silence_id, state in changed
-    ])
+    changed = _set_states(wanted, details, clock.now())
     announce = {alert_id: state for alert_id, _t, silence_id, state in changed
                 if state in ANNOUNCED and silence_id is None}
     if not announce:

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection
 from django.db.models import Q
 
 from apps.core import clock
 
 from . import messages
 from .crypto import CryptoError
-from .models import DUE_STATES, Channel, Delivery, DeliveryState
+from .models import DUE_STATES, Channel, Delivery, DeliveryState, WebhookEndpoint
 from .secrets import active_secrets
 from .signing import sign
 from .transports import AttemptResult, OutboundMessage, TransportError, WebhookTransport, get_transport
@@ -52,22 +52,46 @@ def due_q(now: datetime) -> Q:
 
 
 def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
-    """Claim ``ids`` (or renew the sweeper's claim ``claim_token`` on them); return the rows held.
+    """Claim ``ids`` (or renew the sweeper's claim ``claim_token`` on them); return the rows held,
+    with their endpoint and tenant loaded.
 
-    Rows someone else holds, already finished or not yet due are silently left out.
+    One conditional ``UPDATE ... RETURNING`` (the rows as this claim left them), then the batch's
+    endpoints and tenants in one query each (a batch has few of them). Rows someone else holds,
+    already finished or not yet due are silently left out.
     """
     ids = list(ids)
+    if not ids:
+        return []
     now = clock.now()
-    rows = Delivery.objects.filter(pk__in=ids)
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    sending = str(DeliveryState.SENDING)
     if claim_token:
-        held = rows.filter(state=DeliveryState.SENDING, claim_token=claim_token).update(claimed_at=now)
+        assign, cond = "claimed_at = %s", "d.state = %s AND d.claim_token = %s"
+        params = [now, ids, sending, claim_token]
     else:
         claim_token = uuid.uuid4().hex
-        held = rows.filter(due_q(now)).update(state=DeliveryState.SENDING, claim_token=claim_token, claimed_at=now)
-    if not held:
+        # due_q(now), in SQL: due rows, and SENDING ones whose lease expired.
+        assign = "state = %s, claim_token = %s, claimed_at = %s"
+        cond = "((d.state = ANY(%s) AND d.next_attempt_at <= %s) OR (d.state = %s AND d.claimed_at < %s))"
+        params = [sending, claim_token, now, ids, [str(s) for s in DUE_STATES], now, sending, now - lease()]
+    sql = f"""
+        WITH c AS (UPDATE {table} d SET {assign} WHERE d.id = ANY(%s::bigint[]) AND {cond} RETURNING d.*)
+        SELECT * FROM c ORDER BY created_at DESC, id DESC
+    """
+    rows = list(Delivery.objects.raw(sql, params))
+    if not rows:
         return []
-    return list(Delivery.objects.filter(pk__in=ids, claim_token=claim_token, state=DeliveryState.SENDING)
-                .select_related("endpoint", "tenant"))
+    endpoint_ids = {d.endpoint_id for d in rows if d.endpoint_id}
+    endpoints = WebhookEndpoint.objects.in_bulk(endpoint_ids) if endpoint_ids else {}
+    tenant_field = Delivery._meta.get_field("tenant")
+    tenants = tenant_field.related_model.objects.in_bulk({d.tenant_id for d in rows})
+    endpoint_field = Delivery._meta.get_field("endpoint")
+    for d in rows:
+        # As select_related would: an endpoint deleted meanwhile is None, its id kept on the row.
+        endpoint_field.set_cached_value(d, endpoints.get(d.endpoint_id) if d.endpoint_id else None)
+        if d.tenant_id in tenants:
+            tenant_field.set_cached_value(d, tenants[d.tenant_id])
+    return rows
 
 
 def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:

@@ -43,26 +43,17 @@ def record_outcome(outcome: Outcome) -> str:
 
 def record_outcomes(outcomes: list[Outcome]) -> list[str]:
     """Record a batch of outcomes in one transaction; returns each delivery's new state (as
-    ``record_outcome``). Per batch: one bulk insert of the attempt rows, one UPDATE for all
-    successes, the endpoints' streaks replayed in the batch's order under row locks (one UPDATE per
-    endpoint whose streak or state changes), one UPDATE per failure, one state report for all
-    touched alerts (``state.report_many``)."""
+    ``record_outcome``). Per batch: one statement inserting the attempt rows and marking the
+    successes DELIVERED (``_insert_attempts``), the endpoints' streaks replayed in the batch's order
+    under row locks (one UPDATE per endpoint whose streak or state changes), one UPDATE per failure,
+    one state report for all touched alerts (``state.report_many``)."""
     if not outcomes:
         return []
     now = clock.now()
     numbers = [o.delivery.attempts + 1 for o in outcomes]
     states = [""] * len(outcomes)
     with transaction.atomic():
-        DeliveryAttempt.objects.bulk_create([
-            DeliveryAttempt(
-                delivery=o.delivery, number=n, channel=o.delivery.channel, started_at=o.started_at,
-                latency_ms=o.latency_ms, status_code=o.status_code, success=o.ok,
-                error="" if o.ok else o.error.message[:2000],
-                response_excerpt=(o.result.response_excerpt if o.ok else o.error.response_excerpt)[:1024],
-            )
-            for o, n in zip(outcomes, numbers)
-        ])
-        held_ok = _mark_delivered([(o, n) for o, n in zip(outcomes, numbers) if o.ok], now)
+        held_ok = _insert_attempts(outcomes, numbers, now)
         # Successes whose claim was lost leave the endpoint alone (as before batching).
         counted = [o for o in outcomes if not o.ok or o.delivery.pk in held_ok]
         after = _replay_endpoints(counted, now)
@@ -85,21 +76,33 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
     return states
 
 
-def _mark_delivered(items: list[tuple[Outcome, int]], now: datetime) -> set[int]:
-    """One UPDATE for all successes still held by their claim; returns the ids it changed."""
-    if not items:
-        return set()
+def _insert_attempts(outcomes: list[Outcome], numbers: list[int], now: datetime) -> set[int]:
+    """Insert every outcome's attempt row and mark the successes still held by their claim DELIVERED,
+    in one statement (arrays in, no per-row SQL); returns the ids of the deliveries it marked."""
     table = connection.ops.quote_name(Delivery._meta.db_table)
+    attempts = connection.ops.quote_name(DeliveryAttempt._meta.db_table)
+    ok = [(o, n) for o, n in zip(outcomes, numbers) if o.ok]
     sql = f"""
+        WITH a AS (
+            INSERT INTO {attempts} (delivery_id, number, channel, started_at, latency_ms, status_code, success,
+                                    error, response_excerpt)
+            SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::timestamptz[], %s::int[], %s::int[],
+                                 %s::bool[], %s::text[], %s::text[])
+        )
         UPDATE {table} d SET state = %s, attempts = v.number, delivered_at = %s, finished_at = %s,
             next_attempt_at = NULL, claim_token = '', last_error = '', last_status_code = v.code
         FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::text[]) AS v(id, number, code, token)
         WHERE d.id = v.id AND d.state = %s AND d.claim_token = v.token
         RETURNING d.id
     """
-    params = [str(DeliveryState.DELIVERED), now, now, [o.delivery.pk for o, _ in items], [n for _, n in items],
-              [o.status_code for o, _ in items], [o.delivery.claim_token for o, _ in items],
-              str(DeliveryState.SENDING)]
+    params = [
+        [o.delivery.pk for o in outcomes], numbers, [str(o.delivery.channel) for o in outcomes],
+        [o.started_at for o in outcomes], [o.latency_ms for o in outcomes], [o.status_code for o in outcomes],
+        [o.ok for o in outcomes], ["" if o.ok else o.error.message[:2000] for o in outcomes],
+        [(o.result.response_excerpt if o.ok else o.error.response_excerpt)[:1024] for o in outcomes],
+        str(DeliveryState.DELIVERED), now, now, [o.delivery.pk for o, _ in ok], [n for _, n in ok],
+        [o.status_code for o, _ in ok], [o.delivery.claim_token for o, _ in ok], str(DeliveryState.SENDING),
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
