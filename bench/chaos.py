@@ -7,7 +7,9 @@ missing) and its own Redis database (CHAOS_REDIS_URL, default redis://127.0.0.1:
 with real gunicorn, Celery worker and sweeper processes and local receiver / SMTP / SMS peers.
 Each scenario uses a fresh tenant, so runs can repeat on the same database. Prints: scenario,
 events sent, accepted, counted, alerts expected/fired, deliveries expected/delivered/downgraded,
-duplicate requests (same webhook-id), lost (must be 0), time to recover, and the violations.
+duplicate requests (same webhook-id), lost (must be 0), time to recover, then scenario details
+(burst: answers per phase and detection latency per phase; receiver down; clock steps) and the
+violations.
 Exit status 1 if any invariant failed.
 """
 from __future__ import annotations
@@ -72,6 +74,9 @@ def main() -> int:
         (sc.flaky_receiver, dict(plugins=20 * k, settle=300)),
         (sc.two_workers_two_sweepers, dict(plugins=25 * k)),
         (sc.database_outage, dict(before=10 * k, during=20 * k, after=10 * k)),
+        (sc.receiver_down_then_back, dict(plugins=12 * k, late_plugins=4, down_attempts=6)),
+        (sc.clock_steps, dict(plugins=10 * k, late_plugins=5, forward_h=6, back_h=2)),
+        (sc.burst, dict(burst_s=45, calm_s=10, senders=4 * k, quota_factor=5, settle=300)),
     ]
     reports = []
     with tempfile.TemporaryDirectory(prefix="chaos-") as tmp:
@@ -87,7 +92,7 @@ def main() -> int:
                 from tests.reliability.invariants import Report
 
                 report, facts = Report(scenario=fn.__name__, violations=[f"crashed: {exc!r}"[:300]]), {}
-            report.facts = facts  # type: ignore[attr-defined]
+            report.facts, report.fn = facts, fn.__name__  # type: ignore[attr-defined]
             print(f"    {time.monotonic() - t0:.1f}s {facts if not isinstance(facts, dict) or len(str(facts)) < 300 else ''}",
                   file=sys.stderr, flush=True)
             reports.append(report)
@@ -113,6 +118,14 @@ def print_table(reports) -> None:
                 v = getattr(r, attr)
             cells.append(str(v).ljust(w))
         print(" | ".join(cells))
+    details = {"receiver_down_then_back": ("during", "after"),
+               "clock_steps": ("retry_in_s", "forward", "back_quiet", "back", "levels", "retried", "others"),
+               "burst": ("answers", "latency_ms", "drain_s")}
+    for r in reports:
+        facts = getattr(r, "facts", None) or {}
+        shown = {k: facts[k] for k in details.get(getattr(r, "fn", ""), ()) if k in facts}
+        if shown:
+            print(f"[{r.scenario}] {shown}")
     for r in reports:
         for v in r.violations[:10]:
             print(f"VIOLATION [{r.scenario}]: {v}")

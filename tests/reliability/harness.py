@@ -72,6 +72,31 @@ class Receiver(Hook):
             return status, headers
 
         super().__init__(recorded)
+        self.running = False
+
+    def __enter__(self):
+        super().__enter__()
+        self.running = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.running:
+            self.down()
+
+    def down(self) -> None:
+        """Stop listening: connections to the port are refused until ``up()``."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.running = False
+
+    def up(self) -> None:
+        """Listen again on the same port (endpoints keep their URL)."""
+        from http.server import ThreadingHTTPServer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.server.RequestHandlerClass)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.running = True
 
 
 def flaky_script(*, seed: int = 8, fail_rate: float = 0.3, max_failures_per_id: int = 3, timeout_every: int = 0,
@@ -202,6 +227,20 @@ class World:
     accepted: int = 0
     counted: dict[str, int] = field(default_factory=dict)
     batches: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, events: list[dict], resp: requests.Response) -> None:
+        """Count one answered POST of ``events`` (thread-safe: the burst sends from several threads)."""
+        body = resp.json() if resp.status_code == 202 else None
+        with self.lock:
+            self.sent += len(events)
+            if body is not None:
+                assert body["accepted"] == len(events) and not body["rejected"], body
+                self.accepted += len(events)
+                self.batches.add(body["batch_id"])
+                for e in events:
+                    if e["level"] == "ERROR":
+                        self.counted[e["plugin_id"]] = self.counted.get(e["plugin_id"], 0) + 1
 
     def expectation(self, **kw) -> Expectation:
         return Expectation(tenant_id=self.tenant.pk, rule_key=RULE_KEY, threshold=THRESHOLD, counted=dict(self.counted),
@@ -227,16 +266,19 @@ def make_world(slug: str, hook: Receiver | None, *, endpoints: tuple[str, ...] =
     return World(tenant=tenant, token=token, endpoint_ids=ids)
 
 
-def make_batch(world: World, *, plugins: int, errors_per_plugin: int, noise: int = 0, tag: str = "") -> list[dict]:
-    now = datetime.now(timezone.utc).isoformat()
+def make_batch(world: World, *, plugins: int, errors_per_plugin: int, noise: int = 0, tag: str = "",
+               first_plugin: int = 0, ts: datetime | None = None) -> list[dict]:
+    """``errors_per_plugin`` ERROR lines for plugins p<first_plugin>.. and ``noise`` INFO lines; ``ts``
+    (default: now) is the shipper's clock."""
+    now = (ts or datetime.now(timezone.utc)).isoformat()
     events = []
-    for p in range(plugins):
+    for p in range(first_plugin, first_plugin + plugins):
         for i in range(errors_per_plugin):
             events.append({"ts": now, "level": "ERROR", "message": f"upstream failed {tag} {i}",
                            "tenant_id": world.tenant.slug, "plugin_id": f"p{p}"})
     for i in range(noise):
         events.append({"ts": now, "level": "INFO", "message": f"served {tag} {i}", "tenant_id": world.tenant.slug,
-                       "plugin_id": f"p{i % max(plugins, 1)}"})
+                       "plugin_id": f"p{first_plugin + i % max(plugins, 1)}"})
     return events
 
 
@@ -246,15 +288,7 @@ def post(base: str, world: World, events: list[dict], *, session: requests.Sessi
     s = session or requests
     resp = s.post(f"{base}/api/v1/logs", data=orjson.dumps(events), timeout=timeout,
                   headers={"Authorization": f"Bearer {world.token}", "Content-Type": "application/json"})
-    world.sent += len(events)
-    if resp.status_code == 202:
-        body = resp.json()
-        assert body["accepted"] == len(events) and not body["rejected"], body
-        world.accepted += len(events)
-        world.batches.add(body["batch_id"])
-        for e in events:
-            if e["level"] == "ERROR":
-                world.counted[e["plugin_id"]] = world.counted.get(e["plugin_id"], 0) + 1
+    world.record(events, resp)
     return resp
 
 
