@@ -60,6 +60,8 @@ def _set_states(wanted: dict[int, str], details: dict[int, dict], now) -> list[t
 
     One statement: the alert rows locked in id order, the guarded UPDATE ... RETURNING, and the
     timeline and audit inserts fed by what it returned (so only changed alerts get a line)."""
+    if connection.vendor != "postgresql":
+        return _set_states_portable(wanted, details, now)
     table = connection.ops.quote_name(Alert._meta.db_table)
     timeline = connection.ops.quote_name(TimelineEntry._meta.db_table)
     audit = connection.ops.quote_name(AuditEvent._meta.db_table)
@@ -101,6 +103,24 @@ def _set_states(wanted: dict[int, str], details: dict[int, dict], now) -> list[t
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _set_states_portable(wanted: dict[int, str], details: dict[int, dict], now) -> list[tuple[int, int, int | None, str]]:
+    """``_set_states`` for the embedded SQLite database: per alert, the guarded UPDATE, then its
+    timeline line and audit row through the ORM."""
+    changed = []
+    for alert_id in sorted(wanted):
+        state = wanted[alert_id]
+        if not Alert.objects.filter(pk=alert_id).exclude(delivery_state=state).update(delivery_state=state,
+                                                                                        updated_at=now):
+            continue
+        tenant_id, silence_id = Alert.objects.filter(pk=alert_id).values_list("tenant_id", "silence_id").get()
+        data = {"delivery_state": state, **details[alert_id]}
+        TimelineEntry.objects.create(alert_id=alert_id, at=now, kind=TimelineEntry.Kind.DELIVERY,
+                                     actor_label="system", message=_MESSAGES.get(state, state), data=data)
+        record("alert.delivery_state", target_type="alerts.alert", target_id=alert_id, tenant=tenant_id, data=data)
+        changed.append((alert_id, tenant_id, silence_id, state))
+    return changed
 
 
 @receiver(delivery_states_changed, dispatch_uid="alerts.delivery_states")

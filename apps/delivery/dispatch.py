@@ -21,7 +21,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Greatest
 
 from apps.core import clock
 
@@ -63,10 +64,14 @@ def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
     if not ids:
         return []
     now = clock.now()
+    if connection.vendor != "postgresql":
+        return _claim_portable(ids, claim_token, now)
     table = connection.ops.quote_name(Delivery._meta.db_table)
     sending = str(DeliveryState.SENDING)
     if claim_token:
-        assign, cond = "claimed_at = %s", "d.state = %s AND d.claim_token = %s"
+        # Never move claimed_at back: a worker whose clock lags the sweeper's must not make a live
+        # claim look expired to the next sweep (that would send the row twice).
+        assign, cond = "claimed_at = GREATEST(d.claimed_at, %s)", "d.state = %s AND d.claim_token = %s"
         params = [now, ids, sending, claim_token]
     else:
         claim_token = uuid.uuid4().hex
@@ -92,6 +97,20 @@ def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
         if d.tenant_id in tenants:
             tenant_field.set_cached_value(d, tenants[d.tenant_id])
     return rows
+
+
+def _claim_portable(ids: list[int], claim_token: str | None, now: datetime) -> list[Delivery]:
+    """``claim`` for the embedded SQLite database: the same conditions through the ORM (two
+    statements instead of one; SQLite serializes writers, so the UPDATE alone decides who holds)."""
+    if claim_token:
+        Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token).update(
+            claimed_at=Greatest(F("claimed_at"), Value(now)))
+    else:
+        claim_token = uuid.uuid4().hex
+        Delivery.objects.filter(pk__in=ids).filter(due_q(now)).update(
+            state=DeliveryState.SENDING, claim_token=claim_token, claimed_at=now)
+    return list(Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token)
+                .select_related("endpoint", "tenant").order_by("-created_at", "-id"))
 
 
 def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:

@@ -79,6 +79,8 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
 def _insert_attempts(outcomes: list[Outcome], numbers: list[int], now: datetime) -> set[int]:
     """Insert every outcome's attempt row and mark the successes still held by their claim DELIVERED,
     in one statement (arrays in, no per-row SQL); returns the ids of the deliveries it marked."""
+    if connection.vendor != "postgresql":
+        return _insert_attempts_portable(outcomes, numbers, now)
     table = connection.ops.quote_name(Delivery._meta.db_table)
     attempts = connection.ops.quote_name(DeliveryAttempt._meta.db_table)
     ok = [(o, n) for o, n in zip(outcomes, numbers) if o.ok]
@@ -106,6 +108,26 @@ def _insert_attempts(outcomes: list[Outcome], numbers: list[int], now: datetime)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
+
+
+def _insert_attempts_portable(outcomes: list[Outcome], numbers: list[int], now: datetime) -> set[int]:
+    """``_insert_attempts`` for the embedded SQLite database, through the ORM (same rows, same guard)."""
+    DeliveryAttempt.objects.bulk_create([
+        DeliveryAttempt(
+            delivery_id=o.delivery.pk, number=n, channel=o.delivery.channel, started_at=o.started_at,
+            latency_ms=o.latency_ms, status_code=o.status_code, success=o.ok,
+            error="" if o.ok else o.error.message[:2000],
+            response_excerpt=(o.result.response_excerpt if o.ok else o.error.response_excerpt)[:1024],
+        )
+        for o, n in zip(outcomes, numbers)
+    ])
+    marked = set()
+    for o, n in zip(outcomes, numbers):
+        if o.ok and _held(o.delivery).update(
+                state=DeliveryState.DELIVERED, attempts=n, delivered_at=now, finished_at=now, next_attempt_at=None,
+                claim_token="", last_error="", last_status_code=o.status_code):
+            marked.add(o.delivery.pk)
+    return marked
 
 
 def _held(d: Delivery):

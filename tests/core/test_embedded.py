@@ -1,6 +1,7 @@
 """`make run` starts the embedded stack (SQLite + file-system broker); it must come up healthy."""
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,7 +34,15 @@ def test_embedded_stack_serves_health_with_worker_heartbeat(tmp_path):
         assert body["checks"]["database"]["detail"] == "sqlite"
         assert body["checks"]["broker"]["detail"] == "filesystem"
         assert body["checks"]["worker"]["ok"] is True
-        assert (tmp_path / "var" / "alertcenter.sqlite3").exists()
+        database = tmp_path / "var" / "alertcenter.sqlite3"
+        assert database.exists()
+
+        # The demo's traffic fires alerts whose webhooks reach the simulator: the whole pipeline
+        # (ingest, detection, outbox, delivery) works on SQLite and the file-system broker too.
+        def delivered():
+            with sqlite3.connect(database, timeout=10) as db:
+                return db.execute("SELECT count(*) FROM delivery_delivery WHERE state = 'DELIVERED'").fetchone()[0]
+        wait_for(delivered, timeout=150, interval=2, what="a webhook delivered on the embedded stack")
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
