@@ -1,15 +1,13 @@
 """Helpers for the operations tests: a real gunicorn web process and a /metrics parser."""
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.processes import BASE_DIR, BIN, child_env, free_port, stop_process, wait_for
+from tests.support.processes import gunicorn_web
 
 # Samples that depend on the moment of the scrape, not on the data.
 TIME_DEPENDENT = ("monitoring_metrics_collect_duration_seconds", "monitoring_worker_heartbeat_age_seconds",
@@ -22,22 +20,8 @@ def gunicorn(tmp_path: Path, *, workers: int = 2, env: dict[str, str] | None = N
 
     Its own multiprocess directory under tmp_path, so parallel runs never share metric files.
     """
-    port = free_port()
-    log = open(tmp_path / "gunicorn.log", "wb")
-    overrides = {"WEB_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(workers),
-                 "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"), "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                 "LOG_FORMAT": "json", **(env or {})}
-    proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "alertcenter/gunicorn.conf.py", "alertcenter.wsgi"],
-                            cwd=BASE_DIR, env=child_env(**overrides), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: requests.get(f"{base}/-/live", timeout=2).status_code == 200, timeout=30,
-                 what=f"gunicorn up (see {tmp_path / 'gunicorn.log'})")
+    with gunicorn_web(tmp_path, workers=workers, env=env, log_format="json", timeout=30) as base:
         yield base
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 def parse(text: str) -> dict[tuple[str, tuple], float]:

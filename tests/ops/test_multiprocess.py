@@ -105,7 +105,7 @@ def test_metrics_exact_across_two_workers_and_two_web_processes(tenant, rules, m
                  and dict(labels).get("view") == "logs" and dict(labels).get("method") == "POST") for s in samples]
     assert posts == [POSTS] * len(samples)
     # Both gunicorn workers wrote their own metric files into the shared multiprocess directory.
-    assert len({f.stem.rsplit("_", 1)[-1] for f in (tmp_path / "prom").glob("counter_*.db")}) >= 2
+    assert len({f.stem.rsplit("_", 1)[-1] for f in next(tmp_path.glob("prom-*")).glob("counter_*.db")}) >= 2
 
     if shutil.which("promtool"):
         result = subprocess.run(["promtool", "check", "metrics"], input=time_scrape.encode(), capture_output=True,
@@ -123,7 +123,7 @@ def test_metrics_exact_across_two_workers_and_two_web_processes(tenant, rules, m
     assert {"batch_id", "events", "matched", "alerts_fired"} <= batch.keys()
     # gunicorn's own log lines (access log included) are JSON too. The only other lines are Python's
     # warning that the test checkout has no collectstatic output (the image has).
-    web = [line for line in (tmp_path / "gunicorn.log").read_bytes().splitlines() if line.strip()]
+    web = [line for line in next(tmp_path.glob("gunicorn-*.log")).read_bytes().splitlines() if line.strip()]
     records = [orjson.loads(line) for line in web if line.startswith(b"{")]
     others = [line for line in web if not line.startswith(b"{")]
     assert all(b"No directory at" in line or b"mw_instance" in line for line in others), others[:3]

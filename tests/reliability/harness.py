@@ -27,7 +27,8 @@ from apps.ingest.models import BatchStatus, IngestBatch
 from apps.tenants.models import FallbackContact, Tenant
 from apps.tenants.tokens import issue_token
 from tests.delivery.peers import Hook, SmsServer, SmtpServer, peer_env
-from tests.support.processes import BASE_DIR, BIN, celery_worker, child_env, free_port, stop_process, wait_for
+from tests.support.processes import (BASE_DIR, BIN, celery_worker, child_env, free_port, gunicorn_web, stop_process,
+                                     wait_for)
 
 from .invariants import Expectation
 
@@ -167,22 +168,8 @@ def worker_env(p: Peers, **extra: str) -> dict[str, str]:
 @contextmanager
 def web(log_dir: Path, *, env: dict[str, str] | None = None, workers: int = 2) -> Iterator[str]:
     """A real gunicorn (the project's config) on the test database; yields its base URL."""
-    port = free_port()
-    log = open(log_dir / f"gunicorn-{port}.log", "wb")
-    overrides = {"WEB_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(workers),
-                 "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{port}"), "ALLOWED_HOSTS": "127.0.0.1,localhost",
-                 "LOG_FORMAT": "text", **(env or {})}
-    proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "alertcenter/gunicorn.conf.py", "alertcenter.wsgi"],
-                            cwd=BASE_DIR, env=child_env(**overrides), stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: requests.get(f"{base}/-/live", timeout=2).status_code == 200, timeout=40,
-                 what=f"gunicorn up (see {log.name})")
+    with gunicorn_web(log_dir, workers=workers, env=env) as base:
         yield base
-    finally:
-        stop_process(proc)
-        log.close()
 
 
 @contextmanager

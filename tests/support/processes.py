@@ -85,3 +85,31 @@ def stop_process(proc: subprocess.Popen, *, sig: int = signal.SIGTERM, timeout: 
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+@contextmanager
+def gunicorn_web(log_dir: Path, *, workers: int = 2, env: dict[str, str] | None = None,
+                 log_format: str = "text", timeout: float = 40) -> Iterator[str]:
+    """A real ``gunicorn -c alertcenter/gunicorn.conf.py`` on the test database; yields its base URL.
+
+    Its own log file and multiprocess-metrics directory under ``log_dir``, keyed by port, so
+    several web processes (and parallel runs) never share them.
+    """
+    import requests
+
+    port = free_port()
+    log = open(log_dir / f"gunicorn-{port}.log", "wb")
+    overrides = {"WEB_BIND": f"127.0.0.1:{port}", "WEB_WORKERS": str(workers),
+                 "PROMETHEUS_MULTIPROC_DIR": str(log_dir / f"prom-{port}"), "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                 "LOG_FORMAT": log_format, **(env or {})}
+    proc = subprocess.Popen([str(BIN / "gunicorn"), "-c", "alertcenter/gunicorn.conf.py", "alertcenter.wsgi"],
+                            cwd=BASE_DIR, env=child_env(**overrides), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: requests.get(f"{base}/-/live", timeout=2).status_code == 200, timeout=timeout,
+                 what=f"gunicorn up (see {log.name})")
+        yield base
+    finally:
+        stop_process(proc)
+        log.close()
