@@ -51,7 +51,7 @@ logconfig_dict = {
 # previous run would be summed in), and each dead worker is marked so its live gauges drop out.
 # This file is read by the master before the application is imported, so setting it here is early
 # enough. Only the web process uses it: Celery processes keep no metrics of their own (the product
-# metrics are derived from the database at scrape time, see apps.core.metrics).
+# metrics are derived from the database at scrape time, see apps.ops.metrics).
 _multiproc_dir = Path(os.environ.setdefault(
     "PROMETHEUS_MULTIPROC_DIR",
     str(Path(os.environ.get("ALERTCENTER_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))

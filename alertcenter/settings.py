@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "apps.ingest",
     "apps.delivery",
     "apps.console",
+    "apps.ops",
 ]
 
 MIDDLEWARE = [
@@ -193,14 +194,12 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-escalate": {"task": "alerts.escalate", "schedule": 30.0},
     "alerts-auto-resolve": {"task": "alerts.auto_resolve", "schedule": 30.0},
     "alerts-unsuppress": {"task": "alerts.unsuppress", "schedule": 30.0},
-    # Self-monitoring and watchdog (apps.rules.system_rules); cron can run `manage.py system_checks` too.
+    # Self-monitoring and watchdog (apps.ops.self_monitoring); cron can run `manage.py system_checks` too.
     "system-checks": {"task": "system.checks", "schedule": 60.0},
-    # Retention (apps.ingest.retention); daily, off-peak. Idempotent, so cron may run it as well.
+    # Retention (apps.ops.retention); daily, off-peak. Idempotent, so cron may run it as well.
     "system-purge-expired": {"task": "system.purge_expired",
                              "schedule": crontab(hour=3, minute=17)},
 }
-# Task modules outside the autodiscovered tasks.py files.
-CELERY_IMPORTS = ("apps.rules.tasks_system", "apps.ingest.retention")
 # How old the newest worker heartbeat may be before /api/v1/health reports the worker down.
 WORKER_HEARTBEAT_MAX_AGE = _positive_int("WORKER_HEARTBEAT_MAX_AGE", 60)
 

@@ -2,8 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
-from apps.core.metrics import metrics_view
 from apps.core.views import HealthView, WhoAmIView
+from apps.ops.metrics import metrics_view
 
 api_v1 = [
     path("health", HealthView.as_view(), name="health"),
@@ -23,7 +23,7 @@ urlpatterns = [
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),
     # Request/DB metrics of every web worker (multiprocess mode) plus the database-derived
-    # product metrics; replaces django_prometheus.urls (apps.core.metrics).
+    # product metrics; replaces django_prometheus.urls (apps.ops.metrics).
     path("metrics", metrics_view, name="prometheus-django-metrics"),
     path("", include("apps.console.urls")),
 ]

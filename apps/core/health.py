@@ -14,7 +14,8 @@ def check_database() -> tuple[bool, str]:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        return True, connection.vendor
+        # display_name ("PostgreSQL", "SQLite") lowered is what this detail has always said.
+        return True, connection.display_name.lower()
     except Exception as exc:  # any driver error means "down"
         return False, f"{type(exc).__name__}: {exc}".strip()[:300]
 

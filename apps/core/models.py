@@ -18,7 +18,7 @@ class WorkerHeartbeat(models.Model):
 
 
 class MetricRollup(models.Model):
-    """Counter totals folded in from rows that retention deleted (see apps.ingest.retention).
+    """Counter totals folded in from rows that retention deleted (see apps.ops.retention).
 
     The /metrics collector derives counters from rows at scrape time; when ``purge_expired``
     deletes rows it adds their counts here in the same transaction, so ``rows + rollup`` never

@@ -11,7 +11,7 @@ from django.test import Client
 
 from apps.core import clock
 from apps.core.models import WorkerHeartbeat
-from apps.ingest.retention import purge_expired
+from apps.ops.retention import purge_expired
 
 from .factories import make_alert, make_batch, make_delivery, timeline
 from .support import parse, product, value
@@ -107,7 +107,7 @@ def test_database_failure_is_reported_not_raised(traffic, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("database gone")
 
-    monkeypatch.setattr("apps.core.metrics_queries.ingest_event_totals", boom)
+    monkeypatch.setattr("apps.ops.figures.ingest_event_totals", boom)
     m = scrape()
     assert value(m, "monitoring_metrics_collect_success") == 0
     assert not any(name.startswith("monitoring_ingest") for name, _ in m)

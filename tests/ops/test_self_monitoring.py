@@ -13,7 +13,7 @@ from apps.alerts.models import Alert
 from apps.core import clock
 from apps.delivery.models import DeliveryAttempt
 from apps.delivery.services import create_endpoint
-from apps.rules.system_rules import run_system_checks
+from apps.ops.self_monitoring import run_system_checks
 from apps.tenants.models import FallbackContact, Tenant
 from tests.delivery.peers import Hook, fire_alert, peer_env
 from tests.support.processes import celery_worker, wait_for
@@ -116,8 +116,8 @@ def test_one_failing_check_does_not_stop_the_others(tenant, platform, monkeypatc
     def broken(now):
         raise RuntimeError("boom")
 
-    from apps.rules import system_rules
+    from apps.ops import self_monitoring
 
     make_batch(tenant, accepted=1, status="PENDING", age=timedelta(minutes=10))
-    outcome = run_system_checks(checks=(broken, system_rules.check_pipeline))
+    outcome = run_system_checks(checks=(broken, self_monitoring.check_pipeline))
     assert outcome["broken"].startswith("error: RuntimeError") and outcome["pipeline"].startswith("alert #")

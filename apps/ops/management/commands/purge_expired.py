@@ -2,13 +2,13 @@
 
 Prints one line per table with what it removed (or would remove); idempotent; exit code 1 on any
 error (chunks committed before the error stay deleted, as a rerun would do). Policy and settings:
-apps.ingest.retention.
+apps.ops.retention.
 """
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.ingest.retention import purge_expired
+from apps.ops.retention import purge_expired
 
 
 class Command(BaseCommand):

@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from celery import shared_task
 from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
@@ -33,10 +32,10 @@ from django.db.models import F, Q
 from apps.audit.models import AuditEvent
 from apps.audit.retention import purge_before
 from apps.core import clock
-from apps.core.metrics_queries import ROLLUP_ACCEPTED, ROLLUP_REJECTED, rollup_label
 from apps.core.models import MetricRollup, WorkerHeartbeat
+from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
 
-from .models import BatchStatus, EventRecord, IngestBatch
+from .figures import ROLLUP_ACCEPTED, ROLLUP_REJECTED, rollup_label
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +131,3 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
         logger.info("retention: purge done", extra={"removed": report.removed})
     return report
 
-
-@shared_task(name="system.purge_expired", ignore_result=True, acks_late=True)
-def purge_expired_task() -> dict[str, int]:
-    """Daily by beat (queue default); same as ``manage.py purge_expired``."""
-    return purge_expired().removed

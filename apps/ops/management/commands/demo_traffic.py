@@ -8,8 +8,8 @@ import orjson
 import requests
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.management.commands.load_demo import DEMO_TENANTS
 from apps.ingest.traffic import TrafficGenerator
+from apps.ops.demo import DEMO_TENANTS
 
 BURST_EVERY = 45.0  # seconds between error bursts (the first comes after FIRST_BURST_AFTER)
 FIRST_BURST_AFTER = 10.0

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.management import call_command, get_commands
 from django.core.management.base import BaseCommand
 
-DEMO_LOGIN = ("demo", "demo-operator-pass")
+from apps.ops.demo import DEMO_LOGIN
 
 
 class Command(BaseCommand):

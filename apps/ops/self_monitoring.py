@@ -1,6 +1,6 @@
 """Alert Center watching itself (DESIGN 5): system checks that raise alerts on the platform tenant.
 
-Each check reads the same figures /metrics exposes (apps.core.metrics_queries) and, when its
+Each check reads the same figures /metrics exposes (apps.ops.figures) and, when its
 condition holds, calls ``apps.alerts.services.fire_alert`` like any rule would: the alert is
 deduplicated by its fingerprint (one active alert per check; later runs absorb into it), shows in
 the console, and is delivered to the platform tenant's endpoints and, through the normal
@@ -29,14 +29,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.apps import apps
 from django.conf import settings
 from django.db import transaction
 
 from apps.alerts.services import fire_alert
 from apps.core import clock
-from apps.core import metrics_queries as figures
+from apps.delivery.models import Delivery
 from apps.tenants.models import Tenant
+
+from . import figures
 
 logger = logging.getLogger(__name__)
 
@@ -81,8 +82,7 @@ def check_delivery_success(now: datetime) -> Finding | None:
 
 
 def check_downgrades(now: datetime) -> Finding | None:
-    n = (apps.get_model("delivery.Delivery").objects
-         .filter(channel="webhook", downgraded_at__gte=now - timedelta(hours=24)).count())
+    n = Delivery.objects.filter(channel="webhook", downgraded_at__gte=now - timedelta(hours=24)).count()
     limit = settings.SELF_MONITOR_MAX_DOWNGRADES_PER_DAY
     if n <= limit:
         return None

@@ -1,13 +1,13 @@
 """``manage.py system_checks``: the self-monitoring and watchdog checks, once, from cron.
 
-Beat runs the same checks every minute on a worker (``system.checks``); this command exists for
+Beat runs the same checks every minute on a worker (``system.checks``, apps.ops.tasks); this command exists for
 the case the watchdog is about: no worker alive to run them. Exit code 1 when a check errored.
 """
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.rules.system_rules import run_system_checks
+from apps.ops.self_monitoring import run_system_checks
 
 
 class Command(BaseCommand):
