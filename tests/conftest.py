@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis as redis_lib
 from django.conf import settings
@@ -8,6 +10,16 @@ from rest_framework.test import APIClient
 from apps.core.scopes import ALL_SCOPES
 from apps.tenants.models import Plugin, Tenant
 from apps.tenants.tokens import issue_token
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """On SQLite, test in a real file beside ``DATABASE_URL``'s (WAL, as the embedded default runs)
+    instead of Django's default in-memory database, which has no WAL and no second connection."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3") and not db.get("TEST", {}).get("NAME"):
+        path = Path(db["NAME"])
+        db.setdefault("TEST", {})["NAME"] = str(path.with_name(f"test_{path.name}"))
 
 
 @pytest.fixture(scope="session")

@@ -39,16 +39,16 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 import orjson
-from django.db import connection, transaction
+from django.db import transaction
 
 from apps.alerts.services import Absorb, alerts_absorb_bulk, fire_alert
 from apps.core import clock
 from apps.ingest.normalize import Event
-from apps.rules import windows
+from apps.rules import fastpath, windows
 from apps.rules.durations import format_duration
 from apps.rules.effective import override_signature, tenant_specs
 from apps.rules.matcher import CompiledRuleSet, group_key
-from apps.rules.models import WindowState
+from apps.rules.fastpath import LockedWindow, WindowKey
 from apps.rules.selectors import Snapshot, load_snapshot, ruleset_stamp
 from apps.rules.spec import RuleSpec
 from apps.tenants.models import Plugin, Tenant
@@ -231,10 +231,10 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
         return
     work.sort(key=lambda g: (g.spec.id, g.tenant.pk, g.hash))
     now = clock.now()
-    rows = _lock_windows(work, now)
+    rows = fastpath.lock_windows([WindowKey(g.spec.id, g.tenant.pk, g.hash, g.key_dict) for g in work], now)
 
     now_s = received_at.timestamp()
-    touched: list[WindowState | _Window] = []
+    touched: list[LockedWindow] = []
     feeds: list[_Pending] = []  # groups whose window points at an alert: absorb if it is still active
     fires: list[_Pending] = []  # groups that may fire (rare)
     for g in work:
@@ -288,7 +288,7 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
                                               "rule": g.spec.id, "count": in_window})
         else:
             result.alerts_absorbed += 1
-    _save_windows(touched)
+    fastpath.save_windows(touched)
 
 
 @dataclass(slots=True)
@@ -296,75 +296,9 @@ class _Pending:
     """A group with counted matches, between the window update and the alert decision."""
 
     g: _Group
-    ws: WindowState | _Window
+    ws: LockedWindow
     state: dict
     counted: int
-
-
-class _Window:
-    """The columns of a locked ``WindowState`` row the engine reads and writes (PostgreSQL path)."""
-
-    __slots__ = ("pk", "state", "last_fired_at", "alert_id", "updated_at")
-
-    def __init__(self, pk: int, state, last_fired_at: datetime | None, alert_id: int | None) -> None:
-        self.pk, self.last_fired_at, self.alert_id = pk, last_fired_at, alert_id
-        self.state = orjson.loads(state) if isinstance(state, (str, bytes)) else state
-        self.updated_at: datetime | None = None
-
-
-def _lock_windows(work: list[_Group], now: datetime) -> dict[tuple, WindowState | _Window]:
-    """Create the missing window rows, then lock all of them in (rule_key, tenant, hash) order.
-
-    Two statements. On PostgreSQL they are written by hand: building a model instance per row for
-    ``bulk_create`` and for the locked read cost more than the statements themselves.
-    """
-    if connection.vendor != "postgresql":
-        WindowState.objects.bulk_create(
-            [WindowState(rule_key=g.spec.id, tenant=g.tenant, group_hash=g.hash, group_key=g.key_dict, state={},
-                         updated_at=now) for g in work],
-            ignore_conflicts=True)
-        return {(ws.rule_key, ws.tenant_id, ws.group_hash): ws
-                for ws in WindowState.objects.select_for_update()
-                .filter(group_hash__in=[g.hash for g in work]).order_by("rule_key", "tenant_id", "group_hash")}
-    table = WindowState._meta.db_table
-    hashes = [g.hash for g in work]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{table}" ("rule_key", "tenant_id", "group_hash", "group_key", "state", "updated_at") '
-            f"SELECT u.r, u.t, u.h, u.k::jsonb, '{{}}'::jsonb, %s "
-            f"FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::text[]) AS u(r, t, h, k) "
-            f"ON CONFLICT DO NOTHING",
-            [now, [g.spec.id for g in work], [g.tenant.pk for g in work], hashes,
-             [orjson.dumps(g.key_dict).decode() for g in work]])
-        cursor.execute(
-            f'SELECT "id", "rule_key", "tenant_id", "group_hash", "state", "last_fired_at", "alert_id" '
-            f'FROM "{table}" WHERE "group_hash" = ANY(%s) ORDER BY "rule_key", "tenant_id", "group_hash" FOR UPDATE',
-            [hashes])
-        return {(r, t, h): _Window(pk, state, fired, alert) for pk, r, t, h, state, fired, alert in cursor.fetchall()}
-
-
-def _save_windows(rows: list[WindowState | _Window]) -> None:
-    """Write the touched window rows back in one statement.
-
-    On PostgreSQL an ``UPDATE .. FROM unnest(..)``: Django's ``bulk_update`` builds a CASE
-    expression per field and row, which cost more Python time than everything else in a batch.
-    """
-    if not rows:
-        return
-    if connection.vendor != "postgresql":
-        WindowState.objects.bulk_update(rows, ["state", "last_fired_at", "alert", "updated_at"])
-        return
-    table = WindowState._meta.db_table
-    # Arrays, not a VALUES list: the statement's text (and psycopg's parse of it) is the same
-    # for every batch, and five parameters are adapted instead of five per row.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{table}" AS w SET "state" = v.state::jsonb, "last_fired_at" = v.last_fired_at, '
-            f'"alert_id" = v.alert_id, "updated_at" = v.updated_at '
-            f"FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[], %s::timestamptz[]) "
-            f"AS v(id, state, last_fired_at, alert_id, updated_at) WHERE w.id = v.id",
-            [[ws.pk for ws in rows], [orjson.dumps(ws.state).decode() for ws in rows],
-             [ws.last_fired_at for ws in rows], [ws.alert_id for ws in rows], [ws.updated_at for ws in rows]])
 
 
 def _plugin_key(g: _Group) -> tuple[int, str] | None:

@@ -304,9 +304,9 @@ def test_alert_plugin_is_the_groups_plugin_registered_in_bulk_or_none_when_mixed
     assert Plugin.objects.filter(slug="brand-new").count() == 1
 
 
-def test_without_postgresql_the_orm_paths_give_the_same_result(tenant, monkeypatch):
-    # The embedded default runs on SQLite: the engine and the bulk absorb fall back to the ORM.
-    monkeypatch.setattr(connection, "vendor", "sqlite")
+@pytest.mark.both_databases
+def test_fire_absorb_and_cooldown_end_to_end_on_either_database(tenant):
+    # Re-run on a real SQLite file by tests/test_fastpaths_on_sqlite.py (the embedded default).
     make(count=2, cooldown="10m")
     r1 = detect(burst(3, trace_id="a"), received_at=T0 + timedelta(seconds=3))
     r2 = detect(burst(2, start=T0 + timedelta(seconds=10), trace_id="b"), received_at=T0 + timedelta(seconds=12))
