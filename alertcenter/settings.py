@@ -293,7 +293,10 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"WEBHOOK_ALLOWED_NETWORKS: {exc}") from exc
 WEBHOOK_ALLOW_HTTP = _bool("WEBHOOK_ALLOW_HTTP", False)
+# Total wall-clock budget of one webhook send (DNS check, connect, TLS, headers, body), not per read.
 WEBHOOK_TIMEOUT_SECONDS = _read("WEBHOOK_TIMEOUT_SECONDS", env.float, 10.0)
+# Response bytes read from a webhook receiver or the SMS provider (the attempt log keeps 1 KiB).
+DELIVERY_MAX_RESPONSE_BYTES = _positive_int("DELIVERY_MAX_RESPONSE_BYTES", 64 * 1024)
 WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS = _positive_int("WEBHOOK_SECRET_ROTATION_OVERLAP_SECONDS", 24 * 3600)
 # Comma-separated retry schedule in seconds (the last entry repeats until DELIVERY_MAX_AGE).
 DELIVERY_RETRY_SCHEDULE = [int(s) for s in _read("DELIVERY_RETRY_SCHEDULE", env.list, ["10", "30", "120", "600", "1800", "3600"])]
@@ -312,7 +315,8 @@ try:
     vars().update(environ.Env.email_url_config(EMAIL_URL))
 except Exception as exc:
     raise ImproperlyConfigured(f"EMAIL_URL: invalid value {EMAIL_URL!r} ({exc})") from exc
-EMAIL_TIMEOUT = 10
+# Total budget of one SMTP session (connect, greeting, TLS, login, DATA), not per read.
+EMAIL_TIMEOUT = _read("EMAIL_TIMEOUT_SECONDS", env.float, 10.0)
 DEFAULT_FROM_EMAIL = _read("DEFAULT_FROM_EMAIL", env.str, "Alert Center <alerts@localhost>")
 EMAIL_ENABLED = _bool("EMAIL_ENABLED", True)
 SMS_ENABLED = _bool("SMS_ENABLED", True)
@@ -320,6 +324,8 @@ SMS_API_URL = _read("SMS_API_URL", env.str, "").rstrip("/")
 SMS_ACCOUNT_SID = _read("SMS_ACCOUNT_SID", env.str, "")
 SMS_AUTH_TOKEN = _read("SMS_AUTH_TOKEN", env.str, "")
 SMS_FROM = _read("SMS_FROM", env.str, "")
+# Total budget of one SMS provider request (connect, headers, body).
+SMS_TIMEOUT_SECONDS = _read("SMS_TIMEOUT_SECONDS", env.float, 10.0)
 
 # --- i18n, static ---------------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

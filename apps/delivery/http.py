@@ -16,6 +16,12 @@ Also: redirects are never followed (a redirect could point anywhere, e.g. to clo
 add credentials; at most ``max_body`` bytes of the response are read, so a hostile endpoint cannot
 make us download a huge body. Only the first resolved address is tried.
 
+Deadline: ``timeout`` is a total wall-clock budget for connect, TLS, headers and body, not requests'
+per-read timeout (a receiver dripping one header byte at a time would never trip that). Every
+socket our pools open or reuse is registered with ``apps.delivery.deadline.watchdog``, which shuts it
+down when the budget is spent; the call then raises ``DeadlineExceeded`` (a ``requests.ReadTimeout``).
+``post_form`` gives operator-configured URLs (the SMS provider) the same deadline and cap, unpinned.
+
 Keep-alive: ``post_pinned(..., keep_alive=True)`` reuses a per-thread session per checked host name
 (its adapter presents that name), so repeated sends to one endpoint reuse the TCP/TLS connection to
 the checked address. The pool key includes the address and the name, so a connection is only ever
@@ -33,19 +39,68 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from apps.delivery.deadline import Deadline, watch_socket, watchdog
 from apps.delivery.ssrf import ResolvedTarget
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 USER_AGENT = "AlertCenter-Webhook/1.0"
+MAX_RESPONSE_BYTES = 64 * 1024  # default cap on response bytes read (DELIVERY_MAX_RESPONSE_BYTES)
 
 
-class _PinnedAdapter(HTTPAdapter):
+class DeadlineExceeded(requests.exceptions.ReadTimeout):
+    """The exchange did not finish within its total deadline."""
+
+
+class _WatchedMixin:
+    """urllib3 connection whose socket the enclosing ``watchdog`` block shuts down at its deadline."""
+
+    def _new_conn(self):  # type: ignore[no-untyped-def]
+        sock = super()._new_conn()  # type: ignore[misc]
+        watch_socket(sock)
+        return sock
+
+    def request(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self.sock is not None:  # type: ignore[attr-defined]  # kept alive from an earlier exchange
+            watch_socket(self.sock)  # type: ignore[attr-defined]
+        return super().request(*args, **kwargs)  # type: ignore[misc]
+
+
+class _WatchedHTTPConnection(_WatchedMixin, HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedMixin, HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """Adapter whose connections are subject to the enclosing ``watchdog`` deadline."""
+
+    def __init__(self, pool_maxsize: int = 1) -> None:
+        super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+
+    def init_poolmanager(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
+
+
+class _PinnedAdapter(_WatchedAdapter):
     """Adapter that presents ``server_hostname`` (SNI + certificate name) instead of the URL's IP."""
 
     def __init__(self, server_hostname: str, pool_maxsize: int = 1) -> None:
         self._server_hostname = server_hostname
-        super().__init__(pool_connections=4, pool_maxsize=pool_maxsize, max_retries=0)
+        super().__init__(pool_maxsize=pool_maxsize)
 
     def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[override]
         host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
@@ -119,6 +174,34 @@ def close_kept_sessions() -> None:
         _sessions.by_host.popitem()[1].close()
 
 
+def _read_capped(response: requests.Response, max_body: int, keep_alive: bool) -> None:
+    """Read at most ``max_body`` bytes into ``response.content`` and release the connection.
+
+    A failure while reading (including the deadline) leaves the body as read so far: the status
+    line already arrived and is what counts. The connection goes back to the pool only when the body
+    was read to its end, so unread bytes never reach the next request.
+    """
+    chunks: list[bytes] = []
+    reusable = False
+    try:
+        left = max_body
+        while left > 0:
+            chunk = response.raw.read(min(left, 16384), decode_content=True)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        reusable = keep_alive and getattr(response.raw, "length_remaining", None) == 0
+    except Exception:  # noqa: BLE001 - see the docstring
+        reusable = False
+    finally:
+        if not reusable:
+            response.raw.close()
+        response._content_consumed = True
+        response.close()  # returns a reusable connection to the pool, closed ones are dropped
+    response._content = b"".join(chunks)
+
+
 def post_pinned(
     target: ResolvedTarget,
     url: str,
@@ -126,18 +209,21 @@ def post_pinned(
     body: bytes,
     headers: Mapping[str, str],
     timeout: float,
+    deadline: Deadline | None = None,
     verify: bool | str = True,
-    max_body: int = 1024,
+    max_body: int = MAX_RESPONSE_BYTES,
     keep_alive: bool = False,
 ) -> requests.Response:
     """POST ``body`` to ``url`` over a connection to ``target.addresses[0]``; never follow redirects.
 
-    Returns the response with ``content`` holding at most ``max_body`` bytes (the connection is
-    closed; a failure while reading the body leaves it empty, as the status already arrived).
-    Raises ``requests.RequestException`` subclasses (Timeout, ConnectionError, SSLError) on
-    transport failure; HTTP error statuses are returned, not raised. ``verify`` is requests' option
-    (True or a CA bundle path); turning it off is not offered on purpose.
+    ``timeout`` is the total budget in seconds (see the module docstring); pass ``deadline`` instead
+    when the budget started earlier (the caller's DNS check). Returns the response with ``content``
+    holding at most ``max_body`` bytes. Raises ``DeadlineExceeded`` when the budget runs out before
+    the status line, or other ``requests.RequestException`` subclasses (ConnectTimeout,
+    ConnectionError, SSLError) on transport failure; HTTP error statuses are returned, not raised.
+    ``verify`` is requests' option (True or a CA bundle path); turning it off is not offered on purpose.
     """
+    deadline = deadline or Deadline(timeout)
     request_url = pinned_url(target, url)
     send_headers = CaseInsensitiveDict({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
     send_headers.update(headers)
@@ -146,40 +232,73 @@ def post_pinned(
     session = _kept_session(target) if keep_alive else _new_session(target.host)
 
     def post(session: requests.Session) -> requests.Response:
-        return session.post(request_url, data=body, headers=send_headers, timeout=timeout,
-                            allow_redirects=False, stream=True, verify=verify)
+        return _post_within(session, request_url, deadline, data=body, headers=send_headers, verify=verify)
 
-    try:
+    with watchdog(deadline) as dog:
         try:
-            response = post(session)
-        except requests.ConnectionError as exc:
-            if not reused or isinstance(exc, requests.Timeout):
-                raise
-            # A kept connection the receiver closed while idle: one fresh connection, as any
-            # keep-alive client does (receivers dedupe on webhook-id in any case).
-            _sessions.by_host.pop((target.scheme, target.host), None)
+            try:
+                response = post(session)
+            except requests.ConnectionError as exc:
+                if not reused or isinstance(exc, requests.Timeout) or dog.fired:
+                    raise
+                # A kept connection the receiver closed while idle: one fresh connection, as any
+                # keep-alive client does (receivers dedupe on webhook-id in any case).
+                _sessions.by_host.pop((target.scheme, target.host), None)
+                session.close()
+                session = _kept_session(target)
+                response = post(session)
+        except Exception as exc:
+            if keep_alive:  # a broken kept connection must not be offered again
+                _sessions.by_host.pop((target.scheme, target.host), None)
             session.close()
-            session = _kept_session(target)
-            response = post(session)
-    except Exception:
-        if keep_alive:  # a broken kept connection must not be offered again
-            _sessions.by_host.pop((target.scheme, target.host), None)
-        session.close()
-        raise
-    try:
-        data = response.raw.read(max_body, decode_content=True) or b""
-        # Read to its end: the connection can serve the next request (keep-alive).
-        reusable = keep_alive and getattr(response.raw, "length_remaining", None) == 0
-    except Exception:  # noqa: BLE001 - the status line already arrived and is what counts
-        data, reusable = b"", False
-    finally:
-        if not reusable:
-            response.raw.close()  # unread bytes left: never hand this connection to another request
-        response._content_consumed = True
-        response.close()  # returns a reusable connection to the pool, closed ones are dropped
+            _raise_if_deadline(exc, dog.fired, deadline)
+            raise
+        _read_capped(response, max_body, keep_alive and not dog.fired)
     if not keep_alive:
         session.close()
-    # Materialise the capped body so callers can use .content/.text as usual.
-    response._content = data
     response.url = url  # report the URL the tenant configured, not the pinned IP form
     return response
+
+
+def post_form(
+    url: str,
+    *,
+    data: Mapping[str, str],
+    auth: tuple[str, str],
+    timeout: float,
+    max_body: int = MAX_RESPONSE_BYTES,
+) -> requests.Response:
+    """POST a form to an operator-configured ``url`` (no SSRF check, no pinning) with the same total
+    deadline, response cap, no redirects and no environment proxies as ``post_pinned``."""
+    deadline = Deadline(timeout)
+    session = requests.Session()
+    session.trust_env = False
+    adapter = _WatchedAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    with session, watchdog(deadline) as dog:
+        try:
+            response = _post_within(session, url, deadline, data=dict(data), auth=auth,
+                                    headers={"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
+        except Exception as exc:
+            _raise_if_deadline(exc, dog.fired, deadline)
+            raise
+        _read_capped(response, max_body, keep_alive=False)
+    return response
+
+
+def _post_within(session: requests.Session, url: str, deadline: Deadline, **kwargs: object) -> requests.Response:
+    left = deadline.remaining()
+    if left <= 0:
+        raise DeadlineExceeded(f"no time left of the {deadline.seconds:g} s deadline")
+    # Per-read timeouts at the remaining budget; the watchdog bounds the exchange as a whole.
+    return session.post(url, timeout=(left, left), allow_redirects=False, stream=True, **kwargs)
+
+
+def _raise_if_deadline(exc: BaseException, fired: bool, deadline: Deadline) -> None:
+    """Report a failure caused by the deadline (the watchdog shut the socket, or a read timed out at
+    it) as ``DeadlineExceeded``; a connect timeout stays what it is."""
+    if isinstance(exc, (DeadlineExceeded, requests.ConnectTimeout)):
+        return
+    if fired or (isinstance(exc, requests.Timeout) and deadline.expired):
+        raise DeadlineExceeded(f"no complete response within the {deadline.seconds:g} s deadline") from exc

@@ -7,6 +7,8 @@ the ASCII "..." keeps it GSM-7, a Unicode ellipsis would double the cost).
 
 Failure policy: 2xx success; 429 transient with ``retry_after``; other 4xx permanent (bad number,
 bad credentials: resending will not help); 5xx, 3xx, timeouts and connection errors transient.
+Each provider request has a total deadline (``SMS_TIMEOUT_SECONDS``: connect, headers and body
+together) and reads at most ``DELIVERY_MAX_RESPONSE_BYTES`` of the answer (``apps.delivery.http``).
 Several recipients are sent one by one; the first failure stops and is raised (earlier recipients
 may get the message again on retry).
 """
@@ -20,6 +22,7 @@ from urllib.parse import quote
 import requests
 
 from apps.delivery.backoff import parse_retry_after
+from apps.delivery.http import MAX_RESPONSE_BYTES, post_form
 from apps.delivery.transports.base import (
     AttemptResult,
     OutboundMessage,
@@ -40,18 +43,22 @@ class SmsConfig:
     account_sid: str
     auth_token: str
     from_number: str
-    timeout: float = 10.0
+    timeout: float = 10.0  # total seconds per provider request
     enabled: bool = True
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     @classmethod
     def from_settings(cls) -> SmsConfig:
-        """Build from ``SMS_API_URL``, ``SMS_ACCOUNT_SID``, ``SMS_AUTH_TOKEN``, ``SMS_FROM``, ``SMS_ENABLED``."""
+        """Build from ``SMS_API_URL``, ``SMS_ACCOUNT_SID``, ``SMS_AUTH_TOKEN``, ``SMS_FROM``, ``SMS_ENABLED``,
+        ``SMS_TIMEOUT_SECONDS`` and ``DELIVERY_MAX_RESPONSE_BYTES``."""
         return cls(
             api_url=str(setting("SMS_API_URL", "") or ""),
             account_sid=str(setting("SMS_ACCOUNT_SID", "") or ""),
             auth_token=str(setting("SMS_AUTH_TOKEN", "") or ""),
             from_number=str(setting("SMS_FROM", "") or ""),
             enabled=bool(setting("SMS_ENABLED", True)),
+            timeout=float(setting("SMS_TIMEOUT_SECONDS", 10.0)),
+            max_response_bytes=int(setting("DELIVERY_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES)),
         )
 
 
@@ -99,12 +106,12 @@ class SmsTransport(Transport):
 
     def _send_one(self, url: str, cfg: SmsConfig, to: str, body: str, watch: Stopwatch) -> AttemptResult:
         try:
-            resp = requests.post(
+            resp = post_form(
                 url,
                 data={"To": to, "From": cfg.from_number, "Body": body},
                 auth=(cfg.account_sid, cfg.auth_token),
                 timeout=cfg.timeout,
-                allow_redirects=False,
+                max_body=cfg.max_response_bytes,
             )
         except requests.Timeout as exc:
             msg = f"SMS provider did not answer within {cfg.timeout:g} s"

@@ -10,6 +10,9 @@ the outcome:
 * 429/503 transient with ``retry_after`` from ``Retry-After``; other 4xx/5xx transient;
 * timeouts, connection and TLS errors transient; a URL refused by the SSRF policy permanent, an
   unresolvable host transient.
+
+``timeout`` (``WEBHOOK_TIMEOUT_SECONDS``) is the total budget of one send, from the DNS check to
+the last byte read; at most ``max_response_bytes`` (``DELIVERY_MAX_RESPONSE_BYTES``) are read.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from datetime import datetime, timezone
 import requests
 
 from apps.delivery.backoff import parse_retry_after
-from apps.delivery.http import post_pinned
+from apps.delivery.deadline import Deadline
+from apps.delivery.http import MAX_RESPONSE_BYTES, post_pinned
 from apps.delivery.ssrf import IPNetwork, Resolver, UnsafeURL, check_url, parse_allowed_networks
 from apps.delivery.transports.base import (
     AttemptResult,
@@ -43,18 +47,21 @@ class WebhookConfig:
 
     allowed_networks: tuple[IPNetwork, ...] = ()
     allow_http: bool = False
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float = DEFAULT_TIMEOUT  # total seconds per send
     verify: bool | str = True
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     @classmethod
     def from_settings(cls) -> WebhookConfig:
-        """Build from ``WEBHOOK_ALLOWED_NETWORKS``, ``WEBHOOK_ALLOW_HTTP``, ``WEBHOOK_TIMEOUT_SECONDS``."""
+        """Build from ``WEBHOOK_ALLOWED_NETWORKS``, ``WEBHOOK_ALLOW_HTTP``, ``WEBHOOK_TIMEOUT_SECONDS``,
+        ``DELIVERY_MAX_RESPONSE_BYTES``."""
         # Settings hold parsed networks; a raw "a/b,c/d" string (tests, scripts) is accepted too.
         networks = tuple(parse_allowed_networks(setting("WEBHOOK_ALLOWED_NETWORKS", None)))
         return cls(
             allowed_networks=networks,
             allow_http=bool(setting("WEBHOOK_ALLOW_HTTP", False)),
             timeout=float(setting("WEBHOOK_TIMEOUT_SECONDS", DEFAULT_TIMEOUT)),
+            max_response_bytes=int(setting("DELIVERY_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES)),
         )
 
 
@@ -80,6 +87,7 @@ class WebhookTransport(Transport):
     def send(self, message: OutboundMessage) -> AttemptResult:
         cfg = self.config or WebhookConfig.from_settings()
         watch = Stopwatch()
+        deadline = Deadline(cfg.timeout)
         if not message.url:
             raise TransportError("webhook URL is empty", permanent=True, latency_ms=0)
         try:
@@ -98,8 +106,8 @@ class WebhookTransport(Transport):
         where = f"{target.host}:{target.port}"
         try:
             resp = post_pinned(
-                target, message.url, body=message.body, headers=headers, timeout=cfg.timeout, verify=cfg.verify,
-                keep_alive=self.keep_alive,
+                target, message.url, body=message.body, headers=headers, timeout=cfg.timeout, deadline=deadline,
+                verify=cfg.verify, max_body=cfg.max_response_bytes, keep_alive=self.keep_alive,
             )
         except requests.ConnectTimeout as exc:
             msg = f"timed out after {cfg.timeout:g} s connecting to {where}"
