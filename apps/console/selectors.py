@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from typing import Any, Collection
 
 from django.contrib.auth import get_user_model
-from django.db import connection
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import TruncHour
 
@@ -19,6 +18,8 @@ from apps.alerts.selectors import alert_list, alert_timeline, alerts_visible
 from apps.delivery.selectors import deliveries_for_alert
 from apps.ingest.models import EventRecord
 from apps.tenants.models import Plugin, Tenant, TenantMembership
+
+from .fastpath import events_of_rule
 
 SORTS = {
     "newest": ("-created_at", "-id"),
@@ -114,10 +115,8 @@ def evidence_lines(*, alert: Alert, limit: int = EVIDENCE_LIMIT) -> list[EventRe
     qs = qs.order_by("-ts", "-id")
     if not alert.rule_key:
         lines = list(qs[:limit])
-    elif connection.vendor == "postgresql":
-        lines = list(qs.filter(rule_keys__contains=[alert.rule_key])[:limit])
-    else:  # SQLite has no JSON containment: filter a bounded window in Python (embedded demo scale)
-        lines = [e for e in qs[:limit * 20] if alert.rule_key in (e.rule_keys or [])][:limit]
+    else:
+        lines = events_of_rule(qs, rule_key=alert.rule_key, limit=limit)
     if not lines and alert.trace_ids:
         lines = list(EventRecord.objects.filter(tenant_id=alert.tenant_id, trace_id__in=alert.trace_ids[:50])
                      .order_by("-ts", "-id")[:limit])

@@ -1,0 +1,36 @@
+"""apps.ingest.fastpath on real PostgreSQL and (via tests/test_fastpaths_on_sqlite.py) real SQLite."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from apps.ingest.fastpath import insert_event_records
+from apps.ingest.models import EventRecord
+
+pytestmark = [pytest.mark.both_databases, pytest.mark.django_db]
+TS = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+
+
+def test_rows_are_stored_with_every_column_exactly_and_in_order(tenant, plugin):
+    nasty = "tab\there\nnew line \\N \\. back\\slash \u00e9\u4e2d\U0001f600 'q' \"dq\""
+    fields = {"path": "C:\\temp", "nested": {"list": [1, 2.5, None, True], "empty": {}}, "big": 2**53}
+    rows = [(tenant.pk, plugin.pk, TS, "ERROR", 40, nasty, "t\\1", fields, ["a-rule", "b\trule"]),
+            (tenant.pk, None, TS + timedelta(seconds=1), "WARNING", 30, "", None, {}, [])]
+    rows += [(tenant.pk, plugin.pk, TS, "ERROR", 40, f"line {i}", None, {}, []) for i in range(2500)]
+    received = TS + timedelta(seconds=2)
+    insert_event_records(rows, batch_id=9, received_at=received)
+
+    stored = list(EventRecord.objects.order_by("id"))
+    assert len(stored) == 2502
+    first, second = stored[0], stored[1]
+    assert (first.tenant_id, first.plugin_id, first.ts, first.level, first.level_no, first.message, first.trace_id,
+            first.fields, first.rule_keys) == rows[0]
+    assert (second.plugin_id, second.trace_id, second.fields, second.rule_keys, second.message) == (None, None, {}, [], "")
+    assert {(r.batch_id, r.received_at) for r in stored} == {(9, received)}
+    assert [r.message for r in stored[2:]] == [f"line {i}" for i in range(2500)]
+
+
+def test_no_rows_write_nothing(tenant):
+    insert_event_records([], batch_id=1, received_at=TS)
+    assert not EventRecord.objects.exists()
