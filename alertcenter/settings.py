@@ -233,8 +233,20 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
-# Failed API token attempts per client address per minute before it is answered 429.
+# Failed API token attempts per presented token prefix (ac_<prefix>_) per minute before further
+# failures with that prefix are answered 429. A valid token is never refused.
 AUTH_FAILURES_PER_MINUTE = _positive_int("AUTH_FAILURES_PER_MINUTE", 20)
+# The same per client address, whatever the prefix: much higher, since behind NAT or a proxy one
+# address carries many clients.
+AUTH_FAILURES_PER_ADDRESS_PER_MINUTE = _positive_int("AUTH_FAILURES_PER_ADDRESS_PER_MINUTE",
+                                                     10 * AUTH_FAILURES_PER_MINUTE)
+# Proxies whose X-Forwarded-For is believed (apps.core.client_ip); empty: REMOTE_ADDR is the client.
+try:
+    TRUSTED_PROXIES = [
+        ipaddress.ip_network(n.strip(), strict=False) for n in _read("TRUSTED_PROXIES", env.list, []) if n.strip()
+    ]
+except ValueError as exc:
+    raise ImproperlyConfigured(f"TRUSTED_PROXIES: {exc} (expected addresses or CIDR networks, comma-separated)") from exc
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 

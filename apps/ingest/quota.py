@@ -1,4 +1,4 @@
-"""Per-tenant intake quota: a counter per tenant per fixed window in the shared cache (Redis).
+"""Per-tenant intake quota: a counter per tenant per fixed window (``apps.core.ratelimit``).
 
 The limit is ``INGEST_TENANT_EVENTS_PER_SECOND`` averaged over ``WINDOW_SECONDS``, so short
 bursts pass. Only accepted events count. Failure policy: fail open. The quota protects the
@@ -8,10 +8,10 @@ are logged and the events are let through.
 from __future__ import annotations
 
 import logging
-import time
 
 from django.conf import settings
-from django.core.cache import cache
+
+from apps.core import ratelimit
 
 logger = logging.getLogger(__name__)
 
@@ -20,52 +20,32 @@ WINDOW_SECONDS = 10
 
 def _window() -> tuple[int, int]:
     """(window number, seconds until it ends)."""
-    now = time.time()
-    number = int(now // WINDOW_SECONDS)
-    return number, max(1, int((number + 1) * WINDOW_SECONDS - now + 0.999))
+    window = ratelimit.current_window(WINDOW_SECONDS)
+    return window.number, window.retry_after
 
 
-def _key(tenant: str, window: int) -> str:
-    return f"ingest:quota:{tenant}:{window}"
+def _key(tenant: str) -> str:
+    return f"ingest:quota:{tenant}"
 
 
 def _limit() -> int:
     return settings.INGEST_TENANT_EVENTS_PER_SECOND * WINDOW_SECONDS
 
 
-def _redis():
-    # Django's RedisCache: one pipelined INCRBY + EXPIRE instead of add() + exists() + incr().
-    inner = getattr(cache, "_cache", None)
-    return inner.get_client(write=True) if hasattr(inner, "get_client") else None
-
-
-def _add(counts: dict[str, int], window: int, ttl: int) -> dict[str, int]:
-    client = _redis()
-    if client is not None:
-        pipe = client.pipeline(transaction=False)
-        keys = [cache.make_and_validate_key(_key(t, window)) for t in counts]
-        for key, n in zip(keys, counts.values()):
-            pipe.incrby(key, n)
-            pipe.expire(key, ttl)
-        results = pipe.execute()
-        return dict(zip(counts, results[::2]))
-    totals = {}
-    for tenant, n in counts.items():
-        key = _key(tenant, window)
-        cache.add(key, 0, ttl)
-        totals[tenant] = cache.incr(key, n)
-    return totals
+def _add(counts: dict[str, int], window: ratelimit.Window) -> dict[str, int]:
+    totals = ratelimit.add({_key(t): n for t, n in counts.items()}, seconds=WINDOW_SECONDS, window=window)
+    return {t: totals[_key(t)] for t in counts}
 
 
 def retry_after_if_exhausted(tenant: str) -> int | None:
     """Seconds to wait if ``tenant`` has already used up this window, else None (cheap pre-check)."""
-    window, remaining = _window()
+    window = ratelimit.Window(*_window())
     try:
-        used = cache.get(_key(tenant, window)) or 0
+        used = ratelimit.read(_key(tenant), seconds=WINDOW_SECONDS, window=window)
     except Exception:
         logger.warning("ingest quota check failed; letting events through", exc_info=True)
         return None
-    return remaining if int(used) >= _limit() else None
+    return window.retry_after if used >= _limit() else None
 
 
 def consume(counts: dict[str, int]) -> int | None:
@@ -77,25 +57,23 @@ def consume(counts: dict[str, int]) -> int | None:
     """
     if not counts:
         return None
-    window, remaining = _window()
-    ttl = WINDOW_SECONDS * 2
+    window = ratelimit.Window(*_window())
     try:
-        totals = _add(counts, window, ttl)
+        totals = _add(counts, window)
         if all(total <= _limit() for total in totals.values()):
             return None
-        _add({t: -n for t, n in counts.items()}, window, ttl)
+        _add({t: -n for t, n in counts.items()}, window)
     except Exception:
         logger.warning("ingest quota update failed; letting events through", exc_info=True)
         return None
-    return remaining
+    return window.retry_after
 
 
 def refund(counts: dict[str, int]) -> None:
     """Give back events counted by ``consume`` for a request that then failed (e.g. 503)."""
     if not counts:
         return
-    window, _ = _window()
     try:
-        _add({t: -n for t, n in counts.items()}, window, WINDOW_SECONDS * 2)
+        _add({t: -n for t, n in counts.items()}, ratelimit.Window(*_window()))
     except Exception:
         logger.warning("ingest quota refund failed", exc_info=True)

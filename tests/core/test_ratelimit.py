@@ -1,0 +1,48 @@
+"""The one fixed-window counter (apps.core.ratelimit), on the real Redis cache of the test run."""
+from __future__ import annotations
+
+import pytest
+
+from apps.core import ratelimit
+from tests.alerts.conftest import frozen  # noqa: F401  (a controllable clock)
+
+pytestmark = pytest.mark.usefixtures("clean_redis")
+
+
+def test_hit_allows_up_to_the_limit_then_says_how_long_to_wait(frozen):
+    frozen.advance(seconds=15)  # 15 s into a 60 s window
+    decisions = [ratelimit.hit("k", limit=3, seconds=60) for _ in range(4)]
+    assert [d.allowed for d in decisions] == [True, True, True, False]
+    assert [d.count for d in decisions] == [1, 2, 3, 4]
+    assert decisions[-1].retry_after == 45
+
+
+def test_peek_does_not_count_and_says_whether_one_more_fits(frozen):
+    assert ratelimit.peek("k", limit=2, seconds=60).allowed
+    ratelimit.hit("k", limit=2, seconds=60)
+    assert ratelimit.peek("k", limit=2, seconds=60).allowed
+    ratelimit.hit("k", limit=2, seconds=60)
+    assert not ratelimit.peek("k", limit=2, seconds=60).allowed
+    assert ratelimit.read("k", seconds=60) == 2
+
+
+def test_a_new_window_starts_from_zero_and_clear_forgets(frozen):
+    for _ in range(3):
+        ratelimit.hit("k", limit=1, seconds=60)
+    frozen.advance(seconds=60)
+    assert ratelimit.hit("k", limit=1, seconds=60).count == 1
+    ratelimit.clear("k", seconds=60)
+    assert ratelimit.read("k", seconds=60) == 0
+
+
+def test_add_counts_several_keys_at_once_and_gives_back(frozen):
+    assert ratelimit.add({"a": 5, "b": 2}, seconds=10) == {"a": 5, "b": 2}
+    assert ratelimit.add({"a": -5, "b": 1}, seconds=10) == {"a": 0, "b": 3}
+
+
+def test_fails_open_when_the_cache_is_unreachable(settings, frozen):
+    # Overriding CACHES resets Django's cache handlers (setting_changed), so this reaches a dead port.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": "redis://127.0.0.1:1/0"}}
+    assert ratelimit.hit("k", limit=0, seconds=60).allowed
+    assert ratelimit.peek("k", limit=0, seconds=60).allowed
