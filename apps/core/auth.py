@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from rest_framework import authentication, exceptions
 
 from . import bruteforce
+from .client_ip import client_ip
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,13 @@ class TokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
         from apps.tenants.tokens import authenticate_token
 
-        client = request.META.get("REMOTE_ADDR", "")
-        wait = bruteforce.retry_after(client)
-        if wait:  # refuse before even looking the token up: guessing gets no answer at all
-            raise exceptions.Throttled(wait=wait, detail="too many failed token attempts from this address")
+        # The token is checked first: a valid one is never refused for other clients' failures.
         token = authenticate_token(parts[1])
         if token is None:
-            bruteforce.record_failure(client)
+            wait = bruteforce.record_failure(plain=parts[1], address=client_ip(request))
+            if wait:
+                raise exceptions.Throttled(wait=wait, detail="too many failed token attempts; "
+                                                             "check the token and retry after Retry-After")
             raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
         principal = TokenPrincipal(
             token_id=token.id,

@@ -1,6 +1,7 @@
 import pytest
 
 from apps.tenants.models import Plugin
+from tests.alerts.conftest import frozen  # noqa: F401  (a controllable clock)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.core.urls_scoped")]
 
@@ -70,17 +71,102 @@ def test_database_outage_is_503_with_retry_after_not_500(api, tenant, make_token
     assert resp.json()["error"]["code"] == "unavailable"
 
 
-def test_token_guessing_is_slowed_per_address(api, tenant, make_token, settings, clean_redis):
+# --- failed-token throttle (never aimed at valid tokens) ---------------------------------------
+
+@pytest.fixture
+def budgets(settings, clean_redis, frozen):
+    """Small budgets, an empty cache and a frozen clock (no window boundary mid-test)."""
     settings.AUTH_FAILURES_PER_MINUTE = 3
+    settings.AUTH_FAILURES_PER_ADDRESS_PER_MINUTE = 6
+    return settings
+
+
+def bad_token(n: int) -> str:
+    return f"ac_{n:012x}_not-the-secret"
+
+
+def test_valid_token_still_works_after_other_clients_fail_from_same_address(api, tenant, make_token, budgets):
     good = make_token(tenant, "alerts:read")
-    guesser = api("ac_000000000000_guess")
+    statuses = [api(bad_token(n)).get("/scoped").status_code for n in range(20)]
+    assert statuses[-1] == 429  # the address is over its budget for failures...
+    assert api(good).get("/scoped").status_code == 200  # ...and a valid token is still served from it
+
+
+def test_failures_are_throttled_per_token_prefix(api, tenant, make_token, budgets):
+    good = make_token(tenant, "alerts:read")
+    prefix = good.split("_")[1]
+    guesser = api(f"ac_{prefix}_guessed-secret")
     assert [guesser.get("/scoped").status_code for _ in range(3)] == [401, 401, 401]
     resp = guesser.get("/scoped")
     assert resp.status_code == 429
     assert 1 <= int(resp["Retry-After"]) <= 60
-    assert resp.json()["error"]["code"] == "throttled"
-    # Once an address is over the limit even a valid token waits: guessing gets no signal.
-    assert api(good).get("/scoped").status_code == 429
-    # Another address is unaffected.
-    other = api(good)
-    assert other.get("/scoped", REMOTE_ADDR="10.1.2.3").status_code == 200
+    error = resp.json()["error"]
+    assert error["code"] == "throttled" and "too many failed token attempts" in error["message"]
+    # Another prefix from the same address is judged on its own (the address budget is higher).
+    assert api(bad_token(1)).get("/scoped").status_code == 401
+    # The token whose prefix is being guessed still works.
+    assert api(good).get("/scoped").status_code == 200
+
+
+def test_per_address_budget_is_higher_and_counts_every_prefix(api, budgets):
+    statuses = [api(bad_token(n)).get("/scoped").status_code for n in range(7)]
+    assert statuses == [401] * 6 + [429]  # each prefix failed once: only the address budget (6) is spent
+    assert api("nonsense").get("/scoped").status_code == 429  # garbage counts against the address too
+    assert api(bad_token(99)).get("/scoped", REMOTE_ADDR="10.1.2.3").status_code == 401
+
+
+def test_spoofed_forwarded_for_from_an_untrusted_peer_is_ignored(api, budgets):
+    budgets.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    # An attacker cannot spread its failures over made-up addresses: its own address is counted.
+    statuses = [api(bad_token(n)).get("/scoped", REMOTE_ADDR="203.0.113.9", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}")
+                .status_code for n in range(7)]
+    assert statuses == [401] * 6 + [429]
+
+
+def test_clients_behind_a_trusted_proxy_have_their_own_address_budget(api, tenant, make_token, budgets):
+    budgets.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    via_proxy = {"REMOTE_ADDR": "10.0.0.5"}
+    for n in range(7):
+        api(bad_token(n)).get("/scoped", HTTP_X_FORWARDED_FOR="203.0.113.9", **via_proxy)
+    assert api(bad_token(50)).get("/scoped", HTTP_X_FORWARDED_FOR="203.0.113.9", **via_proxy).status_code == 429
+    # Another client through the same proxy is not affected by the first one's failures.
+    assert api(bad_token(51)).get("/scoped", HTTP_X_FORWARDED_FOR="198.51.100.7", **via_proxy).status_code == 401
+
+
+# --- client address from trusted proxies ------------------------------------------------------------
+
+@pytest.mark.parametrize("remote,forwarded,trusted,expected", [
+    ("203.0.113.9", "198.51.100.1", [], "203.0.113.9"),                       # no proxies: header ignored
+    ("203.0.113.9", "198.51.100.1", ["10.0.0.0/8"], "203.0.113.9"),           # untrusted peer: spoofed header ignored
+    ("10.0.0.5", "198.51.100.1", ["10.0.0.0/8"], "198.51.100.1"),
+    ("10.0.0.5", "1.1.1.1, 198.51.100.1, 10.0.0.7", ["10.0.0.0/8"], "198.51.100.1"),  # right-most untrusted hop
+    ("10.0.0.5", "10.0.0.6, 10.0.0.7", ["10.0.0.0/8"], "10.0.0.6"),            # all trusted: the left-most
+    ("10.0.0.5", "not-an-ip, 198.51.100.1", ["10.0.0.0/8"], "198.51.100.1"),
+    ("10.0.0.5", "198.51.100.1, garbage", ["10.0.0.0/8"], "10.0.0.5"),          # stop at the last verifiable hop
+    ("10.0.0.5", "198.51.100.1:4711", ["10.0.0.0/8"], "198.51.100.1"),
+    ("10.0.0.5", "[2001:db8::1]:443", ["10.0.0.0/8"], "2001:db8::1"),
+    ("::ffff:10.0.0.5", "198.51.100.1", ["10.0.0.0/8"], "198.51.100.1"),       # IPv4-mapped peer
+    ("10.0.0.5", "", ["10.0.0.0/8"], "10.0.0.5"),
+    ("", "198.51.100.1", ["10.0.0.0/8"], ""),
+])
+def test_client_ip_believes_forwarded_for_only_from_trusted_proxies(settings, remote, forwarded, trusted, expected):
+    from django.test import RequestFactory
+
+    from apps.core.client_ip import client_ip
+
+    settings.TRUSTED_PROXIES = trusted
+    request = RequestFactory().get("/", REMOTE_ADDR=remote, HTTP_X_FORWARDED_FOR=forwarded)
+    assert client_ip(request) == expected
+
+
+@pytest.mark.parametrize("name,value,expected", [
+    ("TRUSTED_PROXIES", "10.0.0.0/33", "TRUSTED_PROXIES:"),
+    ("TRUSTED_PROXIES", "proxy.example", "TRUSTED_PROXIES:"),
+    ("AUTH_FAILURES_PER_ADDRESS_PER_MINUTE", "0", "AUTH_FAILURES_PER_ADDRESS_PER_MINUTE: must be a positive integer"),
+])
+def test_bad_throttle_settings_stop_the_process_naming_the_variable(name, value, expected):
+    from tests.core.test_settings import start
+
+    result = start(**{name: value})
+    assert result.returncode != 0
+    assert expected in result.stderr, result.stderr[-2000:]
