@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from apps.alerts import roles
 from apps.alerts.models import Alert
@@ -84,12 +85,16 @@ def viewer_for(user: Any) -> Viewer:
 
 
 def console_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """Sign-in required; sets ``request.viewer``."""
+    """Sign-in required; sets ``request.viewer``; a user with no tenant and no staff role gets the
+    "no access yet" page (403) naming what to ask for."""
 
     @login_required
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         request.viewer = viewer_for(request.user)
+        if request.viewer.tenant_ids == []:
+            # Signed in but given nothing to see: say what is missing instead of empty pages.
+            return render(request, "console/no_access.html", status=403)
         return view(request, *args, **kwargs)
 
     return wrapper

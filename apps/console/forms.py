@@ -4,7 +4,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django import forms
-from django.contrib.auth.forms import AuthenticationForm
 
 from apps.alerts.matching import parse_duration
 from apps.alerts.models import ACTIVE_STATES, AlertState, Severity
@@ -12,7 +11,6 @@ from apps.alerts.selectors import AlertFilters
 from apps.audit.selectors import AuditFilters
 from apps.core import clock
 
-from . import ratelimit
 from .selectors import SORTS
 
 RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(hours=24),
@@ -170,26 +168,3 @@ class SilenceForm(forms.Form):
         if data.get("labels"):
             found["labels"] = data["labels"]
         return found
-
-
-class ThrottledAuthenticationForm(AuthenticationForm):
-    """Django's login form, refusing a username+address pair after too many failures."""
-
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "throttled": "Too many failed sign-ins for this username from your address. Try again in %(minutes)s "
-                     "minutes, or ask an administrator to reset your password.",
-    }
-
-    def clean(self):
-        username = (self.data.get("username") or "").strip()
-        key = ratelimit.key_for(username, ratelimit.client_ip(self.request))
-        if ratelimit.is_blocked(key):
-            ratelimit.audit_throttled(self.request, username)
-            raise forms.ValidationError(self.error_messages["throttled"], code="throttled",
-                                        params={"minutes": ratelimit.WINDOW_SECONDS // 60})
-        try:
-            return super().clean()
-        except forms.ValidationError:
-            ratelimit.register_failure(key, self.request, username)
-            raise
