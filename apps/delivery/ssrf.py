@@ -13,9 +13,12 @@ Policy:
   which rarely have TLS; a public host never gets plain text unless ``allow_http``.
 * no userinfo (``user:pass@``): credentials in URLs leak into logs, and ``a@b`` tricks readers.
 * every resolved address, after unwrapping IPv4-mapped (``::ffff:a.b.c.d``), 6to4 (``2002::/16``),
-  NAT64 (``64:ff9b::/96``) and Teredo forms, must be globally routable: loopback, private, CGNAT,
-  link-local (incl. 169.254.169.254 metadata), multicast, reserved, unspecified and documentation
-  ranges are refused unless the address (wrapped or unwrapped) is inside an allowed network.
+  NAT64 (``64:ff9b::/96``) and Teredo forms, must be global unicast: loopback, private, CGNAT,
+  link-local (incl. 169.254.169.254 metadata), multicast, reserved, unspecified, documentation and
+  the other special-purpose ranges of the IANA registries (``SPECIAL_PURPOSE``, listed explicitly so
+  the answer does not depend on the Python version's ``ipaddress`` tables), and for IPv6 anything
+  outside ``2000::/3``, are refused unless the address (wrapped or unwrapped) is inside an allowed
+  network.
 * a name that does not resolve is refused (``UnsafeURL`` with ``transient=True``), never passed.
 """
 
@@ -32,7 +35,37 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[..., list]
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
-_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_GLOBAL_UNICAST_V6 = ipaddress.ip_network("2000::/3")
+
+# IANA IPv4/IPv6 Special-Purpose Address Registries: ranges that are not global unicast. The IPv6
+# wrappers (::ffff:0:0/96, 64:ff9b::/96, 2002::/16) are not here: their embedded IPv4 is judged.
+SPECIAL_PURPOSE: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(net), name)
+    for net, name in (
+        ("0.0.0.0/8", "this-network"),
+        ("100.64.0.0/10", "shared (CGNAT)"),
+        ("192.0.0.0/24", "IETF protocol assignment"),
+        ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+        ("192.88.99.0/24", "deprecated 6to4 relay anycast"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+        ("203.0.113.0/24", "documentation (TEST-NET-3)"),
+        ("240.0.0.0/4", "reserved"),
+        ("255.255.255.255/32", "limited broadcast"),
+        ("::/128", "unspecified"),
+        ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "local-use NAT64"),
+        ("100::/64", "discard-only"),
+        # All of it, Teredo (2001::/32) included: the few global sub-blocks are not webhook receivers.
+        ("2001::/23", "IETF protocol assignment"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("fc00::/7", "unique-local (private)"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "deprecated site-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -95,22 +128,28 @@ def _embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def _blocked_reason(ip: IPAddress) -> str | None:
-    """Name the reason ``ip`` is not a safe destination, or None when it is globally routable."""
+    """Name the reason ``ip`` is not a safe destination, or None when it is global unicast."""
     checks = (
         ("unspecified", ip.is_unspecified),
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
         ("multicast", ip.is_multicast),
-        ("shared (CGNAT)", isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT),
-        ("reserved", ip.is_reserved),
-        ("private", ip.is_private),
-        # Catches what the flags above miss (documentation, benchmarking, ...) on every Python.
-        ("non-global", not ip.is_global),
     )
     for name, hit in checks:
         if hit:
             return name
-    return None
+    # Before ipaddress' is_reserved/is_private, which lump documentation, NAT64 etc. together.
+    for net, name in SPECIAL_PURPOSE:
+        if ip.version == net.version and ip in net:
+            return name
+    if ip.is_reserved:
+        return "reserved"
+    if ip.is_private:
+        return "private"
+    if isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST_V6:
+        return "non-global-unicast"
+    # Catches anything the table misses on Python versions with newer registries.
+    return "non-global" if not ip.is_global else None
 
 
 def _in_networks(ip: IPAddress, networks: Iterable[IPNetwork]) -> bool:

@@ -173,3 +173,80 @@ def test_parse_allowed_networks():
 def test_parse_allowed_networks_errors_name_the_entry(value):
     with pytest.raises(ValueError, match="WEBHOOK_ALLOWED_NETWORKS: '"):
         parse_allowed_networks(value)
+
+
+# Every range of the IANA special-purpose registries the guard must refuse, and the global unicast
+# addresses (bare or wrapped around a public IPv4) it must let through.
+ADDRESS_TABLE = [
+    ("93.184.216.34", True),
+    ("8.8.8.8", True),
+    ("2606:2800:220:1::1", True),
+    ("2a00:1450:4001:80b::200e", True),
+    ("::ffff:8.8.8.8", True),  # mapped: judged on the IPv4 inside
+    ("64:ff9b::808:808", True),  # NAT64 to 8.8.8.8
+    ("2002:808:808::1", True),  # 6to4 of 8.8.8.8
+    ("0.1.2.3", False),
+    ("100.64.0.1", False),
+    ("100.127.255.254", False),
+    ("192.0.0.8", False),
+    ("192.0.2.10", False),
+    ("192.88.99.1", False),
+    ("198.18.0.1", False),
+    ("198.19.255.1", False),
+    ("198.51.100.7", False),
+    ("203.0.113.9", False),
+    ("240.0.0.1", False),
+    ("255.255.255.255", False),
+    ("::", False),
+    ("::1", False),
+    ("::ffff:192.168.0.1", False),
+    ("::ffff:0.0.0.0", False),
+    ("64:ff9b::7f00:1", False),  # NAT64 to 127.0.0.1
+    ("64:ff9b::c633:6407", False),  # NAT64 to 198.51.100.7
+    ("64:ff9b:1::808:808", False),  # local-use NAT64
+    ("100::1", False),
+    ("2001::1", False),  # Teredo
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", False),  # Teredo to a public client
+    ("2001:20::1", False),  # ORCHIDv2, inside 2001::/23
+    ("2001:db8::1", False),
+    ("2002:c000:0201::1", False),  # 6to4 of 192.0.2.1
+    ("2002:a00:1::1", False),  # 6to4 of 10.0.0.1
+    ("3fff::1", False),
+    ("3fff:fff::1", False),
+    ("fc00::1", False),
+    ("fdff::1", False),
+    ("fe80::1", False),
+    ("febf::1", False),
+    ("fec0::1", False),
+    ("feff::1", False),
+    ("ff02::1", False),
+    ("::a00:1", False),  # deprecated IPv4-compatible form
+    ("4000::1", False),  # outside 2000::/3: not allocated as global unicast
+]
+
+
+@pytest.mark.parametrize("address, allowed", ADDRESS_TABLE)
+def test_address_table(address, allowed):
+    resolver = fake_resolver(address)
+    if allowed:
+        assert check_url("https://hook.example/", resolver=resolver).addresses == (address,)
+    else:
+        with pytest.raises(UnsafeURL) as exc:
+            check_url("https://hook.example/", resolver=resolver)
+        assert address in exc.value.message and "address" in exc.value.message
+
+
+def test_refusal_names_the_range():
+    for address, name in [("fec0::1", "deprecated site-local"), ("3fff::1", "documentation"),
+                          ("198.51.100.7", "documentation"), ("64:ff9b:1::1", "local-use NAT64")]:
+        with pytest.raises(UnsafeURL, match=name):
+            check_url("https://hook.example/", resolver=fake_resolver(address))
+
+
+def test_allowed_networks_still_open_special_ranges():
+    """WEBHOOK_ALLOWED_NETWORKS stays the operator's way in (tests and the demo use loopback)."""
+    nets = parse_allowed_networks("127.0.0.0/8,fec0::/10,198.18.0.0/15")
+    for address in ("127.0.0.1", "fec0::5", "198.18.0.9"):
+        check_url("http://hook.example/", allowed_networks=nets, resolver=fake_resolver(address))
+    with pytest.raises(UnsafeURL, match="documentation"):
+        check_url("https://hook.example/", allowed_networks=nets, resolver=fake_resolver("3fff::1"))
