@@ -219,9 +219,9 @@ def test_two_workers_absorbing_into_the_same_alerts_lose_nothing(make_alert):
     assert set(Alert.objects.values_list("count", flat=True)) == {20}
 
 
+@pytest.mark.both_databases
 @pytest.mark.django_db
-def test_without_postgresql_each_alert_is_absorbed_through_the_orm(make_alert, frozen, monkeypatch):
-    monkeypatch.setattr(connection, "vendor", "sqlite")  # the embedded default's path
+def test_absorb_merges_feeds_of_one_alert_and_skips_inactive_ones_on_either_database(make_alert, frozen):
     live = make_alert(count=1, trace_ids=["t1"])
     gone = make_alert(state=AlertState.RESOLVED, count=1)
     later = frozen() + timedelta(seconds=5)
