@@ -60,3 +60,27 @@ def test_purge_is_the_only_delete_and_is_itself_audited():
     assert AuditEvent.objects.filter(pk=old.pk).exists()
     purge = AuditEvent.objects.get(action="audit.purged")
     assert purge.data["deleted"] == 1
+
+
+def test_truncate_is_refused_on_postgresql():
+    """Row triggers do not fire on TRUNCATE; the statement-level trigger does. The test database
+    opens it for Django's flush (tests/conftest.py), so this session closes it again first."""
+    assert connection.vendor == "postgresql"
+    event = record("thing.happened")
+    for sql in ("TRUNCATE audit_auditevent", "TRUNCATE audit_auditevent CASCADE"):
+        with pytest.raises(DatabaseError, match="append-only: TRUNCATE refused"):
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute("SET LOCAL alertcenter.audit_truncate = 'off'")
+                cursor.execute(sql)
+    assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_truncate_trigger_is_installed_for_every_statement():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT tgtype FROM pg_trigger WHERE tgname = 'audit_event_no_truncate'"
+            " AND tgrelid = 'audit_auditevent'::regclass"
+        )
+        (tgtype,) = cursor.fetchone()
+    # pg_trigger.tgtype bits: 1 = FOR EACH ROW (must be off), 2 = BEFORE, 32 = TRUNCATE.
+    assert tgtype & 1 == 0 and tgtype & 2 and tgtype & 32
