@@ -6,12 +6,15 @@ tests/ops/test_fastpath.py checks that on real databases.
 
 Kept as raw SQL, and why:
 * ``begin_scrape_snapshot``: REPEATABLE READ READ ONLY and a per-transaction statement_timeout
-  have no ORM spelling. The portable twin does nothing: a SQLite read transaction already reads
-  one snapshot (WAL) and SQLite has no statement timeout.
+  have no ORM spelling. The portable twin does nothing: the embedded SQLite settings open every
+  transaction IMMEDIATE, so nothing commits during the scrape's transaction (writers wait the few
+  milliseconds a scrape takes), and SQLite has no statement timeout.
 * The two latency histograms: one ``width_bucket`` per row (a binary search) and a GROUP BY,
   with ``date_part`` (float8; EXTRACT gives numeric, several times slower to aggregate), instead
   of one filtered COUNT per bucket over interval arithmetic as the ORM twin writes it. Measured
-  on PostgreSQL with 100k alerts and 100k deliveries (README "Metrics"): see MEASURED below.
+  on PostgreSQL with 100k alerts and 100k delivered notifications (2-core box, median of 7, two
+  runs): log-to-alert 43-45 ms vs 54-63 ms for the ORM twin, alert-to-delivery 86-135 ms vs
+  162-190 ms; the whole /metrics scrape takes 0.27-0.36 s there, so the raw SQL saves 10-35 % of it.
 """
 from __future__ import annotations
 

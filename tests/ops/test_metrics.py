@@ -16,7 +16,9 @@ from apps.ops.retention import purge_expired
 from .factories import make_alert, make_batch, make_delivery, timeline
 from .support import parse, product, value
 
-pytestmark = pytest.mark.django_db
+# both_databases: the whole scrape again on a real SQLite file (tests/test_fastpaths_on_sqlite.py),
+# the embedded stack's path through apps.ops.fastpath.
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
 
 def scrape(**headers) -> dict:
