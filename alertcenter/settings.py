@@ -250,11 +250,13 @@ except ValueError as exc:
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 
+# JSON request bodies nested deeper than this are refused with 400 (apps.core.parsers).
+API_JSON_MAX_DEPTH = _positive_int("API_JSON_MAX_DEPTH", 64)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["apps.core.auth.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apps.core.permissions.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.DepthLimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -287,6 +289,10 @@ INGEST_MAX_FUTURE_SECONDS = _positive_int("INGEST_MAX_FUTURE_SECONDS", 300)
 # A batch still unprocessed after this many seconds is re-enqueued by the sweeper.
 INGEST_SWEEP_AFTER_SECONDS = _positive_int("INGEST_SWEEP_AFTER_SECONDS", 30)
 MASKING_RULES_FILE = Path(_read("MASKING_RULES_FILE", env.str, str(BASE_DIR / "fixtures" / "masking_rules.yaml")))
+
+# A rule pattern whose compiled RE2 program is bigger than this is refused at save time (API, admin,
+# sync_rules): matching cost grows with program size on every line (apps.rules.spec).
+RULE_PATTERN_MAX_PROGRAM_SIZE = _positive_int("RULE_PATTERN_MAX_PROGRAM_SIZE", 500)
 
 # --- Alerts -------------------------------------------------------------------------------------
 # A resolved alert whose fingerprint fires again within this many seconds is reopened (same id and

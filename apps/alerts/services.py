@@ -166,8 +166,10 @@ def alert_assign(*, alert_id: int, actor: Any, assignee: Any | None) -> Alert:
         allowed = assignee.is_active and (
             assignee.is_staff or TenantMembership.objects.filter(user=assignee, tenant_id=tenant_id).exists())
         if not allowed:
-            raise ApplicationError(f"user {assignee.get_username()!r} cannot be assigned alerts of this tenant",
-                                   details={"assignee": ["not staff and not a member of the alert's tenant"]})
+            # Word for word what an unknown name gets (selectors.user_for_assignment): a tenant must
+            # not learn which usernames exist in other tenants.
+            message = f"no active user {assignee.get_username()!r}"
+            raise ApplicationError(message, details={"assignee": [message]})
     with transaction.atomic():
         alert = _transition(alert_id, ASSIGN_FROM, "assign", assignee=assignee)
         name = assignee.get_username() if assignee is not None else None

@@ -148,6 +148,8 @@ def load_pack(text: str) -> list[RuleSpec]:
         doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
         raise RulePackError([f"pack is not valid YAML/JSON: {exc}"]) from None
+    except RecursionError:  # PyYAML composes nodes recursively: [[[[...]]]] thousands deep
+        raise RulePackError(["pack is not valid YAML/JSON: nested too deeply"]) from None
     return parse_pack(doc)
 
 
@@ -186,6 +188,31 @@ def parse_rule(raw: object) -> RuleSpec:
     if v.errors or spec is None:
         raise RulePackError(v.errors)
     return spec
+
+
+DEFAULT_PATTERN_MAX_PROGRAM_SIZE = 500
+
+
+def pattern_cost_error(pattern: str) -> str | None:
+    """None when RE2's compiled program for ``pattern`` is within RULE_PATTERN_MAX_PROGRAM_SIZE.
+
+    Why: RE2 is linear in the line length, but the constant is the program size: ``a{1000}`` costs
+    about 240 times a plain keyword on every long line, for every event of the tenant. Assumes
+    ``pattern`` compiles (``pattern_error`` first).
+    """
+    import re2
+
+    try:
+        from django.conf import settings
+
+        limit = int(getattr(settings, "RULE_PATTERN_MAX_PROGRAM_SIZE", DEFAULT_PATTERN_MAX_PROGRAM_SIZE))
+    except Exception:  # noqa: BLE001 - spec validation also runs without Django settings (scripts)
+        limit = DEFAULT_PATTERN_MAX_PROGRAM_SIZE
+    size = re2.compile(pattern).programsize
+    if size > limit:
+        return (f"too costly to match: RE2 program size {size} exceeds RULE_PATTERN_MAX_PROGRAM_SIZE={limit}"
+                " (use smaller repetition counts or fewer alternatives; plain text belongs in keywords)")
+    return None
 
 
 class _RuleValidator:
@@ -341,7 +368,7 @@ class _RuleValidator:
         patterns = self.string_list("match.patterns", m.get("patterns"),
                                     MAX_PATTERNS, MAX_PATTERN_CHARS)
         for i, p in enumerate(patterns):
-            problem = pattern_error(p)
+            problem = pattern_error(p) or pattern_cost_error(p)
             if problem:
                 self.err(f"match.patterns[{i}]", problem)
         if not (raw_levels or m.get("keywords") or m.get("patterns")):

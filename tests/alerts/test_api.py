@@ -271,3 +271,55 @@ def test_schema_documents_the_alert_endpoints(api):
         assert path in paths, path
     params = {p["name"] for p in paths["/api/v1/alerts"]["get"]["parameters"]}
     assert {"state", "severity", "tenant", "plugin", "rule", "assignee", "since", "until", "q", "ordering"} <= params
+
+
+def _cursor(**tokens) -> str:
+    import base64
+    from urllib.parse import urlencode
+
+    return base64.b64encode(urlencode(tokens).encode()).decode()
+
+
+@pytest.mark.parametrize("query, reason", [
+    ({"cursor": _cursor(p="not-a-date")}, "position is not a valid created_at"),
+    ({"cursor": _cursor(p="9999-99-99T00:00:00Z", r="1")}, "position is not a valid created_at"),
+    ({"ordering": "count", "cursor": _cursor(p="lots")}, "position is not a valid count"),
+    ({"ordering": "count", "cursor": _cursor(p=str(2 ** 70))}, "position is not a valid count"),
+    ({"cursor": "%%%not base64"}, "not a cursor this API issued"),
+])
+def test_crafted_cursor_is_a_400_naming_the_cursor(acme, make_alert, query, reason):
+    # Was an HTML 500: the position went into the database filter unchecked.
+    make_alert()
+    resp = acme.get("/api/v1/alerts", query)
+    assert resp.status_code == 400 and resp["Content-Type"] == "application/json"
+    error = resp.json()["error"]
+    assert error["code"] == "invalid_cursor" and error["message"].startswith("cursor: ")
+    assert error["details"] == {"cursor": reason}
+
+
+def test_issued_cursors_still_work_for_every_ordering(acme, make_alert, frozen):
+    for _ in range(3):
+        frozen.advance(seconds=1)
+        make_alert()
+    for ordering in ("created_at", "-last_seen", "count", "-updated_at"):
+        resp = acme.get("/api/v1/alerts", {"ordering": ordering, "limit": 2})
+        assert acme.get(resp.json()["next"]).status_code == 200, ordering
+
+
+def test_assigning_an_unknown_or_a_foreign_user_answers_alike(acme, make_alert, make_user, other_tenant):
+    """Different answers told a tenant which usernames exist in other tenants."""
+    from apps.tenants.models import TenantMembership
+
+    alert = make_alert()
+    outsider = make_user("carol")
+    TenantMembership.objects.create(user=outsider, tenant=other_tenant)
+    answers = {}
+    for name in ("carol", "nobody-by-this-name"):
+        resp = acme.post(f"/api/v1/alerts/{alert.pk}/assign", {"assignee": name}, format="json")
+        assert resp.status_code == 400
+        answers[name] = resp.json()["error"]
+    assert answers["carol"] == {"code": "bad_request", "message": "no active user 'carol'",
+                                "details": {"assignee": ["no active user 'carol'"]}}
+    assert answers["nobody-by-this-name"] == {
+        "code": "bad_request", "message": "no active user 'nobody-by-this-name'",
+        "details": {"assignee": ["no active user 'nobody-by-this-name'"]}}

@@ -255,3 +255,31 @@ def test_default_pack_loads_and_validates():
     assert brute.threshold == Threshold(10, 60)
     assert brute.group_by == ("tenant_id", "plugin_id", "fields.source_ip")
     assert all(s.recommended_action for s in specs)
+
+
+def test_costly_pattern_refused_with_the_limit_in_the_message(settings):
+    settings.RULE_PATTERN_MAX_PROGRAM_SIZE = 500
+    [err] = errors_of(rule(match={"patterns": ["ok", "a{1000}"]}))
+    assert err.startswith("rule 'x': match.patterns[1]: too costly to match: RE2 program size ")
+    assert "exceeds RULE_PATTERN_MAX_PROGRAM_SIZE=500" in err
+
+
+def test_pattern_cost_limit_follows_the_setting(settings):
+    pattern = r"(\w+\s+){50}"  # program size 554
+    settings.RULE_PATTERN_MAX_PROGRAM_SIZE = 600
+    assert parse_rule(rule(match={"patterns": [pattern]})).match.patterns == (pattern,)
+    settings.RULE_PATTERN_MAX_PROGRAM_SIZE = 500
+    assert "RULE_PATTERN_MAX_PROGRAM_SIZE=500" in errors_of(rule(match={"patterns": [pattern]}))[0]
+
+
+def test_shipped_rule_packs_are_within_the_default_pattern_cost():
+    for path in sorted((ROOT / "fixtures").rglob("*.yaml")):
+        text = path.read_text()
+        if text.lstrip().startswith("rules:"):
+            load_pack(text)  # raises naming the rule and pattern if any is over the limit
+
+
+def test_deeply_nested_pack_is_refused_not_a_crash():
+    for text in ("[" * 5000 + "]" * 5000, "rules: " + "[" * 5000 + "]" * 5000):
+        with pytest.raises(RulePackError, match="nested too deeply"):
+            load_pack(text)

@@ -13,11 +13,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.exceptions import PermissionDenied
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core import clock
+from apps.core.parsers import DepthLimitedJSONParser
 from apps.core.auth import TokenPrincipal
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.scopes import RULES_READ, RULES_WRITE
@@ -176,7 +176,7 @@ class RuleOverrideView(APIView):
 
 class RuleImportView(APIView):
     required_scopes = SCOPES
-    parser_classes = [JSONParser, *PACK_PARSERS]
+    parser_classes = [DepthLimitedJSONParser, *PACK_PARSERS]
 
     @extend_schema(request={"application/json": s.RuleSpecSerializer(many=True), "application/yaml": str},
                    responses={200: s.SyncReportSerializer, **ERRORS, **INVALID},
