@@ -23,7 +23,16 @@ from datetime import timedelta
 
 from django.db import connection
 from django.db.models import (
-    Case, DurationField, ExpressionWrapper, F, IntegerField, Min, QuerySet, Sum, Value, When,
+    Case,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Min,
+    QuerySet,
+    Sum,
+    Value,
+    When,
 )
 from django.db.models.functions import Greatest
 

@@ -25,7 +25,7 @@ from apps.ingest.models import IngestBatch
 from apps.tenants.models import Tenant
 
 from . import fastpath
-from .fastpath import LATENCY_BUCKETS, Histogram
+from .fastpath import Histogram
 
 WINDOWS = {"15m": timedelta(minutes=15), "24h": timedelta(hours=24)}
 MIXED_TENANT = "_mixed"  # a platform token's batch spanning several tenants
