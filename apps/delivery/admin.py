@@ -1,12 +1,47 @@
-"""Admin: endpoints (no secrets shown), deliveries with their attempts (read-only), retry action."""
+"""Admin: endpoints (no secrets shown), deliveries with their attempts (read-only), retry action.
+
+Endpoint edits and deletes go through the same services as the API: the URL gets the registration
+SSRF check (refused next to the field), event types and severity the same validation, and every
+change or delete writes the same audit row (``webhook.updated`` / ``webhook.deleted``).
+"""
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 
 from apps.core import clock
+from apps.core.errors import ApplicationError
 
 from .models import Delivery, DeliveryAttempt, WebhookEndpoint
-from .services import retry_deliveries, self_test_endpoint
+from .services import (
+    _clean_event_types,  # the API's validation, shared rather than copied
+    delete_endpoint,
+    retry_deliveries,
+    self_test_endpoint,
+    update_endpoint,
+    validate_url,
+)
+
+EDITABLE = ("url", "description", "min_severity", "event_types", "enabled")
+
+
+def _service_check(check, value):  # type: ignore[no-untyped-def]
+    try:
+        return check(value)
+    except ApplicationError as exc:
+        raise forms.ValidationError(exc.message) from None
+
+
+class WebhookEndpointForm(forms.ModelForm):
+    class Meta:
+        model = WebhookEndpoint
+        fields = EDITABLE
+
+    def clean_url(self) -> str:
+        return _service_check(validate_url, self.cleaned_data["url"])
+
+    def clean_event_types(self) -> list[str]:
+        return _service_check(_clean_event_types, self.cleaned_data["event_types"])
 
 
 @admin.register(WebhookEndpoint)
@@ -15,13 +50,29 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_select_related = ("tenant",)
     list_filter = ("enabled", "min_severity", "tenant")
     search_fields = ("url", "description", "tenant__slug")
-    autocomplete_fields = ("tenant",)
-    exclude = ("secret_encrypted", "previous_secret_encrypted")
-    readonly_fields = ("failure_streak", "downgraded_at", "previous_secret_expires_at", "created_at", "updated_at")
+    form = WebhookEndpointForm
+    fields = ("tenant", *EDITABLE, "disabled_reason", "failure_streak", "downgraded_at",
+              "previous_secret_expires_at", "created_at", "updated_at")
+    readonly_fields = ("tenant", "disabled_reason", "failure_streak", "downgraded_at", "previous_secret_expires_at",
+                       "created_at", "updated_at")
     actions = ["self_test"]
 
     def has_add_permission(self, request):
         return False  # the secret is generated and shown once by the API (POST /api/v1/webhooks)
+
+    def save_model(self, request, obj, form, change):
+        changes = {name: form.cleaned_data[name] for name in form.changed_data if name in EDITABLE}
+        if changes:
+            # The stored row, not ``obj`` (the form already changed it): the service compares
+            # against the stored values for the audit's "from" and for re-enabling.
+            update_endpoint(endpoint=WebhookEndpoint.objects.get(pk=obj.pk), actor=request.user, **changes)
+
+    def delete_model(self, request, obj):
+        delete_endpoint(endpoint=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        for endpoint in queryset:
+            delete_endpoint(endpoint=endpoint, actor=request.user)
 
     @admin.action(description="Send a signed webhook.test now")
     def self_test(self, request, queryset):

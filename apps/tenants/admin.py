@@ -1,7 +1,67 @@
+"""Admin for tenants, plugins, memberships, fallback contacts and tokens.
+
+Changes to who may act for a tenant (memberships, token expiry) and where its alerts go (fallback
+contacts) are audited like the API's changes: one ``apps.audit.services.record`` row per save or
+delete, in the same transaction, naming the admin user and the changed fields.
+"""
+from __future__ import annotations
+
+from typing import Any
+
 from django.contrib import admin, messages
+from django.db import transaction
+
+from apps.audit.services import record
+from apps.core.client_ip import client_ip
 
 from .models import ApiToken, FallbackContact, Plugin, Tenant, TenantMembership
 from .tokens import issue_token, revoke_token
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-safe form for the audit row: related objects by primary key, the rest as text."""
+    value = getattr(value, "pk", value)
+    return value if value is None or isinstance(value, (bool, int, float)) else str(value)
+
+
+def form_changes(form: Any) -> dict[str, dict[str, Any]]:
+    """``{field: {"from": old, "to": new}}`` for the fields the admin form changed."""
+    return {name: {"from": _plain(form.initial.get(name)), "to": _plain(form.cleaned_data.get(name))}
+            for name in form.changed_data}
+
+
+def audit_admin(request: Any, action: str, obj: Any, data: dict) -> None:
+    record(action, actor=request.user, target=obj, tenant=obj.tenant_id, data=data, ip=client_ip(request) or None)
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Saves and deletes write ``<audit_name>.created|updated|deleted`` audit rows."""
+
+    audit_name = ""
+
+    def describe(self, obj: Any) -> dict:
+        return {}
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            audit_admin(request, f"{self.audit_name}.{'updated' if change else 'created'}", obj,
+                        {**self.describe(obj), "changes": form_changes(form)})
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            audit_admin(request, f"{self.audit_name}.deleted", obj, self.describe(obj))
+            super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for obj in queryset:
+                audit_admin(request, f"{self.audit_name}.deleted", obj, self.describe(obj))
+            super().delete_queryset(request, queryset)
+
+
+def _describe_contact(contact: FallbackContact) -> dict:
+    return {"kind": contact.kind, "value": contact.value, "active": contact.active}
 
 
 class PluginInline(admin.TabularInline):
@@ -21,6 +81,19 @@ class TenantAdmin(admin.ModelAdmin):
     search_fields = ("slug", "name")
     inlines = [PluginInline, FallbackContactInline]
 
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not FallbackContact:
+            return super().save_formset(request, form, formset, change)
+        with transaction.atomic():
+            super().save_formset(request, form, formset, change)
+            for contact in formset.new_objects:
+                audit_admin(request, "fallback_contact.created", contact, _describe_contact(contact))
+            for contact, fields in formset.changed_objects:
+                audit_admin(request, "fallback_contact.updated", contact,
+                            {**_describe_contact(contact), "changed": sorted(fields)})
+            for contact in formset.deleted_objects:
+                audit_admin(request, "fallback_contact.deleted", contact, _describe_contact(contact))
+
 
 @admin.register(Plugin)
 class PluginAdmin(admin.ModelAdmin):
@@ -32,20 +105,28 @@ class PluginAdmin(admin.ModelAdmin):
 
 
 @admin.register(TenantMembership)
-class TenantMembershipAdmin(admin.ModelAdmin):
+class TenantMembershipAdmin(AuditedAdmin):
     list_display = ("user", "tenant", "role")
     list_select_related = ("user", "tenant")
     list_filter = ("role", "tenant")
     autocomplete_fields = ("tenant",)
     raw_id_fields = ("user",)
+    audit_name = "membership"
+
+    def describe(self, obj: TenantMembership) -> dict:
+        return {"user": obj.user.get_username(), "role": obj.role}
 
 
 @admin.register(FallbackContact)
-class FallbackContactAdmin(admin.ModelAdmin):
+class FallbackContactAdmin(AuditedAdmin):
     list_display = ("tenant", "kind", "value", "active")
     list_select_related = ("tenant",)
     list_filter = ("kind", "active")
     autocomplete_fields = ("tenant",)
+    audit_name = "fallback_contact"
+
+    def describe(self, obj: FallbackContact) -> dict:
+        return _describe_contact(obj)
 
 
 @admin.register(ApiToken)
@@ -67,10 +148,17 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            return super().save_model(request, obj, form, change)
-        token, plain = issue_token(name=obj.name, scopes=obj.scopes, tenant=obj.tenant, actor=request.user)
-        if obj.expires_at:
-            ApiToken.objects.filter(pk=token.pk).update(expires_at=obj.expires_at)
+            with transaction.atomic():
+                super().save_model(request, obj, form, change)
+                if form.changed_data:  # only expires_at is editable once issued
+                    audit_admin(request, "token.updated", obj, {"name": obj.name, "changes": form_changes(form)})
+            return
+        with transaction.atomic():
+            token, plain = issue_token(name=obj.name, scopes=obj.scopes, tenant=obj.tenant, actor=request.user)
+            if obj.expires_at:
+                ApiToken.objects.filter(pk=token.pk).update(expires_at=obj.expires_at)
+                audit_admin(request, "token.updated", token, {
+                    "name": obj.name, "changes": {"expires_at": {"from": None, "to": str(obj.expires_at)}}})
         obj.pk = token.pk
         obj._state.adding = False
         messages.warning(request, f"Token issued. Copy it now, it will not be shown again: {plain}")
