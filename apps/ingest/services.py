@@ -9,7 +9,9 @@ Failure policy (each an ``ApplicationError`` the API renders as its status code)
   * ``Unprocessable`` (422) for a body that can never be valid (shippers drop it);
   * ``QuotaExceeded`` (429, ``Retry-After``) over the tenant's quota;
   * ``ServiceUnavailable`` (503, ``Retry-After``) when the database is down or the masking
-    rules cannot be loaded: masking fails closed, we never store unmasked data.
+    rules cannot be loaded: masking fails closed, we never store unmasked data;
+  * ``PayloadTooLarge`` (413) too when masking the body needs more CPU than
+    INGEST_MASKING_BUDGET_MS (checked as it goes, so a hostile body stops early; nothing stored).
 A single invalid event is not an error: it is reported as ``{"index": i, "error": "field:
 message"}`` and the others are accepted.
 """
@@ -28,7 +30,7 @@ from apps.core.errors import ApplicationError, ServiceUnavailable, Unprocessable
 
 from . import backpressure, quota, tenancy
 from .codec import encode_events
-from .masking import MaskingRuleError, get_masker
+from .masking import Masker, MaskingBudgetExceeded, MaskingRuleError, get_masker
 from .models import IngestBatch
 from .normalize import BodyError, Event, EventError, normalize_event, parse_body
 
@@ -146,8 +148,9 @@ def _accept(items: list[object], writer: Writer, masker) -> IntakeResult:
         if slug not in tenants and tenancy.tenant_id(slug) is None:
             rejected.append({"index": i, "error": f"tenant_id: unknown tenant {slug!r}"})
             continue
-        accepted.append(masker.mask_event(event))
+        accepted.append(event)
         per_tenant[slug] = per_tenant.get(slug, 0) + 1
+    accepted = _masked(masker, accepted)
 
     result = IntakeResult(accepted=len(accepted), rejected=rejected)
     if not accepted:
@@ -176,6 +179,19 @@ def _accept(items: list[object], writer: Writer, masker) -> IntakeResult:
         "tenant_id": only_tenant or ",".join(sorted(per_tenant)), "batch_id": batch.pk,
         "accepted": len(accepted), "rejected": len(rejected)})
     return result
+
+
+def _masked(masker: Masker, events: list[Event]) -> list[Event]:
+    # Masked before the quota is charged, so its CPU is bounded on its own (the budget).
+    try:
+        return masker.mask_events(events, budget_ms=settings.INGEST_MASKING_BUDGET_MS)
+    except MaskingBudgetExceeded as exc:
+        logger.warning("ingest: masking over its CPU budget; body refused", extra={
+            "budget_ms": exc.budget_ms, "spent_ms": round(exc.spent_ms), "events": len(events)})
+        raise PayloadTooLarge(
+            f"masking this body needed more than the {exc.budget_ms} ms CPU budget "
+            f"(INGEST_MASKING_BUDGET_MS) after {exc.events_done} of {len(events)} events: "
+            f"send smaller batches", details={"masking_budget_ms": exc.budget_ms}) from None
 
 
 def _quota_error(tenant: str, wait: int) -> QuotaExceeded:
