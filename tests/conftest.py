@@ -17,7 +17,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
     """On SQLite, test in a real file beside ``DATABASE_URL``'s (WAL, as the embedded default runs)
     instead of Django's default in-memory database, which has no WAL and no second connection."""
     db = settings.DATABASES["default"]
-    if db["ENGINE"].endswith("sqlite3") and not db.get("TEST", {}).get("NAME"):
+    if db["ENGINE"].endswith("sqlite3") and db["NAME"] not in ("", ":memory:") and not db.get("TEST", {}).get("NAME"):
         path = Path(db["NAME"])
         db.setdefault("TEST", {})["NAME"] = str(path.with_name(f"test_{path.name}"))
 

@@ -41,8 +41,7 @@ def test_both_databases_tests_pass_on_a_real_sqlite_file(tmp_path):
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{db_file}"}
     # --reuse-db keeps the test database file after the run so its mode and migrations can be read.
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-m", "both_databases", "-q", "-p", "no:randomly", "--reuse-db",
-         "-o", "addopts=-ra --strict-markers -p no:cacheprovider", *files],
+        [sys.executable, "-m", "pytest", "-m", "both_databases", "-q", "-p", "no:randomly", "--reuse-db", *files],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT_S)
     output = proc.stdout + proc.stderr
     summary = next((line for line in reversed(proc.stdout.splitlines()) if re.search(r"\d+ (passed|failed|error)", line)), "")
