@@ -237,7 +237,7 @@ class Masker:
 
     def mask_event(self, event: Event) -> Event:
         """``event`` with message and field values masked (trace_id, ids untouched): a copy if
-        anything was masked, else the same (immutable) event."""
+        anything was masked, else the same event object (never mutated)."""
         return self._mask_event(event, None)
 
     def _mask_event(self, event: Event, budget: _Budget | None) -> Event:
