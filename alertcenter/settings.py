@@ -289,6 +289,9 @@ INGEST_MAX_FUTURE_SECONDS = _positive_int("INGEST_MAX_FUTURE_SECONDS", 300)
 # A batch still unprocessed after this many seconds is re-enqueued by the sweeper.
 INGEST_SWEEP_AFTER_SECONDS = _positive_int("INGEST_SWEEP_AFTER_SECONDS", 30)
 MASKING_RULES_FILE = Path(_read("MASKING_RULES_FILE", env.str, str(BASE_DIR / "fixtures" / "masking_rules.yaml")))
+# Plugins a tenant may have (auto-registered on ingest); events of new plugins past it are rejected.
+# Tenant.max_plugins overrides it per tenant.
+TENANT_MAX_PLUGINS = _positive_int("TENANT_MAX_PLUGINS", 1000)
 # CPU milliseconds one request's masking may use; past it the body is refused with 413.
 INGEST_MASKING_BUDGET_MS = _positive_int("INGEST_MASKING_BUDGET_MS", 1000)
 

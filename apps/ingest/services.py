@@ -13,7 +13,9 @@ Failure policy (each an ``ApplicationError`` the API renders as its status code)
   * ``PayloadTooLarge`` (413) too when masking the body needs more CPU than
     INGEST_MASKING_BUDGET_MS (checked as it goes, so a hostile body stops early; nothing stored).
 A single invalid event is not an error: it is reported as ``{"index": i, "error": "field:
-message"}`` and the others are accepted.
+message"}`` and the others are accepted. So is an event of a plugin new to its tenant once the
+tenant has reached its plugin limit (``TENANT_MAX_PLUGINS``, or ``Tenant.max_plugins``): plugins
+are registered here, with the batch, so the limit holds exactly (``tenancy.admit_plugins``).
 """
 from __future__ import annotations
 
@@ -135,6 +137,7 @@ def _accept(items: list[object], writer: Writer, masker) -> IntakeResult:
     default_tenant = writer.tenant_slug
     tenants = tenancy.tenant_map()
     accepted: list[Event] = []
+    positions: list[int] = []  # each accepted event's index in the body
     rejected: list[dict] = []
     per_tenant: dict[str, int] = {}
     for i, item in enumerate(items):
@@ -149,22 +152,26 @@ def _accept(items: list[object], writer: Writer, masker) -> IntakeResult:
             rejected.append({"index": i, "error": f"tenant_id: unknown tenant {slug!r}"})
             continue
         accepted.append(event)
+        positions.append(i)
         per_tenant[slug] = per_tenant.get(slug, 0) + 1
     accepted = _masked(masker, accepted)
 
-    result = IntakeResult(accepted=len(accepted), rejected=rejected)
     if not accepted:
-        logger.info("ingest: nothing accepted", extra={"tenant_id": default_tenant, "accepted": 0,
-                                                        "rejected": len(rejected)})
-        return result
+        return _nothing_accepted(default_tenant, rejected)
     wait = quota.consume(per_tenant)
     if wait is not None:
         over = max(per_tenant, key=per_tenant.get)
         raise _quota_error(over, wait)
 
-    only_tenant = next(iter(per_tenant)) if len(per_tenant) == 1 else None
+    consumed = dict(per_tenant)
     try:
         with transaction.atomic():
+            accepted, refused = _drop_new_plugins_over_limit(accepted, positions, rejected)
+            if not accepted:
+                quota.refund(consumed)
+                return _nothing_accepted(default_tenant, rejected)
+            per_tenant = {slug: n - refused.get(slug, 0) for slug, n in per_tenant.items() if n > refused.get(slug, 0)}
+            only_tenant = next(iter(per_tenant)) if len(per_tenant) == 1 else None
             batch = IngestBatch.objects.create(
                 tenant_id=tenancy.tenant_id(only_tenant) if only_tenant else None,
                 token_id=writer.token_id, received_at=now, event_count=len(accepted),
@@ -172,13 +179,45 @@ def _accept(items: list[object], writer: Writer, masker) -> IntakeResult:
             )
             transaction.on_commit(lambda: _ring(batch.pk))
     except Exception:
-        quota.refund(per_tenant)
+        quota.refund(consumed)
         raise
-    result.batch_id = batch.pk
+    if refused:
+        quota.refund(refused)  # only accepted events count against the quota
+    result = IntakeResult(accepted=len(accepted), rejected=rejected, batch_id=batch.pk)
     logger.info("ingest: batch accepted", extra={
         "tenant_id": only_tenant or ",".join(sorted(per_tenant)), "batch_id": batch.pk,
         "accepted": len(accepted), "rejected": len(rejected)})
     return result
+
+
+def _nothing_accepted(tenant: str | None, rejected: list[dict]) -> IntakeResult:
+    logger.info("ingest: nothing accepted", extra={"tenant_id": tenant, "accepted": 0, "rejected": len(rejected)})
+    return IntakeResult(accepted=0, rejected=rejected)
+
+
+def _drop_new_plugins_over_limit(events: list[Event], positions: list[int],
+                                 rejected: list[dict]) -> tuple[list[Event], dict[str, int]]:
+    """Register the events' new plugins within their tenants' plugin limits; the events of a
+    plugin refused are moved to ``rejected`` (kept in index order). Returns the kept events and
+    the number dropped per tenant slug. Runs in the batch's transaction (see tenancy.admit_plugins)."""
+    ids = {slug: tenancy.tenant_id(slug) for slug in {e.tenant_id for e in events}}
+    refused = tenancy.admit_plugins((ids[e.tenant_id], e.plugin_id) for e in events if ids[e.tenant_id])
+    if not refused:
+        return events, {}
+    kept: list[Event] = []
+    dropped: dict[str, int] = {}
+    for event, index in zip(events, positions):
+        limit = refused.get((ids[event.tenant_id], event.plugin_id))
+        if limit is None:
+            kept.append(event)
+            continue
+        rejected.append({"index": index, "error": (
+            f"plugin_id: tenant {event.tenant_id!r} has reached its limit of {limit.value} plugins ({limit.source}); "
+            f"new plugin {event.plugin_id!r} refused (events of its known plugins are accepted; "
+            f"remove unused plugins or raise the limit)")})
+        dropped[event.tenant_id] = dropped.get(event.tenant_id, 0) + 1
+    rejected.sort(key=lambda r: r["index"])
+    return kept, dropped
 
 
 def _masked(masker: Masker, events: list[Event]) -> list[Event]:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Iterable, NamedTuple
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Count
 
 from apps.tenants.models import Plugin, Tenant
 
@@ -83,3 +86,64 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
 def _remember(found: dict[tuple[int, str], int]) -> None:
     with _lock:
         _plugins.update(found)
+
+
+class PluginLimit(NamedTuple):
+    """A tenant's plugin limit and where it comes from (for the rejection message)."""
+
+    value: int
+    source: str  # "TENANT_MAX_PLUGINS" or "max_plugins of the tenant"
+
+
+def admit_plugins(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], PluginLimit]:
+    """Register the unseen plugins of ``pairs`` (tenant id, slug) up to each tenant's plugin limit
+    and return the refused ones, each with the limit it hit. Known plugins are never refused.
+
+    The first unseen plugins (in the order of ``pairs``) get the free places. Runs in the caller's
+    transaction, the one that stores the batch, so plugins are registered with their events or
+    not at all. Exact under concurrency: the tenants' rows are locked while their plugins are
+    counted and inserted, so two requests register one after the other and cannot overshoot the
+    limit together. FOR NO KEY UPDATE: inserting events or alerts of the tenant (KEY SHARE on the
+    row) is not blocked. Cost: nothing when every plugin is in the process cache, one query when
+    some are not, and the lock, count and insert only when a plugin is really new.
+    """
+    unseen = [p for p in dict.fromkeys(pairs) if p not in _plugins]
+    if not unseen:
+        return {}
+    found = _existing(unseen)
+    transaction.on_commit(lambda: _remember(found))
+    new = [p for p in unseen if p not in found]
+    if not new:
+        return {}
+    tenant_ids = sorted({t for t, _ in new})
+    limits = {pk: PluginLimit(own, "max_plugins of the tenant") if own is not None
+              else PluginLimit(settings.TENANT_MAX_PLUGINS, "TENANT_MAX_PLUGINS")
+              for pk, own in Tenant.objects.select_for_update(no_key=True).filter(pk__in=tenant_ids)
+              .order_by("pk").values_list("pk", "max_plugins")}
+    room = {t: lim.value for t, lim in limits.items()}
+    for t, n in (Plugin.objects.filter(tenant_id__in=tenant_ids).order_by().values("tenant_id")
+                 .annotate(n=Count("id")).values_list("tenant_id", "n")):
+        room[t] -= n
+    # A request that held the lock before us may have registered some of them: known, not new.
+    registered_meanwhile = _existing(new)
+    admitted, refused = [], {}
+    for p in new:
+        if p in registered_meanwhile:
+            continue
+        if p[0] in room:  # a tenant row gone since it was cached: the insert fails, the caller retries
+            if room[p[0]] <= 0:
+                refused[p] = limits[p[0]]
+                continue
+            room[p[0]] -= 1
+        admitted.append(p)
+    if admitted:
+        # Sorted: inserts in one order on the unique index (see plugin_ids).
+        Plugin.objects.bulk_create([Plugin(tenant_id=t, slug=s, name=s) for t, s in sorted(admitted)],
+                                   ignore_conflicts=True)
+    return refused
+
+
+def _existing(pairs: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    wanted = set(pairs)
+    rows = Plugin.objects.filter(tenant_id__in={t for t, _ in pairs}, slug__in={s for _, s in pairs})
+    return {(t, s): pk for pk, t, s in rows.values_list("id", "tenant_id", "slug") if (t, s) in wanted}

@@ -18,6 +18,9 @@ class Tenant(models.Model):
     is_platform = models.BooleanField(default=False)
     # Per-tenant delivery retry schedule in seconds; empty means the global default.
     retry_schedule = models.JSONField(default=list, blank=True)
+    # Empty means settings.TENANT_MAX_PLUGINS; plugins are auto-registered by ingest up to it.
+    max_plugins = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most plugins this tenant may have; empty: TENANT_MAX_PLUGINS")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
