@@ -93,8 +93,8 @@ def fire(tenant, n: int, batch: int = 100) -> None:
     from django.db import transaction
     from django.utils import timezone
 
+    from apps.alerts.history import emit_many
     from apps.alerts.models import Alert
-    from apps.alerts.signals import alert_event
 
     for start in range(0, n, batch):
         now = timezone.now()
@@ -106,7 +106,7 @@ def fire(tenant, n: int, batch: int = 100) -> None:
                 for i in range(min(batch, n - start))])
             for alert in rows:
                 alert.tenant = tenant
-                alert_event.send(sender=Alert, alert=alert, event_type="alert.triggered", data={})
+            emit_many([(alert, {}) for alert in rows], "alert.triggered")
 
 
 def wait_delivered(endpoint, n: int, timeout: float = 600) -> float:

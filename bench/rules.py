@@ -23,7 +23,8 @@ os.environ.setdefault("DEBUG", "1")
 
 import ahocorasick  # noqa: E402
 
-from apps.ingest.normalize import LEVEL_NUMBERS, Event  # noqa: E402
+from apps.core.events import Event  # noqa: E402
+from apps.core.vocabulary import LEVEL_NUMBERS  # noqa: E402
 from apps.rules.matcher import CompiledRuleSet  # noqa: E402
 from apps.rules.spec import parse_rule  # noqa: E402
 

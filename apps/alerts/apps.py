@@ -6,4 +6,9 @@ class AlertsConfig(AppConfig):
     label = "alerts"
 
     def ready(self) -> None:
-        from . import delivery_state  # noqa: F401  (keeps Alert.delivery_state in step with deliveries)
+        from apps.delivery import feedback
+
+        from .delivery_feedback import apply
+
+        # The one way delivery reports back: keeps Alert.delivery_state in step with the deliveries.
+        feedback.connect(apply)

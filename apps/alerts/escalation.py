@@ -12,13 +12,13 @@ from typing import Any
 from django.db import transaction
 
 from apps.core import clock
+from apps.core.vocabulary import EVENT_ESCALATED
 from apps.core.errors import Conflict, NotFound
 
 from .history import emit, log_change
 from .matching import escalation_step, next_escalation_time
 from .models import Alert, AlertState, TimelineEntry, UNACKNOWLEDGED_STATES
 from .policies import policy_for
-from .signals import EVENT_ESCALATED
 from .silences import active_silences, silence_for_alert
 
 log = logging.getLogger(__name__)

@@ -18,13 +18,13 @@ from django.db.models import Q
 
 from apps.audit.services import record
 from apps.core import clock
+from apps.core.vocabulary import EVENT_TRIGGERED
 from apps.tenants.models import Plugin, Tenant
 
 from .history import actor_label, emit, log_change
 from .matching import fingerprint_for
 from .models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
 from .policies import first_escalation_at
-from .signals import EVENT_TRIGGERED
 from .silences import active_silences, silence_covering
 
 MAX_TRACE_IDS = 20

@@ -1,17 +1,20 @@
-"""What every alert change leaves behind: a timeline line, an audit row and (maybe) an event.
+"""What every alert change leaves behind: a timeline line, an audit row and (maybe) a notification.
 
-Called inside the service's transaction, so history and the change commit together, and the
-delivery outbox (a receiver of ``alert_event``) writes its rows in that same transaction.
+Called inside the service's transaction, so history, the change and the deliveries it causes
+(``apps.delivery.outbox.notify`` writes them in the same transaction) commit together.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from apps.audit.services import describe_actor, record
+from apps.audit.services import describe_actor, record, record_many
 from apps.core import clock
+from apps.delivery import outbox
 
+from . import delivery_feedback
 from .models import Alert, TimelineEntry
-from .signals import alert_event
+from .payload import notification_for
 
 
 def actor_label(actor: Any) -> str:
@@ -39,12 +42,37 @@ def log_change(alert: Alert, *, kind: str, actor: Any, message: str = "", data: 
     return entry
 
 
+def log_changes(changes: Sequence[tuple[int, int, str, dict]], *, kind: str, actor: Any,
+                audit_action: str) -> None:
+    """``log_change`` for many alerts at once: ``changes`` are (alert_id, tenant_id, message, data);
+    one INSERT for the timeline lines and one for the audit rows."""
+    if not changes:
+        return
+    now, label, user = clock.now(), actor_label(actor), _actor_user(actor)
+    TimelineEntry.objects.bulk_create([
+        TimelineEntry(alert_id=alert_id, at=now, kind=kind, actor_label=label, actor_user=user, message=message,
+                      data=data)
+        for alert_id, _tenant, message, data in changes
+    ])
+    record_many(audit_action, [{"target_type": "alerts.alert", "target_id": alert_id, "tenant": tenant_id,
+                                 "data": data} for alert_id, tenant_id, _message, data in changes], actor=actor)
+
+
 def emit(alert: Alert, event_type: str, data: dict) -> None:
-    """Send ``alert_event`` unless the alert has notified nobody yet (created under a silence).
+    """Notify tenants of this change unless the alert has notified nobody yet (created under a silence).
 
     Once tenants have heard of an alert they hear of every change; an alert born silenced stays
     quiet until it is unsuppressed (which then sends alert.triggered).
     """
-    if alert.silence_id is not None:
+    emit_many([(alert, data)], event_type)
+
+
+def emit_many(items: Sequence[tuple[Alert, dict]], event_type: str) -> None:
+    """``emit`` for many alerts (one endpoint query, one INSERT of deliveries): hand delivery one
+    ``Notification`` each, then record the delivery state its new rows give each alert."""
+    live = [(alert, data) for alert, data in items if alert.silence_id is None]
+    if not live:
         return
-    alert_event.send(sender=Alert, alert=alert, event_type=event_type, data=data)
+    reports = outbox.notify([notification_for(alert, event_type, data) for alert, data in live])
+    if reports:
+        delivery_feedback.apply(reports, instances={alert.pk: alert for alert, _ in live})

@@ -1,8 +1,7 @@
-"""Pure functions (no ORM): fingerprints, silence matchers, durations, escalation steps."""
+"""Pure functions (no ORM): fingerprints, silence matchers, escalation steps."""
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -68,26 +67,6 @@ def matchers_match(matchers: dict, *, plugin_slug: str | None, rule_key: str, se
         if str(labels.get(name)) != value:
             return False
     return True
-
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(value: str | int) -> timedelta:
-    """'90', '90s', '15m', '2h', '1d' or an int of seconds; ValueError when not positive or malformed."""
-    if isinstance(value, bool):
-        raise ValueError("duration must be like 30m, 2h, 1d or a number of seconds")
-    if isinstance(value, int):
-        seconds = value
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a duration (use e.g. 30m, 2h, 1d or seconds)")
-        seconds = int(match.group(1)) * _UNIT[match.group(2)]
-    if seconds <= 0:
-        raise ValueError("duration must be positive")
-    return timedelta(seconds=seconds)
 
 
 # Built-in escalation when no EscalationPolicy row matches (DESIGN 3.7). after_minutes counts from

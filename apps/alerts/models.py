@@ -10,15 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-
-class Severity(models.TextChoices):
-    INFO = "info", "Info"
-    WARNING = "warning", "Warning"
-    CRITICAL = "critical", "Critical"
-    EMERGENCY = "emergency", "Emergency"
-
-
-SEVERITY_RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2, Severity.EMERGENCY: 3}
+from apps.core.vocabulary import AlertDeliveryState, Severity
 
 
 class AlertState(models.TextChoices):
@@ -35,14 +27,6 @@ ACTIVE_STATES = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.ESCALATED,
 UNACKNOWLEDGED_STATES = (AlertState.OPEN, AlertState.ESCALATED)
 
 
-class DeliveryState(models.TextChoices):
-    NONE = "NONE", "No subscribed endpoint"
-    PENDING = "PENDING", "Pending"
-    DELIVERED = "DELIVERED", "Delivered"
-    FAILED = "FAILED", "Failed"
-    DOWNGRADED = "DOWNGRADED", "Downgraded to fallback"
-
-
 class Alert(models.Model):
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="alerts")
     plugin = models.ForeignKey("tenants.Plugin", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
@@ -57,7 +41,7 @@ class Alert(models.Model):
 
     state = models.CharField(max_length=16, choices=AlertState.choices, default=AlertState.OPEN)
     severity = models.CharField(max_length=16, choices=Severity.choices)
-    delivery_state = models.CharField(max_length=16, choices=DeliveryState.choices, default=DeliveryState.NONE)
+    delivery_state = models.CharField(max_length=16, choices=AlertDeliveryState.choices, default=AlertDeliveryState.NONE)
 
     title = models.CharField(max_length=300)
     summary = models.TextField(blank=True)

@@ -1,12 +1,15 @@
-"""``alert_payload(alert)``: the alert as tenants see it, in webhook bodies, emails and the API."""
+"""``alert_payload(alert)``: the alert as tenants see it, in webhook bodies, emails and the API;
+``notification_for``: that payload frozen into what delivery gets for one change."""
 from __future__ import annotations
 
 from datetime import datetime
 
 from django.conf import settings
 
+from apps.core.vocabulary import EVENT_ESCALATED
+from apps.delivery.notifications import Notification
+
 from .models import Alert
-from .signals import EVENT_ESCALATED
 
 ESCALATED_PREFIX = "[ESCALATED]"
 
@@ -55,3 +58,10 @@ def alert_payload(alert: Alert, *, event_type: str | None = None) -> dict:
         "created_at": _iso(alert.created_at),
         "url": console_url(alert.pk),
     }
+
+
+def notification_for(alert: Alert, event_type: str, changes: dict | None = None) -> Notification:
+    """The immutable notification of one change of ``alert`` (load it with tenant, plugin, assignee)."""
+    return Notification.build(event_type=event_type, alert_id=alert.pk, tenant_id=alert.tenant_id,
+                              plugin_id=alert.plugin_id, severity=alert.severity,
+                              payload=alert_payload(alert, event_type=event_type), changes=changes)

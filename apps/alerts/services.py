@@ -20,15 +20,17 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 
 from apps.core import clock
+from apps.core.vocabulary import EVENT_MANUAL, EVENT_TRIGGERED, EVENT_UPDATED
 from apps.core.errors import ApplicationError, Conflict, NotFound
+from apps.delivery.services import send_fallback_now
 from apps.tenants.models import TenantMembership
 
 from .escalation import alert_escalate, escalate_due  # noqa: F401  (part of the service API)
 from .firing import Absorb, FireResult, alerts_absorb_bulk, fire_alert  # noqa: F401  (part of the service API)
 from .history import actor_label, emit, log_change
 from .models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
+from .payload import notification_for
 from .policies import first_escalation_at
-from .signals import EVENT_TRIGGERED, EVENT_UPDATED
 from .silences import active_silences, silence_for_alert
 
 ACK_FROM = (AlertState.OPEN, AlertState.ESCALATED)
@@ -310,3 +312,8 @@ def _human(seconds: int | None) -> str:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
 
+
+def alert_send_fallback(*, alert: Alert, channel: str, actor: Any) -> Any:
+    """Operator's manual email/SMS about ``alert`` now (``apps.delivery.services.send_fallback_now``:
+    written, attempted at once, retried by the sweeper, audited); returns the delivery row."""
+    return send_fallback_now(notification=notification_for(alert, EVENT_MANUAL), channel=channel, actor=actor)

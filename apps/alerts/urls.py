@@ -6,6 +6,8 @@ from .api import views
 urlpatterns = [
     path("alerts", views.AlertListView.as_view(), name="alert-list"),
     path("alerts/ack-all", views.AlertAckAllView.as_view(), name="alert-ack-all"),
+    path("alerts/fallback/email", views.FallbackView.as_view(channel="email"), name="alert-fallback-email"),
+    path("alerts/fallback/sms", views.FallbackView.as_view(channel="sms"), name="alert-fallback-sms"),
     path("alerts/<int:alert_id>", views.AlertDetailView.as_view(), name="alert-detail"),
     path("alerts/<int:alert_id>/timeline", views.AlertTimelineView.as_view(), name="alert-timeline"),
     path("alerts/<int:alert_id>/ack", views.AlertAckView.as_view(), name="alert-ack"),

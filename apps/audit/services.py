@@ -57,3 +57,22 @@ def record(
         data=data or {},
         ip=ip,
     )
+
+
+def record_many(action: str, entries: list[dict], *, actor: Any = None) -> list[AuditEvent]:
+    """``record`` for many events of one action and actor in one INSERT (a batch of state changes).
+
+    Each entry takes ``record``'s keywords: target_type, target_id, tenant (a Tenant or id), data, ip.
+    Same transaction rule as ``record``.
+    """
+    if not entries:
+        return []
+    actor_type, actor_id, actor_label = describe_actor(actor)
+    now = clock.now()
+    return AuditEvent.objects.bulk_create([
+        AuditEvent(at=now, actor_type=actor_type, actor_id=actor_id, actor_label=actor_label[:200], action=action,
+                   target_type=e.get("target_type", ""), target_id=str(e.get("target_id", "")),
+                   tenant_id=getattr(e.get("tenant"), "pk", e.get("tenant")), data=e.get("data") or {},
+                   ip=e.get("ip"))
+        for e in entries
+    ])

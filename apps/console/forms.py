@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 from django import forms
 
-from apps.alerts.matching import parse_duration
+from apps.core.vocabulary import parse_period
 from apps.alerts.models import ACTIVE_STATES, AlertState, Severity
 from apps.alerts.selectors import AlertFilters
 from apps.audit.selectors import AuditFilters
@@ -112,7 +112,7 @@ class SuppressForm(forms.Form):
 
     def clean_duration(self) -> timedelta:
         try:
-            return parse_duration(self.cleaned_data["duration"])
+            return parse_period(self.cleaned_data["duration"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
 
@@ -158,7 +158,7 @@ class SilenceForm(forms.Form):
 
     def clean_duration(self) -> timedelta:
         try:
-            return parse_duration(self.cleaned_data["duration"])
+            return parse_period(self.cleaned_data["duration"])
         except ValueError as exc:
             raise forms.ValidationError(str(exc)) from exc
 

@@ -13,7 +13,8 @@ from django.contrib.auth import get_user_model
 from django.db.models import Case, Count, IntegerField, Q, QuerySet, Value, When
 from django.db.models.functions import TruncHour
 
-from apps.alerts.models import ACTIVE_STATES, SEVERITY_RANK, Alert, AlertState, Severity
+from apps.alerts.models import ACTIVE_STATES, Alert, AlertState, Severity
+from apps.core.vocabulary import SEVERITY_RANK
 from apps.alerts.selectors import alert_list, alert_timeline, alerts_visible
 from apps.delivery.selectors import deliveries_for_alert
 from apps.ingest.models import EventRecord

@@ -1,17 +1,16 @@
-"""``--since 24h`` parsing shared by the delivery commands."""
+"""Shared by management commands: ``--since 24h`` (the one duration spelling) as a command error."""
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 from django.core.management.base import CommandError
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+from apps.core.vocabulary import parse_period
 
 
 def parse_since(text: str) -> timedelta:
-    """'90s', '15m', '24h', '7d' -> timedelta; CommandError naming the value otherwise."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", text or "")
-    if not m:
-        raise CommandError(f"--since: expected a duration like 30m, 24h or 7d, got {text!r}")
-    return timedelta(seconds=int(m.group(1)) * _UNITS[m.group(2)])
+    """'90s', '15m', '24h', '7d', '1h30m' -> timedelta; CommandError naming the value otherwise."""
+    try:
+        return parse_period(text)
+    except ValueError as exc:
+        raise CommandError(f"--since: {exc}") from None

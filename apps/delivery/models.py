@@ -12,11 +12,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-EVENT_TYPES = ("alert.triggered", "alert.updated", "alert.escalated")
-# Events that notify a tenant of an alert: their deliveries decide the alert's delivery state and
-# are the ones sent by fallback when the webhook keeps failing. alert.updated only informs.
-NOTIFY_EVENTS = ("alert.triggered", "alert.escalated")
-SEVERITIES = ("info", "warning", "critical", "emergency")
+from apps.core.vocabulary import SEVERITIES, DeliveryState
 
 
 class WebhookEndpoint(models.Model):
@@ -50,15 +46,6 @@ class Channel(models.TextChoices):
     WEBHOOK = "webhook", "Webhook"
     EMAIL = "email", "Email"
     SMS = "sms", "SMS"
-
-
-class DeliveryState(models.TextChoices):
-    PENDING = "PENDING", "Pending"
-    SENDING = "SENDING", "Sending"
-    DELIVERED = "DELIVERED", "Delivered"
-    FAILED = "FAILED", "Failed"
-    # Still retried on the webhook schedule, and the alert went out by fallback meanwhile.
-    DOWNGRADED = "DOWNGRADED", "Downgraded (fallback sent, still retrying)"
 
 
 DUE_STATES = (DeliveryState.PENDING, DeliveryState.DOWNGRADED)

@@ -1,27 +1,27 @@
 """The outbox: delivery rows written in the transaction of the change they announce.
 
-``create_for_event`` runs inside the alert service's transaction (via the ``alert_event`` receiver),
-so an alert change and its deliveries commit together or not at all. The broker only rings a
+``notify`` runs inside the alert service's transaction (the alerts app calls it with the change's
+``Notification``), so an alert change and its deliveries commit together or not at all. The broker only rings a
 doorbell on commit; if that message is lost, the sweeper finds the due rows anyway.
 """
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
-from collections.abc import Iterable
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
 from apps.core import clock
+from apps.core.vocabulary import NOTIFY_EVENTS, severity_rank
+from apps.tenants.models import FallbackContact
 
 from . import messages
-from .models import NOTIFY_EVENTS, SEVERITIES, Channel, Delivery, DeliveryState, WebhookEndpoint
-from .signals import delivery_state_changed
+from .feedback import DeliveryReport
+from .models import Channel, Delivery, DeliveryState, WebhookEndpoint
+from .notifications import Notification
 
 logger = logging.getLogger("apps.delivery")
 
@@ -31,13 +31,9 @@ def new_msg_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-def _rank(severity: str) -> int:
-    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
-
-
 def subscribed(endpoint: WebhookEndpoint, event_type: str, severity: str) -> bool:
     """Does ``endpoint`` want ``event_type`` for an alert of ``severity``?"""
-    return endpoint.enabled and event_type in (endpoint.event_types or []) and _rank(severity) >= _rank(
+    return endpoint.enabled and event_type in (endpoint.event_types or []) and severity_rank(severity) >= severity_rank(
         endpoint.min_severity)
 
 
@@ -112,119 +108,112 @@ def ring(ids: Iterable[int]) -> None:
     bell.ids.extend(ids)
 
 
-class _EndpointSnapshot(threading.local):
-    tenants: dict[int, list[WebhookEndpoint]] | None = None
-
-
-_snapshot = _EndpointSnapshot()
-
-
-@contextmanager
-def endpoint_snapshot():
-    """Within this block, each tenant's enabled endpoints are read once (``create_for_event``).
-
-    For a batch of state reports: their alert.updated events would otherwise look the endpoints up
-    once per alert. Only for code that does not change endpoints inside the block.
-    """
-    outer = _snapshot.tenants
-    if outer is None:
-        _snapshot.tenants = {}
-    try:
-        yield
-    finally:
-        _snapshot.tenants = outer
-
-
-def _enabled_endpoints(tenant_id: int) -> list[WebhookEndpoint]:
-    cache = _snapshot.tenants
-    if cache is None:
-        return list(WebhookEndpoint.objects.filter(tenant_id=tenant_id, enabled=True))
-    if tenant_id not in cache:
-        cache[tenant_id] = list(WebhookEndpoint.objects.filter(tenant_id=tenant_id, enabled=True))
-    return cache[tenant_id]
-
-
-def create_for_event(*, alert: Any, event_type: str, data: dict | None = None,
-                     endpoint_ids: Iterable[int] | None = None) -> list[Delivery]:
-    """Write one webhook delivery per enabled endpoint of the alert's tenant subscribed to
-    ``event_type`` at the alert's severity; ring the doorbell on commit.
-
-    For alert.triggered/escalated also reports the alert's delivery state (PENDING, or DOWNGRADED
-    at once when an endpoint is currently downgraded: that alert goes to fallback immediately).
-    No subscribed endpoint: nothing is written and the alert's delivery state stays as it is.
-    Must run inside the caller's transaction (raises nothing of its own; DB errors propagate and
-    roll the alert change back with it, which is the point of the outbox). ``endpoint_ids``
-    restricts the endpoints (reconcile_alerts fills in missing deliveries with it).
-    """
+def _endpoints_by_tenant(tenant_ids: set[int], endpoint_ids: Iterable[int] | None) -> dict[int, list[WebhookEndpoint]]:
+    """The enabled endpoints of these tenants (restricted to ``endpoint_ids`` when given), one query."""
+    qs = WebhookEndpoint.objects.filter(tenant_id__in=tenant_ids, enabled=True).order_by("id")
     if endpoint_ids is not None:
-        qs = WebhookEndpoint.objects.filter(tenant_id=alert.tenant_id, enabled=True, pk__in=list(endpoint_ids))
-    else:
-        qs = _enabled_endpoints(alert.tenant_id)
-    endpoints = [e for e in qs if subscribed(e, event_type, alert.severity)]
-    if not endpoints:
+        qs = qs.filter(pk__in=list(endpoint_ids))
+    out: dict[int, list[WebhookEndpoint]] = {}
+    for e in qs:
+        out.setdefault(e.tenant_id, []).append(e)
+    return out
+
+
+def notify(notifications: Sequence[Notification], *,
+           endpoint_ids: Iterable[int] | None = None) -> list[DeliveryReport]:
+    """Write one webhook delivery per notification and enabled endpoint of its tenant subscribed to
+    its event at its severity; ring the doorbell on commit. Returns one ``DeliveryReport`` per alert
+    whose delivery state these rows decide (alert.triggered / alert.escalated with at least one
+    endpoint): the caller records the state (PENDING, or DOWNGRADED at once when an endpoint is
+    currently downgraded: that alert goes to fallback immediately).
+
+    Must run inside the caller's transaction: the alert change and its deliveries commit together or
+    not at all (the outbox). One endpoint query and one INSERT for the whole list. DB errors
+    propagate and roll the change back with them. ``endpoint_ids`` restricts the endpoints
+    (reconcile_alerts fills in missing deliveries with it).
+    """
+    if not notifications:
         return []
+    endpoints = _endpoints_by_tenant({n.tenant_id for n in notifications}, endpoint_ids)
     now = clock.now()
-    body = messages.webhook_body(event_type, messages.alert_data(alert, event_type), now)
-    notify = event_type in NOTIFY_EVENTS
-    rows = [
-        Delivery(
-            tenant_id=alert.tenant_id, alert_id=alert.pk, endpoint=e, channel=Channel.WEBHOOK,
-            event_type=event_type, msg_id=new_msg_id(), body=body, plugin_id=alert.plugin_id,
-            state=DeliveryState.DOWNGRADED if notify and e.downgraded_at else DeliveryState.PENDING,
-            downgraded_at=now if notify and e.downgraded_at else None,
-            next_attempt_at=now, created_at=now, expires_at=expires(now),
-        )
-        for e in endpoints
-    ]
+    rows: list[Delivery] = []
+    plan: list[tuple[Notification, list[WebhookEndpoint], list[Delivery]]] = []
+    for n in notifications:
+        targets = [e for e in endpoints.get(n.tenant_id, ()) if subscribed(e, n.event_type, n.severity)]
+        if not targets:
+            continue
+        body = messages.webhook_body(n.event_type, n.payload_json, now)
+        downgrade = n.event_type in NOTIFY_EVENTS
+        mine = [
+            Delivery(
+                tenant_id=n.tenant_id, alert_id=n.alert_id, endpoint=e, channel=Channel.WEBHOOK,
+                event_type=n.event_type, msg_id=new_msg_id(), body=body, plugin_id=n.plugin_id,
+                state=DeliveryState.DOWNGRADED if downgrade and e.downgraded_at else DeliveryState.PENDING,
+                downgraded_at=now if downgrade and e.downgraded_at else None,
+                next_attempt_at=now, created_at=now, expires_at=expires(now),
+            )
+            for e in targets
+        ]
+        rows += mine
+        plan.append((n, targets, mine))
+    if not rows:
+        return []
     Delivery.objects.bulk_create(rows)
     to_ring = [r.pk for r in rows]
-    downgraded = [r for r in rows if r.downgraded_at]
-    if downgraded:
-        fallbacks = create_fallbacks(alert=alert, event_type=event_type, source=downgraded[0], now=now,
-                                     reason="your webhook endpoint is downgraded after repeated failures")
-        to_ring += [f.pk for f in fallbacks]
+    reports = []
+    for n, targets, mine in plan:
+        downgraded = [r for r in mine if r.downgraded_at]
+        if downgraded:
+            fallbacks = create_fallbacks(notification=n, source=downgraded[0], now=now,
+                                         reason="your webhook endpoint is downgraded after repeated failures")
+            to_ring += [f.pk for f in fallbacks]
+        if n.event_type in NOTIFY_EVENTS:
+            reports.append(DeliveryReport(n.alert_id, {"event_type": n.event_type,
+                                                       "endpoints": [e.pk for e in targets],
+                                                       "delivery_ids": [r.pk for r in mine]}))
     ring(to_ring)
-    if notify:
-        state = DeliveryState.DOWNGRADED if downgraded else DeliveryState.PENDING
-        delivery_state_changed.send(
-            sender=Delivery, alert_id=alert.pk, state=str(state), alert=alert,
-            detail={"event_type": event_type, "endpoints": [e.pk for e in endpoints],
-                    "delivery_ids": [r.pk for r in rows]},
-        )
-    return rows
+    return reports
 
 
-def create_fallbacks(*, alert: Any, event_type: str, source: Delivery | None, now: datetime,
+def create_fallbacks(*, notification: Notification, source: Delivery | None, now: datetime,
                      reason: str, channels: tuple[str, ...] = (Channel.EMAIL, Channel.SMS)) -> list[Delivery]:
-    """Write one fallback delivery per channel that has active contacts for the alert's tenant.
+    """Write one fallback delivery per channel that has active contacts for the notification's tenant.
 
     Returns the rows (possibly none: a tenant without contacts is logged, not an error). The caller
-    rings the doorbell. Bodies are rendered now and frozen like webhook bodies.
+    rings the doorbell. Bodies are rendered now from the notification's payload and frozen.
     """
-    from apps.tenants.models import FallbackContact
-
+    n = notification
     contacts: dict[str, list[str]] = {}
-    for kind, value in FallbackContact.objects.filter(tenant_id=alert.tenant_id, active=True,
+    for kind, value in FallbackContact.objects.filter(tenant_id=n.tenant_id, active=True,
                                                        kind__in=channels).values_list("kind", "value"):
         contacts.setdefault(kind, []).append(value)
     rows = []
+    payload = n.payload
     for channel in channels:
         if not contacts.get(channel):
             continue
-        fields = (messages.alert_email(alert, event_type, reason=reason) if channel == Channel.EMAIL
-                  else messages.alert_sms(alert, event_type))
+        fields = (messages.alert_email(payload, reason=reason) if channel == Channel.EMAIL
+                  else messages.alert_sms(payload))
         rows.append(Delivery(
-            tenant_id=alert.tenant_id, alert_id=alert.pk, source=source, channel=channel,
-            event_type=event_type, msg_id=new_msg_id(), body=messages.encode(fields),
-            recipients=sorted(contacts[channel]), plugin_id=alert.plugin_id, next_attempt_at=now,
+            tenant_id=n.tenant_id, alert_id=n.alert_id, source=source, channel=channel,
+            event_type=n.event_type, msg_id=new_msg_id(), body=messages.encode(fields),
+            recipients=sorted(contacts[channel]), plugin_id=n.plugin_id, next_attempt_at=now,
             created_at=now, expires_at=expires(now),
         ))
     if not rows:
-        logger.warning("no active fallback contact", extra={"alert_id": alert.pk, "tenant_id": alert.tenant_id,
+        logger.warning("no active fallback contact", extra={"alert_id": n.alert_id, "tenant_id": n.tenant_id,
                                                             "channel": ",".join(channels)})
         return []
     Delivery.objects.bulk_create(rows)
     return rows
+
+
+def notification_of(delivery: Delivery) -> Notification:
+    """The notification a webhook delivery was written for, from its frozen body (for its fallback)."""
+    data = messages.decode(delivery.body)["data"]
+    return Notification.build(event_type=delivery.event_type, alert_id=delivery.alert_id,
+                              tenant_id=delivery.tenant_id, plugin_id=delivery.plugin_id,
+                              severity=str(data.get("severity", "")), payload=data)
 
 
 def create_notice(*, tenant_id: int, subject: str, text: str, event_type: str) -> Delivery | None:
@@ -232,8 +221,6 @@ def create_notice(*, tenant_id: int, subject: str, text: str, event_type: str) -
 
     Returns None when the tenant has no email contact. Rings the doorbell on commit.
     """
-    from apps.tenants.models import FallbackContact
-
     emails = sorted(FallbackContact.objects.filter(tenant_id=tenant_id, active=True, kind=Channel.EMAIL)
                     .values_list("value", flat=True))
     if not emails:

@@ -24,9 +24,12 @@ from django.db import connection, transaction
 from apps.audit.services import record as audit
 from apps.core import clock
 
-from . import backoff, outbox, state
+from apps.core.vocabulary import NOTIFY_EVENTS
+
+from . import backoff, feedback, outbox, state
 from .dispatch import Outcome
-from .models import NOTIFY_EVENTS, Channel, Delivery, DeliveryAttempt, DeliveryState, WebhookEndpoint
+from .feedback import DeliveryReport
+from .models import Channel, Delivery, DeliveryAttempt, DeliveryState, WebhookEndpoint
 
 logger = logging.getLogger("apps.delivery")
 
@@ -35,18 +38,13 @@ def retry_schedule(delivery: Delivery) -> list[int]:
     return list(delivery.tenant.retry_schedule or settings.DELIVERY_RETRY_SCHEDULE)
 
 
-def record_outcome(outcome: Outcome) -> str:
-    """Record ``outcome`` of a claimed delivery; returns the delivery's new state ("" if the claim
-    was lost meanwhile: the attempt row is still written, the row is left to its new holder)."""
-    return record_outcomes([outcome])[0]
-
-
 def record_outcomes(outcomes: list[Outcome]) -> list[str]:
-    """Record a batch of outcomes in one transaction; returns each delivery's new state (as
-    ``record_outcome``). Per batch: one statement inserting the attempt rows and marking the
+    """Record a batch of outcomes of claimed deliveries in one transaction; returns each delivery's
+    new state ("" where the claim was lost meanwhile: the attempt row is still written, the row is
+    left to its new holder). Per batch: one statement inserting the attempt rows and marking the
     successes DELIVERED (``_insert_attempts``), the endpoints' streaks replayed in the batch's order
     under row locks (one UPDATE per endpoint whose streak or state changes), one UPDATE per failure,
-    one state report for all touched alerts (``state.report_many``)."""
+    and one ``feedback.report`` for every alert whose delivery state may have changed."""
     if not outcomes:
         return []
     now = clock.now()
@@ -57,20 +55,20 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
         # Successes whose claim was lost leave the endpoint alone (as before batching).
         counted = [o for o in outcomes if not o.ok or o.delivery.pk in held_ok]
         after = _replay_endpoints(counted, now)
-        reports: list[tuple[Delivery, dict]] = []
+        reports: dict[int, DeliveryReport] = {}  # per alert, the batch's last word
         for i, (o, n) in enumerate(zip(outcomes, numbers)):
             d = o.delivery
+            detail = None
             if o.ok:
                 if d.pk in held_ok:
                     d.state = states[i] = DeliveryState.DELIVERED
-                    reports.append((d, {"channel": d.channel, "attempt": n, "status_code": o.status_code}))
+                    detail = {"channel": d.channel, "attempt": n, "status_code": o.status_code}
             else:
-                states[i], report = _failed(d, o, n, now, after.get(id(o)))
-                if report:
-                    reports.append((d, report))
-        if reports:
-            with outbox.endpoint_snapshot():  # endpoints are not changed below this point
-                state.report_many(reports)
+                states[i], detail = _failed(d, o, n, now, after.get(id(o)))
+            if detail is not None and state.counts(d):
+                reports[d.alert_id] = DeliveryReport(d.alert_id, {"delivery_id": d.pk, "endpoint_id": d.endpoint_id,
+                                                                  "event_type": d.event_type, **detail})
+        feedback.report(list(reports.values()))
     for o, n, s in zip(outcomes, numbers, states):
         _log(o, n, s)
     return states
@@ -236,10 +234,8 @@ def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
 
 
 def _send_fallback(d: Delivery, now: datetime) -> None:
-    from apps.alerts.models import Alert  # read-only, for rendering the email/SMS
-
-    alert = Alert.objects.select_related("tenant", "plugin").get(pk=d.alert_id)
-    rows = outbox.create_fallbacks(alert=alert, event_type=d.event_type, source=d, now=now,
+    """Email + SMS with what the webhook should have carried (rendered from its frozen body)."""
+    rows = outbox.create_fallbacks(notification=outbox.notification_of(d), source=d, now=now,
                                    reason="your webhook endpoint did not accept this alert")
     outbox.ring(r.pk for r in rows)
 

@@ -5,7 +5,9 @@ from datetime import datetime
 
 from django.db.models import Count, Prefetch, Q, QuerySet
 
-from .models import NOTIFY_EVENTS, Channel, Delivery, DeliveryAttempt, DeliveryState, WebhookEndpoint
+from apps.core.vocabulary import NOTIFY_EVENTS
+
+from .models import Channel, Delivery, DeliveryAttempt, DeliveryState, WebhookEndpoint
 
 
 def endpoints(*, tenant_id: int | None) -> QuerySet[WebhookEndpoint]:
@@ -18,6 +20,27 @@ def deliveries_for_endpoint(endpoint_id: int) -> QuerySet[Delivery]:
     """An endpoint's deliveries, newest first, each with its attempts (``attempt_log``) prefetched."""
     return (Delivery.objects.filter(endpoint_id=endpoint_id).defer("body")
             .prefetch_related(Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number"))))
+
+
+def endpoints_subscribed_to(event_type: str) -> dict[int, list[WebhookEndpoint]]:
+    """Enabled endpoints subscribed to ``event_type``, per tenant id (reconcile_alerts)."""
+    out: dict[int, list[WebhookEndpoint]] = {}
+    for e in WebhookEndpoint.objects.filter(enabled=True).order_by("id"):
+        if event_type in (e.event_types or []):
+            out.setdefault(e.tenant_id, []).append(e)
+    return out
+
+
+def endpoints_notified(alert_id: int, event_type: str) -> set[int]:
+    """Ids of the endpoints that have a webhook delivery of ``event_type`` for the alert."""
+    return set(Delivery.objects.filter(alert_id=alert_id, channel=Channel.WEBHOOK, event_type=event_type)
+               .values_list("endpoint_id", flat=True))
+
+
+def alerts_with_notifications_since(since: datetime) -> set[int]:
+    """Alerts with a notifying webhook delivery created since ``since`` (whose state may need repair)."""
+    return set(Delivery.objects.filter(created_at__gte=since, channel=Channel.WEBHOOK, event_type__in=NOTIFY_EVENTS)
+               .exclude(alert_id=None).values_list("alert_id", flat=True))
 
 
 def deliveries_for_alert(alert_id: int) -> list[Delivery]:

@@ -12,16 +12,19 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.db import transaction
 
 from apps.audit.services import record as audit
 from apps.core import clock
 from apps.core.errors import Unprocessable
+from apps.core.vocabulary import EVENT_TEST, EVENT_TYPES, SEVERITIES
 
 from . import messages, outbox
 from .dispatch import process
-from .models import EVENT_TYPES, SEVERITIES, Channel, Delivery, DeliveryState, WebhookEndpoint
+from .models import Channel, Delivery, DeliveryState, WebhookEndpoint
+from .notifications import Notification
 from .secrets import active_secrets, seal
 from .signing import new_secret, sign
 from .ssrf import UnsafeURL, check_url
@@ -140,8 +143,8 @@ def self_test_endpoint(*, endpoint: WebhookEndpoint) -> SelfTestResult:
     delivery failure: the failure is the answer.
     """
     now = clock.now()
-    body = messages.webhook_body("webhook.test", {"endpoint_id": endpoint.pk, "tenant": endpoint.tenant.slug,
-                                                  "message": "Alert Center webhook self-check"}, now)
+    body = messages.webhook_body(EVENT_TEST, orjson.dumps({"endpoint_id": endpoint.pk, "tenant": endpoint.tenant.slug,
+                                                           "message": "Alert Center webhook self-check"}), now)
     msg_id = f"msg_test_{uuid.uuid4().hex}"
     headers = sign(body=body, msg_id=msg_id, timestamp=int(time.time()), secrets=active_secrets(endpoint, now))
     headers["X-PowerX-Alert-ID"] = "test"
@@ -153,22 +156,23 @@ def self_test_endpoint(*, endpoint: WebhookEndpoint) -> SelfTestResult:
     return SelfTestResult(True, result.status_code, result.latency_ms, "")
 
 
-def send_fallback_now(*, alert: Any, channel: str, actor: Any = None) -> Delivery:
-    """Operator's manual notification: send ``alert`` by ``channel`` (email|sms) now.
+def send_fallback_now(*, notification: Notification, channel: str, actor: Any = None) -> Delivery:
+    """Operator's manual notification: send the notification's alert by ``channel`` (email|sms) now.
 
     Writes a fallback delivery (retried by the sweeper if this first attempt fails), attempts it
     synchronously, audits, and returns the refreshed row. 422 when the tenant has no active contact.
     """
     if channel not in (Channel.EMAIL, Channel.SMS):
         raise Unprocessable(f"channel: must be email or sms, got {channel!r}")
+    n = notification
     with transaction.atomic():
-        rows = outbox.create_fallbacks(alert=alert, event_type="alert.manual", source=None, now=clock.now(),
+        rows = outbox.create_fallbacks(notification=n, source=None, now=clock.now(),
                                        reason="an operator sent it to you", channels=(channel,))
         if not rows:
-            raise Unprocessable(f"tenant {alert.tenant.slug} has no active {channel} fallback contact",
+            raise Unprocessable(f"tenant {n.payload['tenant']} has no active {channel} fallback contact",
                                 code="no_contact")
-        audit(f"alert.fallback_{channel}", actor=actor, target=alert, tenant=alert.tenant_id,
-              data={"delivery_id": rows[0].pk, "recipients": rows[0].recipients})
+        audit(f"alert.fallback_{channel}", actor=actor, target_type="alerts.alert", target_id=n.alert_id,
+              tenant=n.tenant_id, data={"delivery_id": rows[0].pk, "recipients": rows[0].recipients})
     process([rows[0].pk])
     return Delivery.objects.get(pk=rows[0].pk)
 

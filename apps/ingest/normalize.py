@@ -20,31 +20,14 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import orjson
 
-from apps.rules.durations import format_duration
-
-LEVELS: tuple[str, ...] = (
-    "TRACE", "DEBUG", "INFO", "NOTICE", "WARNING",
-    "ERROR", "CRITICAL", "FATAL", "ALERT", "EMERGENCY",
-)
-# Spaced numbers leave room for levels in between without renumbering stored rows.
-LEVEL_NUMBERS: dict[str, int] = {name: (i + 1) * 10 for i, name in enumerate(LEVELS)}
-
-_LEVEL_ALIASES: dict[str, str] = {name.lower(): name for name in LEVELS}
-_LEVEL_ALIASES.update({
-    "warn": "WARNING", "err": "ERROR", "crit": "CRITICAL", "panic": "FATAL",
-    "emerg": "EMERGENCY", "information": "INFO", "informational": "INFO",
-})
-# RFC 5424 severities; ALERT sits between FATAL and EMERGENCY in our ordering.
-_SYSLOG_SEVERITIES: dict[int, str] = {
-    0: "EMERGENCY", 1: "ALERT", 2: "CRITICAL", 3: "ERROR",
-    4: "WARNING", 5: "NOTICE", 6: "INFO", 7: "DEBUG",
-}
+from apps.core.events import Event, EventError  # noqa: F401  (re-exported for ingest)
+from apps.core.vocabulary import ID_RE, LEVEL_NUMBERS, format_duration, parse_level
 
 MAX_MESSAGE_BYTES = 8 * 1024
 TRUNCATION_MARKER = "…[truncated]"
@@ -57,8 +40,6 @@ MAX_FIELD_NODES = 2000
 MAX_TRACE_ID_CHARS = 128
 DROPPED_FIELDS_KEY = "_dropped_fields"
 
-# 63 characters: the length of Tenant.slug and Plugin.slug, where these ids end up.
-ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 _TRACE_RE = re.compile(r"[\x21-\x7e]{1,%d}" % MAX_TRACE_ID_CHARS)
 _RFC3339_RE = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
@@ -83,35 +64,11 @@ class BodyError(ValueError):
     """The whole request body can never be valid (HTTP 422)."""
 
 
-class EventError(ValueError):
-    """One event is invalid; ``field`` names the offending field."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
 @dataclass(slots=True, frozen=True)
 class InvalidLine:
     """Placeholder for an NDJSON line that is not JSON; ``normalize_event`` rejects it."""
 
     error: str
-
-
-@dataclass(slots=True)
-class Event:
-    """A validated event: ``level_no`` orders levels (higher is worse), ``ts`` is aware UTC,
-    ``fields`` is JSON-safe and bounded. Masking returns a copy rather than mutating."""
-
-    level: str
-    level_no: int
-    message: str
-    tenant_id: str
-    plugin_id: str
-    ts: datetime
-    trace_id: str | None = None
-    fields: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- body
@@ -257,26 +214,6 @@ def _pop_alias(rest: dict[str, Any], aliases: tuple[str, ...]) -> Any:
         if key in rest:
             return rest.pop(key)
     return _MISSING
-
-
-def parse_level(value: object) -> str:
-    """Canonical level name for a name/alias (case-insensitive) or a syslog severity 0-7.
-
-    Raises ``ValueError`` with a message naming the bad value. Shared with rule validation.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"unknown level {value!r}")
-    if isinstance(value, int):
-        if value in _SYSLOG_SEVERITIES:
-            return _SYSLOG_SEVERITIES[value]
-        raise ValueError(f"unknown level {value!r} (syslog severities are 0-7)")
-    if isinstance(value, str):
-        key = value.strip().lower()
-        if key in _LEVEL_ALIASES:
-            return _LEVEL_ALIASES[key]
-        if key.isdigit() and key.isascii() and int(key) in _SYSLOG_SEVERITIES:
-            return _SYSLOG_SEVERITIES[int(key)]
-    raise ValueError(f"unknown level {value!r}")
 
 
 def _parse_level(value: Any) -> str:

@@ -14,7 +14,8 @@ from django.utils.http import urlencode
 from apps.core import clock
 from apps.core.errors import ApplicationError
 from apps.rules import services
-from apps.rules.dryrun import dry_run, parse_samples
+from apps.ingest.samples import parse_samples
+from apps.rules.dryrun import dry_run
 from apps.rules.effective import tenant_specs
 from apps.rules.forms import DryRunForm, ImportForm, LogRuleForm, RuleOverrideForm
 from apps.rules.models import LogRule, RuleOverride, RuleRevision

@@ -1,25 +1,20 @@
 """Dry run: which sample events match which rules, and would a threshold fire? No side effects.
 
-Used by the admin page and ``POST /api/v1/rules/test``. Pure apart from parsing: no database,
-no window rows, no alerts. Firing is simulated per (rule, group key) with the same window
+Used by the admin page and ``POST /api/v1/rules/test``, which parse the pasted samples with
+``apps.ingest.samples`` first. Pure: no database, no window rows, no alerts. Firing is simulated per (rule, group key) with the same window
 arithmetic as the engine, evaluating each event at its own timestamp; cooldowns and already
 open alerts are ignored (a dry run starts from empty windows).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
 from typing import Any, Sequence
 
-import orjson
-
-from apps.ingest.normalize import Event, EventError, normalize_event
+from apps.core.events import Event
 from apps.rules import windows
 from apps.rules.matcher import CompiledRuleSet, group_key
 from apps.rules.spec import RuleSpec
 
-MAX_SAMPLES = 1000
-_WIDE = timedelta(days=3650)  # a dry run accepts old samples: skew limits are ingest's business
 
 
 @dataclass
@@ -41,57 +36,6 @@ class DryRunResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"events": self.events, "groups": [asdict(g) for g in self.groups], "errors": self.errors}
-
-
-def _plain_line(line: str) -> dict[str, Any]:
-    """``ERROR message``, ``[ERROR] message`` or ``ERROR: message`` -> an event mapping."""
-    head, _, rest = line.partition(" ")
-    level = head.strip("[]:")
-    if not rest.strip():
-        raise EventError("line", "expected '<LEVEL> <message>' or a JSON object")
-    return {"level": level, "message": rest.strip()}
-
-
-def parse_samples(items: str | Sequence[Any], *, tenant: str, plugin: str = "dry-run",
-                  now: datetime) -> tuple[list[Event], list[int], list[dict[str, Any]]]:
-    """Events from pasted text (NDJSON or ``LEVEL message`` lines) or a list of event mappings.
-
-    Returns (events, their sample indices, errors); a bad line is reported and skipped. Every event
-    belongs to ``tenant`` (the dry run never reads another tenant's overrides).
-    """
-    raw: list[Any] = []
-    if isinstance(items, str):
-        for line in items.splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                try:
-                    raw.append(orjson.loads(line))
-                except orjson.JSONDecodeError as exc:
-                    raw.append(EventError("line", f"not valid JSON: {exc}"))
-            else:
-                try:
-                    raw.append(_plain_line(line))
-                except EventError as exc:
-                    raw.append(exc)
-    else:
-        raw = list(items)
-    events, indices, errors = [], [], []
-    for i, item in enumerate(raw[:MAX_SAMPLES]):
-        try:
-            if isinstance(item, EventError):
-                raise item
-            if isinstance(item, dict):
-                item = {**item, "tenant_id": tenant}
-                item.setdefault("plugin_id", plugin)
-            events.append(normalize_event(item, now=now, max_past=_WIDE, max_future=_WIDE, default_tenant=tenant))
-            indices.append(i)
-        except EventError as exc:
-            errors.append({"index": i, "error": str(exc)})
-    if len(raw) > MAX_SAMPLES:
-        errors.append({"index": MAX_SAMPLES, "error": f"only the first {MAX_SAMPLES} samples are tested"})
-    return events, indices, errors
 
 
 def dry_run(specs: Sequence[RuleSpec], events: Sequence[Event], indices: Sequence[int] | None = None,

@@ -43,9 +43,9 @@ from django.db import transaction
 
 from apps.alerts.services import Absorb, alerts_absorb_bulk, fire_alert
 from apps.core import clock
-from apps.ingest.normalize import Event
+from apps.core.events import Event
 from apps.rules import fastpath, windows
-from apps.rules.durations import format_duration
+from apps.core.vocabulary import format_duration
 from apps.rules.effective import override_signature, tenant_specs
 from apps.rules.matcher import CompiledRuleSet, group_key
 from apps.rules.fastpath import LockedWindow, WindowKey

@@ -8,10 +8,10 @@ from typing import Any
 import yaml
 from django import forms
 
-from apps.rules.durations import format_duration
+from apps.core.vocabulary import format_duration
 from apps.rules.models import LogRule, RuleOverride
 from apps.rules.services import RuleInvalid, validate_override, validate_rule
-from apps.rules.spec import SEVERITIES
+from apps.core.vocabulary import SEVERITIES
 
 _ERROR_RE = re.compile(r"^rule [^:]+: (?P<where>[^:]+): ")
 # First segment of the validator's location -> form field.

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import ahocorasick
 import re2
 
-from apps.ingest.normalize import LEVEL_NUMBERS, Event
+from apps.core.events import Event
+from apps.core.vocabulary import LEVEL_NUMBERS
 
 if TYPE_CHECKING:
     from apps.rules.spec import RuleSpec

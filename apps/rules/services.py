@@ -282,7 +282,7 @@ def override_clear(*, key: str, tenant: Tenant | str, actor: Any) -> bool:
 
 def override_to_dict(row: RuleOverride) -> dict[str, Any]:
     """A stored override in pack format (what ``override_set`` accepts)."""
-    from apps.rules.durations import format_duration
+    from apps.core.vocabulary import format_duration
 
     d: dict[str, Any] = {"tenant": row.tenant.slug}
     threshold = {}

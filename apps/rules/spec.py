@@ -21,11 +21,9 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from apps.ingest.normalize import ID_RE, parse_level
-from apps.rules.durations import format_duration, parse_duration
+from apps.core.vocabulary import ID_RE, SEVERITIES, format_duration, parse_duration, parse_level
 from apps.rules.matcher import pattern_error
 
-SEVERITIES: tuple[str, ...] = ("info", "warning", "critical", "emergency")
 GROUP_BY_FIELDS: tuple[str, ...] = ("tenant_id", "plugin_id", "trace_id")
 DEFAULT_GROUP_BY: tuple[str, ...] = ("tenant_id", "plugin_id")
 MAX_KEYWORDS = 1000

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 
 from apps.alerts.models import Alert, AlertState
-from apps.alerts.signals import alert_event
+from apps.delivery import outbox
 from apps.core import clock
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -36,16 +36,17 @@ def frozen(monkeypatch) -> Clock:
 
 
 @pytest.fixture
-def events():
-    """Every alert_event sent during the test: [(alert_id, event_type, data)]."""
+def events(monkeypatch):
+    """Every notification handed to delivery during the test: [(alert_id, event_type, changes)]."""
     seen: list[tuple[int, str, dict]] = []
+    notify = outbox.notify
 
-    def receiver(sender, alert, event_type, data, **kwargs):
-        seen.append((alert.pk, event_type, data))
+    def spy(notifications, **kwargs):
+        seen.extend((n.alert_id, n.event_type, n.changes) for n in notifications)
+        return notify(notifications, **kwargs)
 
-    alert_event.connect(receiver, dispatch_uid="tests.alerts.events")
-    yield seen
-    alert_event.disconnect(dispatch_uid="tests.alerts.events")
+    monkeypatch.setattr(outbox, "notify", spy)
+    return seen
 
 
 def fire_kwargs(tenant, plugin=None, **overrides) -> dict:

@@ -10,7 +10,7 @@ from django.db import close_old_connections, connection, transaction
 
 from apps.alerts import services
 from apps.alerts.models import Alert, AlertState, TimelineEntry
-from apps.alerts.signals import alert_event
+from apps.delivery import outbox
 from apps.core.errors import Conflict
 
 from .conftest import fire_kwargs
@@ -102,19 +102,22 @@ def test_two_workers_fire_the_same_fingerprint_one_alert_counts_summed(tenant, p
     assert TimelineEntry.objects.filter(alert=alert, kind="created").count() == 1
 
 
-def test_two_escalation_sweeps_at_once_escalate_each_alert_once(tenant, plugin, make_alert):
+def test_two_escalation_sweeps_at_once_escalate_each_alert_once(tenant, plugin, make_alert, monkeypatch):
     from apps.core import clock
 
     due = [make_alert(next_escalation_at=clock.now() - timedelta(seconds=1)) for _ in range(10)]
     sent: list[int] = []
     lock = threading.Lock()
 
-    def slow_receiver(sender, alert, event_type, data, **kwargs):
-        with lock:
-            sent.append(alert.pk)
-        time.sleep(0.02)  # widen the window in which both sweeps hold rows
+    notify = outbox.notify
 
-    alert_event.connect(slow_receiver, dispatch_uid="test-slow")
+    def slow_notify(notifications, **kwargs):
+        with lock:
+            sent.extend(n.alert_id for n in notifications)
+        time.sleep(0.02)  # widen the window in which both sweeps hold rows
+        return notify(notifications, **kwargs)
+
+    monkeypatch.setattr(outbox, "notify", slow_notify)
     barrier = threading.Barrier(2)
     try:
         def sweep():
@@ -125,7 +128,7 @@ def test_two_escalation_sweeps_at_once_escalate_each_alert_once(tenant, plugin, 
         for t, _ in threads:
             t.join(20)
     finally:
-        alert_event.disconnect(dispatch_uid="test-slow")
+        monkeypatch.undo()
     assert sum(box["result"] for _, box in threads) == 10
     assert sorted(sent) == sorted(a.pk for a in due)
     assert set(Alert.objects.values_list("escalation_level", flat=True)) == {1}

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from apps.alerts.matching import matchers_match, parse_duration, validate_matchers
+from apps.alerts.matching import matchers_match, validate_matchers
 from apps.alerts.models import AlertState, Silence
 from apps.alerts.silences import active_silences, silence_create, silence_preview, silence_update
 from apps.audit.models import AuditEvent
@@ -37,17 +37,6 @@ def test_matchers(matchers, expected):
 def test_bad_matchers_are_refused(bad, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         validate_matchers(bad)
-
-
-@pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), (60, 60)])
-def test_durations(text, seconds):
-    assert parse_duration(text) == timedelta(seconds=seconds)
-
-
-@pytest.mark.parametrize("bad", ["0", "-5m", "soon", "5w", True, 0])
-def test_bad_durations(bad):
-    with pytest.raises(ValueError):
-        parse_duration(bad)
 
 
 @pytest.mark.django_db

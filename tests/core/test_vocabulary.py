@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from apps.rules.durations import format_duration, parse_duration
+from apps.core.vocabulary import format_duration, parse_duration, parse_period
 
 
 @pytest.mark.parametrize("text,seconds", [
@@ -38,3 +40,14 @@ def test_round_trip():
 def test_format_rejects(bad):
     with pytest.raises(ValueError):
         format_duration(bad)
+
+
+@pytest.mark.parametrize("text,seconds", [("90", 90), ("90s", 90), ("15m", 900), ("2h", 7200), ("1d", 86400), (60, 60)])
+def test_periods(text, seconds):
+    assert parse_period(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("bad", ["0", "-5m", "soon", "5w", True, 0])
+def test_bad_periods(bad):
+    with pytest.raises(ValueError):
+        parse_period(bad)

@@ -160,9 +160,9 @@ _seq = iter(range(1, 10**9))
 
 def fire_alert(tenant, *, plugin=None, severity: str = "critical", title: str = "Error burst",
                event_type: str = "alert.triggered"):
-    """Create an Alert row and send alert_event inside one transaction, as the alert services do."""
+    """Create an Alert row and notify delivery inside one transaction, as the alert services do."""
+    from apps.alerts.history import emit
     from apps.alerts.models import Alert
-    from apps.alerts.signals import alert_event
 
     now = timezone.now()
     with transaction.atomic():
@@ -171,13 +171,12 @@ def fire_alert(tenant, *, plugin=None, severity: str = "critical", title: str = 
             title=title, summary="42 errors in 5 minutes", recommended_action="Roll back", count=42,
             window_seconds=300, first_seen=now, last_seen=now, created_at=now, updated_at=now,
         )
-        alert_event.send(sender=Alert, alert=alert, event_type=event_type, data={})
+        emit(alert, event_type, {})
     return alert
 
 
 def emit(alert, event_type: str, data: dict | None = None) -> None:
-    from apps.alerts.models import Alert
-    from apps.alerts.signals import alert_event
+    from apps.alerts import history
 
     with transaction.atomic():
-        alert_event.send(sender=Alert, alert=alert, event_type=event_type, data=data or {})
+        history.emit(alert, event_type, data or {})

@@ -1,5 +1,5 @@
 """The batch paths: one doorbell per transaction, a batch recorded together (mixed outcomes), and the
-list-form state report (one timeline + audit row per alert whose state changed, none otherwise)."""
+batch's one feedback report (one timeline + audit row per alert whose state changed, none otherwise)."""
 from __future__ import annotations
 
 from ipaddress import ip_network
@@ -10,10 +10,10 @@ from django.utils import timezone
 
 from apps.alerts.models import TimelineEntry
 from apps.audit.models import AuditEvent
-from apps.delivery import dispatch, outbox
+from apps.delivery import dispatch, feedback, outbox
+from apps.delivery.feedback import DeliveryReport
 from apps.delivery.models import Delivery, DeliveryAttempt
 from apps.delivery.services import create_endpoint
-from apps.delivery.signals import delivery_states_changed
 from tests.delivery.peers import Hook, fire_alert
 
 pytestmark = pytest.mark.django_db
@@ -113,15 +113,18 @@ def test_batch_with_mixed_outcomes_records_each_attempt_and_state(tenant, other_
     assert DeliveryAttempt.objects.count() == 5 + 2 + 2 + 1  # every attempt is a row
 
 
-def test_list_form_report_writes_one_row_per_changed_alert(tenant):
+def test_batch_report_writes_one_row_per_changed_alert(tenant):
+    create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
     a1, a2, a3 = (fire_alert(tenant, title=f"a{i}") for i in range(3))
+    Delivery.objects.filter(alert__in=[a1, a2]).update(state="DELIVERED")
+    Delivery.objects.filter(alert=a3).update(state="FAILED")
     a2.delivery_state = "DELIVERED"
     a2.save(update_fields=["delivery_state"])
     timeline, audit = TimelineEntry.objects.count(), AuditEvent.objects.count()
-    delivery_states_changed.send(sender=Delivery, reports=[
-        {"alert_id": a1.pk, "state": "DELIVERED", "detail": {"delivery_id": 11}},
-        {"alert_id": a2.pk, "state": "DELIVERED", "detail": {"delivery_id": 12}},  # unchanged
-        {"alert_id": a3.pk, "state": "FAILED", "detail": {"delivery_id": 13}},
+    feedback.report([
+        DeliveryReport(a1.pk, {"delivery_id": 11}),
+        DeliveryReport(a2.pk, {"delivery_id": 12}),  # unchanged
+        DeliveryReport(a3.pk, {"delivery_id": 13}),
     ])
     assert TimelineEntry.objects.count() == timeline + 2
     assert AuditEvent.objects.count() == audit + 2

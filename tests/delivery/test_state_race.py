@@ -9,7 +9,8 @@ import pytest
 from django.db import connection, transaction
 
 from apps.alerts.models import Alert
-from apps.delivery import state
+from apps.delivery import feedback
+from apps.delivery.feedback import DeliveryReport
 from apps.delivery.models import Delivery, DeliveryState
 from apps.delivery.services import create_endpoint
 from tests.delivery.peers import fire_alert
@@ -34,7 +35,7 @@ def test_concurrent_finishes_of_one_alert_end_delivered(settings, tenant):
                 delivery.state = DeliveryState.DELIVERED
                 # Both rows are updated (neither committed) before either computes the alert state.
                 both_updated.wait()
-                state.report(delivery, {"result": "delivered"})
+                feedback.report([DeliveryReport(delivery.alert_id, {"result": "delivered"})])
         except BaseException as exc:  # surfaced below
             errors.append(exc)
         finally:

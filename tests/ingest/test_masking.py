@@ -10,7 +10,8 @@ import yaml
 from apps.ingest.masking import (
     DEFAULT_RULES_PATH, MaskingRuleError, compile_rules, get_masker, luhn_ok, mask_text,
 )
-from apps.ingest.normalize import LEVEL_NUMBERS, Event
+from apps.core.events import Event
+from apps.core.vocabulary import LEVEL_NUMBERS
 
 JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ"
        ".SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")

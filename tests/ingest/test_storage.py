@@ -7,7 +7,8 @@ import pytest
 
 from apps.ingest.codec import decode_events, encode_events
 from apps.ingest.models import EventRecord
-from apps.ingest.normalize import LEVEL_NUMBERS, Event
+from apps.core.events import Event
+from apps.core.vocabulary import LEVEL_NUMBERS
 from apps.ingest.storage import store_events
 from apps.tenants.models import Plugin
 

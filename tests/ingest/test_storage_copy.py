@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 from apps.ingest.models import EventRecord
-from apps.ingest.normalize import LEVEL_NUMBERS, Event
+from apps.core.events import Event
+from apps.core.vocabulary import LEVEL_NUMBERS
 from apps.ingest.storage import store_events
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from apps.ingest.normalize import LEVEL_NUMBERS, Event
+from apps.core.events import Event
+from apps.core.vocabulary import LEVEL_NUMBERS
 from apps.rules import engine
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=timezone.utc)

@@ -199,17 +199,17 @@ def _plugins_burst(n_plugins: int, per_plugin: int, start, **kw):
     return [e for p in range(n_plugins) for e in burst(per_plugin, start=start, plugin=f"p{p:02d}", **kw)]
 
 
-def test_active_alerts_absorb_in_bulk_with_constant_queries_and_no_events(tenant):
+def test_active_alerts_absorb_in_bulk_with_constant_queries_and_no_events(tenant, monkeypatch):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    from apps.alerts.signals import alert_event
+    from apps.delivery import outbox
 
     make(count=2, cooldown="10m")
     r = detect(_plugins_burst(30, 2, T0), received_at=T0 + timedelta(seconds=2))
     assert r.alerts_fired == 30 and Alert.objects.count() == 30
     sent = []
-    alert_event.connect(lambda **kw: sent.append(kw["event_type"]), dispatch_uid="test-absorb", weak=False)
+    monkeypatch.setattr(outbox, "notify", lambda notifications, **kw: sent.extend(n.event_type for n in notifications))
     try:
         t = T0 + timedelta(seconds=10)
         with CaptureQueriesContext(connection) as few:
@@ -218,7 +218,7 @@ def test_active_alerts_absorb_in_bulk_with_constant_queries_and_no_events(tenant
         with CaptureQueriesContext(connection) as many:
             r30 = detect(_plugins_burst(30, 3, t, trace_id="tr-b"), received_at=t + timedelta(seconds=3))
     finally:
-        alert_event.disconnect(dispatch_uid="test-absorb")
+        monkeypatch.undo()
     assert (r3.alerts_fired, r3.alerts_absorbed) == (0, 3)
     assert (r30.alerts_fired, r30.alerts_absorbed, len(set(r30.alert_ids))) == (0, 30, 30)
     assert len(many) == len(few)  # absorbing 30 groups costs what absorbing 3 does

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from apps.ingest.normalize import LEVEL_NUMBERS, Event
+from apps.core.events import Event
+from apps.core.vocabulary import LEVEL_NUMBERS
 from apps.rules.matcher import CompiledRuleSet, group_key, pattern_error
 from apps.rules.spec import Match, RuleSpec, Threshold, effective_specs, load_pack
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..matching import parse_duration, validate_matchers
+from apps.core.vocabulary import parse_period
+
+from ..matching import validate_matchers
 from ..models import Alert, AlertState, Severity, Silence, TimelineEntry
 from ..payload import alert_payload, console_url
 from ..selectors import ORDERINGS, AlertFilters
@@ -129,7 +131,7 @@ class DurationField(serializers.Field):
 
     def to_internal_value(self, data):
         try:
-            return parse_duration(data)
+            return parse_period(data)
         except ValueError as exc:
             raise serializers.ValidationError(str(exc)) from exc
 

@@ -13,9 +13,11 @@ from rest_framework.views import APIView
 
 from apps.core import clock
 from apps.core.auth import TokenPrincipal
-from apps.core.errors import ApplicationError
+from apps.core.errors import ApplicationError, NotFound
 from apps.core.pagination import NewestFirstCursorPagination
+from apps.core.permissions import tenant_filter
 from apps.core.scopes import ALERTS_READ, ALERTS_WRITE
+from apps.delivery.api import serializers as delivery_s
 from apps.tenants.models import Tenant
 
 from .. import selectors, services, silences
@@ -269,3 +271,20 @@ class SilencePreviewView(APIView):
         visible = selectors.alerts_visible(tenant_ids=visible_tenants(request))
         alerts = silences.silence_preview(tenant_id=tenant_id, matchers=d["matchers"], alerts=visible)
         return Response(s.AlertSerializer(alerts, many=True).data)
+
+
+class FallbackView(APIView):
+    required_scopes = {"*": ALERTS_WRITE}
+    channel = "email"
+
+    @extend_schema(tags=["alerts"], request=delivery_s.FallbackRequestSerializer,
+                   responses={200: delivery_s.DeliverySerializer, **ERRORS}, summary="Send the alert by this fallback channel now (operator's manual notification)")
+    def post(self, request):
+        ser = delivery_s.FallbackRequestSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        qs = tenant_filter(request, Alert.objects.select_related("tenant", "plugin"))
+        alert = qs.filter(pk=ser.validated_data["alert_id"]).first()
+        if alert is None:
+            raise NotFound(f"no alert {ser.validated_data['alert_id']}")
+        delivery = services.alert_send_fallback(alert=alert, channel=self.channel, actor=request.user)
+        return Response(delivery_s.DeliverySerializer(delivery).data)

@@ -17,7 +17,6 @@ from apps.alerts import services
 from apps.alerts.models import Alert
 from apps.alerts.selectors import alert_list, user_for_assignment, AlertFilters
 from apps.core.errors import ApplicationError
-from apps.delivery.services import send_fallback_now
 
 from ..access import console_view, visible_alert
 from ..forms import AddNoteForm, AssignForm, BulkAckForm, FallbackForm, NoteForm, SuppressForm
@@ -100,7 +99,7 @@ def _unsuppress(request, alert, data) -> str:
 
 
 def _fallback(request, alert, data) -> str:
-    delivery = send_fallback_now(alert=alert, channel=data["channel"], actor=request.user)
+    delivery = services.alert_send_fallback(alert=alert, channel=data["channel"], actor=request.user)
     outcome = "sent" if delivery.state == "DELIVERED" else f"{delivery.state.lower()} (will be retried)"
     if delivery.last_error:
         outcome += f": {delivery.last_error[:200]}"

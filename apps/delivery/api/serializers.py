@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..models import EVENT_TYPES, SEVERITIES, Delivery, DeliveryAttempt, WebhookEndpoint
+from apps.core.vocabulary import EVENT_TYPES, SEVERITIES
+
+from ..models import Delivery, DeliveryAttempt, WebhookEndpoint
 
 
 class EndpointSerializer(serializers.ModelSerializer):

@@ -8,6 +8,4 @@ urlpatterns = [
     path("webhooks/<int:pk>/rotate-secret", views.WebhookRotateView.as_view(), name="webhook-rotate"),
     path("webhooks/<int:pk>/test", views.WebhookTestView.as_view(), name="webhook-test"),
     path("webhooks/<int:pk>/deliveries", views.WebhookDeliveriesView.as_view(), name="webhook-deliveries"),
-    path("alerts/fallback/email", views.FallbackView.as_view(channel="email"), name="alert-fallback-email"),
-    path("alerts/fallback/sms", views.FallbackView.as_view(channel="sms"), name="alert-fallback-sms"),
 ]

@@ -14,8 +14,7 @@ from rest_framework.views import APIView
 
 from apps.core.errors import NotFound, Unprocessable
 from apps.core.pagination import NewestFirstCursorPagination
-from apps.core.permissions import tenant_filter
-from apps.core.scopes import ALERTS_WRITE, WEBHOOKS_WRITE
+from apps.core.scopes import WEBHOOKS_WRITE
 
 from .. import selectors, services
 from . import serializers as s
@@ -131,22 +130,3 @@ class WebhookDeliveriesView(APIView):
         paginator = NewestFirstCursorPagination()
         page = paginator.paginate_queryset(selectors.deliveries_for_endpoint(endpoint.pk), request, view=self)
         return paginator.get_paginated_response(s.DeliverySerializer(page, many=True).data)
-
-
-class FallbackView(APIView):
-    required_scopes = {"*": ALERTS_WRITE}
-    channel = "email"
-
-    @extend_schema(tags=["alerts"], request=s.FallbackRequestSerializer, responses={200: s.DeliverySerializer, **ERRORS},
-                   summary="Send the alert by this fallback channel now (operator's manual notification)")
-    def post(self, request):
-        from apps.alerts.models import Alert
-
-        ser = s.FallbackRequestSerializer(data=request.data)
-        ser.is_valid(raise_exception=True)
-        qs = tenant_filter(request, Alert.objects.select_related("tenant", "plugin"))
-        alert = qs.filter(pk=ser.validated_data["alert_id"]).first()
-        if alert is None:
-            raise NotFound(f"no alert {ser.validated_data['alert_id']}")
-        delivery = services.send_fallback_now(alert=alert, channel=self.channel, actor=request.user)
-        return Response(s.DeliverySerializer(delivery).data)

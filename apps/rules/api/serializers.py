@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from apps.core.vocabulary import SEVERITIES
+
 
 class MatchSerializer(serializers.Serializer):
     levels = serializers.ListField(child=serializers.CharField(), required=False)
@@ -39,7 +41,7 @@ class RuleSpecSerializer(serializers.Serializer):
     match = MatchSerializer()
     threshold = ThresholdSerializer()
     group_by = serializers.ListField(child=serializers.CharField(), required=False)
-    severity = serializers.ChoiceField(choices=["info", "warning", "critical", "emergency"])
+    severity = serializers.ChoiceField(choices=SEVERITIES)
     cooldown = serializers.CharField(required=False)
     auto_resolve = serializers.CharField(required=False)
     recommended_action = serializers.CharField(required=False)

@@ -22,7 +22,8 @@ from apps.core.auth import TokenPrincipal
 from apps.core.errors import ApplicationError, NotFound
 from apps.core.scopes import RULES_READ, RULES_WRITE
 from apps.rules import services
-from apps.rules.dryrun import dry_run, parse_samples
+from apps.ingest.samples import parse_samples
+from apps.rules.dryrun import dry_run
 from apps.rules.effective import tenant_specs, tenant_view
 from apps.rules.models import LogRule, RuleOverride
 from apps.rules.packs import export_pack

@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand
 
 from apps.core import clock
-from apps.delivery.maintenance import reconcile
+from apps.alerts.reconcile import reconcile
 
-from ._durations import parse_since
+from apps.core.cli import parse_since
 
 
 class Command(BaseCommand):

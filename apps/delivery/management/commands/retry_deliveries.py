@@ -6,7 +6,7 @@ from apps.core import clock
 from apps.delivery.services import retry_deliveries
 from apps.tenants.models import Tenant
 
-from ._durations import parse_since
+from apps.core.cli import parse_since
 
 
 class Command(BaseCommand):

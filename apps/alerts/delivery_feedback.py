@@ -1,0 +1,66 @@
+"""Keeps ``Alert.delivery_state`` in step with the alert's deliveries: the one handler of
+``apps.delivery.feedback`` (connected in ``AlertsConfig.ready``), also called by ``history.emit``
+for the state an alert's new deliveries give it.
+
+Once per batch, inside the sender's transaction: lock the reported alerts in id order (two batches
+finishing deliveries of one alert must not both read the other's row as in flight), read their
+state from the delivery rows (``apps.delivery.state``), and for each alert whose state changed set
+it (one UPDATE per state), write its timeline line and audit row (one INSERT each), and for
+DELIVERED / FAILED / DOWNGRADED send ``alert.updated`` so endpoints subscribed to updates hear it.
+Deliveries of alert.updated are never reported back, so this cannot loop.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from apps.core import clock
+from apps.core.vocabulary import EVENT_UPDATED, AlertDeliveryState
+from apps.delivery.feedback import DeliveryReport
+from apps.delivery.state import alert_delivery_states
+
+from . import history
+from .models import Alert, TimelineEntry
+
+ANNOUNCED = (AlertDeliveryState.DELIVERED, AlertDeliveryState.FAILED, AlertDeliveryState.DOWNGRADED)
+_MESSAGES = {
+    AlertDeliveryState.PENDING: "Delivery pending",
+    AlertDeliveryState.DELIVERED: "Delivered to the webhook",
+    AlertDeliveryState.FAILED: "Webhook delivery failed",
+    AlertDeliveryState.DOWNGRADED: "Webhook failing: sent by fallback email/SMS",
+}
+
+
+def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | None = None) -> dict[int, str]:
+    """Record the delivery state of the reported alerts; returns {alert_id: new state} of those that
+    changed. ``instances`` (alerts the caller holds in memory) are kept in step, so a later save
+    cannot undo the change. Alerts deleted meanwhile are skipped."""
+    details = {r.alert_id: r.detail for r in reports}  # several reports for one alert: the last one
+    ids = sorted(details)
+    if not ids:
+        return {}
+    current = {pk: (state, tenant_id, silence_id) for pk, state, tenant_id, silence_id in
+               Alert.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+               .values_list("pk", "delivery_state", "tenant_id", "silence_id")}
+    computed = alert_delivery_states(list(current))
+    changed = {pk: state for pk, state in computed.items() if state != current[pk][0]}
+    if not changed:
+        return {}
+    now = clock.now()
+    for state in set(changed.values()):
+        Alert.objects.filter(pk__in=[pk for pk, s in changed.items() if s == state]).update(
+            delivery_state=state, updated_at=now)
+    history.log_changes(
+        [(pk, current[pk][1], _MESSAGES.get(state, state), {"delivery_state": state, **details[pk]})
+         for pk, state in sorted(changed.items())],
+        kind=TimelineEntry.Kind.DELIVERY, actor=None, audit_action="alert.delivery_state")
+    instances = instances or {}
+    for pk, state in changed.items():
+        if pk in instances:
+            instances[pk].delivery_state = state
+    announce = sorted(pk for pk, state in changed.items() if state in ANNOUNCED and current[pk][2] is None)
+    if announce:
+        loaded = Alert.objects.select_related("tenant", "plugin", "assignee").in_bulk(
+            [pk for pk in announce if pk not in instances])
+        alerts = [instances.get(pk) or loaded.get(pk) for pk in announce]
+        history.emit_many([(a, {"delivery_state": changed[a.pk]}) for a in alerts if a is not None], EVENT_UPDATED)
+    return changed
