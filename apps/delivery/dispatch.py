@@ -7,6 +7,13 @@ fallback rows, state report). A worker that dies mid-send leaves the row SENDING
 ``claimed_at``: after the lease the sweeper claims it again and it is sent with the same webhook-id
 (at-least-once; receivers dedupe on webhook-id). Retries are rows with a future ``next_attempt_at``
 found by the sweeper, never Celery countdowns.
+
+Two clocks, on purpose: ``next_attempt_at`` is business time (``clock.now()``, which tests step),
+while ``claimed_at`` and the lease are judged by the database's clock alone, the one clock every
+worker and sweeper shares, so a host clock step or skew can neither make a live claim look expired
+(sent twice) nor a dead one look fresh (stuck for hours). A recording transaction that PostgreSQL
+aborts to break a deadlock is retried: the message already went out, and giving up would leave the
+rows SENDING until the lease ends and then send them again.
 """
 from __future__ import annotations
 
@@ -20,9 +27,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import F, Q, Value
-from django.db.models.functions import Greatest
+from django.db import OperationalError, connection
+from django.db.models import Q
+from django.db.models.functions import Now
 
 from apps.core import clock
 
@@ -46,10 +53,16 @@ def lease() -> timedelta:
     return timedelta(seconds=getattr(settings, "DELIVERY_CLAIM_LEASE_SECONDS", 60))
 
 
+def lease_expired_q() -> Q:
+    """SENDING rows whose claim is older than the lease by the database's clock (``claimed_at`` is
+    always the database's time; see the module docstring)."""
+    return Q(state=DeliveryState.SENDING, claimed_at__lt=Now() - lease())
+
+
 def due_q(now: datetime) -> Q:
-    """Rows a worker may claim now: due ones, and SENDING ones whose lease expired."""
-    return (Q(state__in=DUE_STATES, next_attempt_at__lte=now)
-            | Q(state=DeliveryState.SENDING, claimed_at__lt=now - lease()))
+    """Rows a worker may claim now: due ones (by business time ``now``), and SENDING ones whose
+    lease expired."""
+    return Q(state__in=DUE_STATES, next_attempt_at__lte=now) | lease_expired_q()
 
 
 def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
@@ -69,16 +82,15 @@ def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
     table = connection.ops.quote_name(Delivery._meta.db_table)
     sending = str(DeliveryState.SENDING)
     if claim_token:
-        # Never move claimed_at back: a worker whose clock lags the sweeper's must not make a live
-        # claim look expired to the next sweep (that would send the row twice).
-        assign, cond = "claimed_at = GREATEST(d.claimed_at, %s)", "d.state = %s AND d.claim_token = %s"
-        params = [now, ids, sending, claim_token]
+        assign, cond = "claimed_at = statement_timestamp()", "d.state = %s AND d.claim_token = %s"
+        params = [ids, sending, claim_token]
     else:
         claim_token = uuid.uuid4().hex
         # due_q(now), in SQL: due rows, and SENDING ones whose lease expired.
-        assign = "state = %s, claim_token = %s, claimed_at = %s"
-        cond = "((d.state = ANY(%s) AND d.next_attempt_at <= %s) OR (d.state = %s AND d.claimed_at < %s))"
-        params = [sending, claim_token, now, ids, [str(s) for s in DUE_STATES], now, sending, now - lease()]
+        assign = "state = %s, claim_token = %s, claimed_at = statement_timestamp()"
+        cond = ("((d.state = ANY(%s) AND d.next_attempt_at <= %s)"
+                " OR (d.state = %s AND d.claimed_at < statement_timestamp() - %s))")
+        params = [sending, claim_token, ids, [str(s) for s in DUE_STATES], now, sending, lease()]
     sql = f"""
         WITH c AS (UPDATE {table} d SET {assign} WHERE d.id = ANY(%s::bigint[]) AND {cond} RETURNING d.*)
         SELECT * FROM c ORDER BY created_at DESC, id DESC
@@ -104,11 +116,11 @@ def _claim_portable(ids: list[int], claim_token: str | None, now: datetime) -> l
     statements instead of one; SQLite serializes writers, so the UPDATE alone decides who holds)."""
     if claim_token:
         Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token).update(
-            claimed_at=Greatest(F("claimed_at"), Value(now)))
+            claimed_at=Now())
     else:
         claim_token = uuid.uuid4().hex
         Delivery.objects.filter(pk__in=ids).filter(due_q(now)).update(
-            state=DeliveryState.SENDING, claim_token=claim_token, claimed_at=now)
+            state=DeliveryState.SENDING, claim_token=claim_token, claimed_at=Now())
     return list(Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token)
                 .select_related("endpoint", "tenant").order_by("-created_at", "-id"))
 
@@ -126,13 +138,12 @@ def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:
         Delivery.objects.filter(Q(attempts=0, next_attempt_at__lte=now - FIRST_ATTEMPT_GRACE)
                                 | Q(attempts__gt=0, next_attempt_at__lte=now), state__in=DUE_STATES)
         .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    stuck = list(Delivery.objects.filter(state=DeliveryState.SENDING, claimed_at__lt=now - lease())
-                 .values_list("pk", flat=True)[:limit])
+    stuck = list(Delivery.objects.filter(lease_expired_q()).values_list("pk", flat=True)[:limit])
     if not due and not stuck:
         return {"claimed": 0, "stuck": 0}
     token = uuid.uuid4().hex
     Delivery.objects.filter(pk__in=due + stuck).filter(due_q(now)).update(
-        state=DeliveryState.SENDING, claim_token=token, claimed_at=now)
+        state=DeliveryState.SENDING, claim_token=token, claimed_at=Now())
     ids = list(Delivery.objects.filter(claim_token=token, state=DeliveryState.SENDING).values_list("pk", flat=True))
     for i in range(0, len(ids), chunk):
         deliver_batch.delay(ids[i:i + chunk], claim_token=token)
@@ -224,8 +235,6 @@ def _executor() -> ThreadPoolExecutor:
 
 def process(ids: Iterable[int], claim_token: str | None = None) -> int:
     """Claim, send (concurrently when several), record together. Returns how many attempts were made."""
-    from .recording import record_outcomes
-
     rows = claim(ids, claim_token)
     if not rows:
         return 0
@@ -234,8 +243,51 @@ def process(ids: Iterable[int], claim_token: str | None = None) -> int:
         outcomes = [send(rows[0])]
     else:
         outcomes = list(_executor().map(send, rows))
-    record_outcomes(outcomes)
+    _record(outcomes)
     return len(outcomes)
+
+
+RECORD_TRIES = 3
+# deadlock_detected, serialization_failure: PostgreSQL rolled the whole transaction back and says
+# to run it again.
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+def _record(outcomes: list[Outcome]) -> None:
+    """``record_outcomes``, run again (on rows read afresh) when the database aborted it to break a
+    deadlock, e.g. with an escalation that holds the alert row and waits for the endpoint row this
+    transaction locked. The sends already happened: if this raised, the rows would stay SENDING
+    until the lease ends and the sweeper would send them all again."""
+    from .recording import record_outcomes
+
+    for attempt in range(1, RECORD_TRIES + 1):
+        try:
+            record_outcomes(outcomes)
+            return
+        except OperationalError as exc:
+            sqlstate = getattr(exc.__cause__, "sqlstate", None)
+            if attempt == RECORD_TRIES or sqlstate not in _RETRYABLE_SQLSTATES or connection.in_atomic_block:
+                raise
+            logger.warning("recording the outcomes was rolled back by the database, recording again",
+                           extra={"sqlstate": sqlstate, "attempt": attempt, "count": len(outcomes)})
+            outcomes = _reread(outcomes)
+
+
+def _reread(outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes on their rows as the database holds them now (the rolled-back attempt may have
+    changed the instances in memory), still under this process's claim tokens: a claim lost
+    meanwhile stays lost and the recording leaves that row to its new holder."""
+    fresh = (Delivery.objects.select_related("endpoint", "tenant")
+             .in_bulk([o.delivery.pk for o in outcomes]))
+    again = []
+    for o in outcomes:
+        d = fresh.get(o.delivery.pk)
+        if d is None:  # deleted meanwhile (tenant removed): nothing left to record on
+            continue
+        d.claim_token = o.delivery.claim_token
+        again.append(Outcome(d, o.started_at, result=o.result, error=o.error))
+    _share_endpoints([o.delivery for o in again])
+    return again
 
 
 def _share_endpoints(rows: list[Delivery]) -> None:
