@@ -305,6 +305,10 @@ RULE_PATTERN_MAX_PROGRAM_SIZE = _positive_int("RULE_PATTERN_MAX_PROGRAM_SIZE", 5
 ALERT_REOPEN_WINDOW_SECONDS = _read("ALERT_REOPEN_WINDOW_SECONDS", env.int, 3600)
 if ALERT_REOPEN_WINDOW_SECONDS < 0:
     raise ImproperlyConfigured(f"ALERT_REOPEN_WINDOW_SECONDS: must be >= 0, got {ALERT_REOPEN_WINDOW_SECONDS}")
+# Alert-storm guard: new alerts per tenant per detect batch and per minute; past either, a rule's
+# further new alerts are folded into one "N more alerts suppressed" alert per (tenant, rule).
+ALERTS_NEW_PER_BATCH_MAX = _positive_int("ALERTS_NEW_PER_BATCH_MAX", 100)
+ALERTS_NEW_PER_MINUTE_MAX = _positive_int("ALERTS_NEW_PER_MINUTE_MAX", 300)
 
 # --- Delivery -----------------------------------------------------------------------------------
 try:

@@ -28,6 +28,9 @@ Deadlock policy: groups are inserted and locked in one order, sorted by (rule_ke
 group_hash), by single statements, so two workers touching the same groups queue instead of
 deadlocking. Failure policy: any database error propagates; the caller's transaction rolls back
 and the batch is retried whole, so nothing is half-counted.
+
+Alert storms: the groups about to open new alerts pass ``apps.alerts.storm_guard`` first; past
+the tenant's per-batch/per-minute budget they are folded into one alert per (tenant, rule).
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ from typing import Sequence
 import orjson
 from django.db import transaction
 
+from apps.alerts import storm_guard
 from apps.alerts.services import Absorb, alerts_absorb_bulk, fire_alert
 from apps.core import clock
 from apps.core.events import Event
@@ -275,6 +279,10 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
         last_fired = ws.last_fired_at.timestamp() if ws.last_fired_at else None
         if windows.should_fire(in_window, g.spec.threshold.count, last_fired, g.spec.cooldown_s, now_s):
             firing.append((p, in_window))
+    verdict = storm_guard.split([storm_guard.Candidate(p.g.tenant.pk, p.g.spec.id, p.g.spec.severity)
+                                 for p, _ in firing])
+    folded = {key: [firing[i][0] for i in indices] for key, indices in verdict.folded.items()}
+    firing = [firing[i] for i in verdict.admitted]
     plugins = _plugins([p.g for p, _ in firing])
     for p, in_window in firing:
         g, ws = p.g, p.ws
@@ -288,7 +296,34 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
                                               "rule": g.spec.id, "count": in_window})
         else:
             result.alerts_absorbed += 1
+    _fold_storm(folded, snapshot, received_at, result)
     fastpath.save_windows(touched)
+
+
+def _fold_storm(folded: dict[tuple[int, str], list[_Pending]], snapshot: Snapshot, received_at: datetime,
+                result: DetectResult) -> None:
+    """Groups the alert-storm guard held back: one fold alert per (tenant, rule). Their windows
+    start a cooldown as if they had fired, so a lasting storm folds each group once per cooldown."""
+    for _, pending in sorted(folded.items()):
+        spec, tenant = pending[0].g.spec, pending[0].g.tenant
+        outcome = storm_guard.fold(
+            tenant=tenant, rule_key=spec.id, rule_name=spec.name, rule_version=snapshot.rule_versions.get(spec.id, 0),
+            category=spec.category, severity=spec.severity, labels=dict(spec.labels),
+            recommended_action=spec.recommended_action, window_seconds=spec.threshold.window_s,
+            folded_keys=[", ".join(f"{k}={v}" for k, v in zip(spec.group_by, p.g.values) if k != "tenant_id")
+                         or p.g.tenant_slug for p in pending],
+            trace_ids=[p.g.trace_ids[0] for p in pending if p.g.trace_ids],
+            first_seen=min(p.g.first for p in pending), last_seen=max(p.g.last for p in pending),
+            source_received_at=received_at, auto_resolve_seconds=spec.auto_resolve_s)
+        for p in pending:
+            p.ws.last_fired_at, p.ws.alert_id = received_at, None
+        result.alert_ids.append(outcome.alert.pk)
+        if outcome.created or outcome.reopened:
+            result.alerts_fired += 1
+        else:
+            result.alerts_absorbed += 1
+        logger.warning("alert storm: new alerts folded", extra={
+            "alert_id": outcome.alert.pk, "tenant_id": tenant.slug, "rule": spec.id, "folded": len(pending)})
 
 
 @dataclass(slots=True)
