@@ -79,16 +79,28 @@ def capped_count(qs: QuerySet, cap: int) -> tuple[int, bool]:
     return n, n > cap
 
 
+FILTER_OPTIONS_LIMIT = 50
+
+
+def slug_options(*, kind: str, tenant_ids: Collection[int] | None, q: str = "",
+                 limit: int = FILTER_OPTIONS_LIMIT) -> list[str]:
+    """Visible tenant (``kind="tenant"``) or plugin slugs containing ``q``, sorted, at most
+    ``limit``: a tenant may have a thousand plugins, the filter input offers a few at a time."""
+    if kind == "tenant":
+        rows = Tenant.objects.filter(pk__in=list(tenant_ids)) if tenant_ids is not None else Tenant.objects.all()
+    else:
+        rows = Plugin.objects.filter(tenant_id__in=list(tenant_ids)) if tenant_ids is not None else Plugin.objects.all()
+    if q:
+        rows = rows.filter(slug__icontains=q)
+    return list(rows.order_by("slug").values_list("slug", flat=True).distinct()[:limit])
+
+
 def filter_choices(*, tenant_ids: Collection[int] | None) -> dict[str, list]:
-    """Options of the list's selects: visible tenants, their plugins, rule keys seen on alerts."""
-    tenants = Tenant.objects.order_by("slug")
-    plugins = Plugin.objects.order_by("slug")
-    if tenant_ids is not None:
-        tenants = tenants.filter(pk__in=list(tenant_ids))
-        plugins = plugins.filter(tenant_id__in=list(tenant_ids))
+    """Options of the list's filters: visible tenants and their plugins (the first
+    FILTER_OPTIONS_LIMIT; the inputs look up more as one types), rule keys."""
     return {
-        "tenants": list(tenants.values_list("slug", flat=True)),
-        "plugins": sorted(set(plugins.values_list("slug", flat=True))),
+        "tenants": slug_options(kind="tenant", tenant_ids=tenant_ids),
+        "plugins": slug_options(kind="plugin", tenant_ids=tenant_ids),
         # Rule keys from the small rules table rather than a DISTINCT over every alert row.
         "rules": _rule_keys(),
     }

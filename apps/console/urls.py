@@ -10,6 +10,7 @@ urlpatterns = [
     path("logout/", auth.LogoutView.as_view(), name="logout"),
     path("", alerts.alert_list_page, name="alert-list"),
     path("alerts/rows", alerts.alert_rows, name="alert-rows"),
+    path("alerts/options/<str:kind>", alerts.filter_options, name="alert-filter-options"),
     path("alerts/bulk-ack", actions.bulk_acknowledge, name="alert-bulk-ack"),
     path("alerts/<int:alert_id>", alerts.alert_detail, name="alert-detail"),
     path("alerts/<int:alert_id>/ack", actions.acknowledge, name="alert-ack"),

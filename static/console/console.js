@@ -169,6 +169,31 @@
   document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
     select.addEventListener("change", function () { select.form.submit(); });
   });
+  // Tenant/plugin filters: the page ships a short datalist; as one types, ask the server for
+  // the matching slugs (a tenant may have a thousand plugins, the page must not list them all).
+  document.querySelectorAll("input[data-options-url]").forEach(function (input) {
+    var list = document.getElementById(input.getAttribute("list")), pending = null, asked = null;
+    if (!list) return;
+    input.addEventListener("input", function () {
+      clearTimeout(pending);
+      pending = setTimeout(function () {
+        var q = input.value.trim();
+        if (q === asked) return;
+        asked = q;
+        fetch(input.dataset.optionsUrl + "?q=" + encodeURIComponent(q), { credentials: "same-origin", cache: "no-store" })
+          .then(function (resp) { if (!resp.ok) throw new Error("HTTP " + resp.status); return resp.json(); })
+          .then(function (data) {
+            if (asked !== q) return; // a later keystroke asked again
+            list.replaceChildren.apply(list, data.options.map(function (slug) {
+              var option = document.createElement("option");
+              option.value = slug;
+              return option;
+            }));
+          })
+          .catch(function () { asked = null; }); // keep the old options; the next keystroke retries
+      }, 200);
+    });
+  });
   document.querySelectorAll("[data-help-open]").forEach(function (b) {
     b.addEventListener("click", function () { if (help) help.showModal(); });
   });

@@ -3,7 +3,8 @@
 Few, fast journeys: sign in, an alert raised through the real ingest API appears in the list
 without a reload, bulk acknowledge, work one alert on its page, the dashboard chart, a tenant
 member kept to their tenant, the audit CSV export, a governance user editing a rule in the admin
-(a valid change saved, an invalid one refused next to the field). Screenshots
+(a valid change saved, an invalid one refused next to the field), the plugin filter looking plugins
+up as one types. Screenshots
 go to CONSOLE_SCREENSHOT_DIR (default var/build/screenshots); any browser console error fails.
 """
 from __future__ import annotations
@@ -287,3 +288,17 @@ def test_governance_edits_a_rule_in_the_admin(page, make_console_user, default_r
     shoot(page, "admin-rule-invalid")
     rule.refresh_from_db()
     assert (rule.threshold_count, rule.version) == (count + 10, version + 1)
+
+
+def test_plugin_filter_looks_plugins_up_as_one_types(page, operator, tenant):
+    # A page lists FILTER_OPTIONS_LIMIT plugins; typing asks the server for the matching ones.
+    Plugin.objects.bulk_create([Plugin(tenant=tenant, slug=f"svc-{i:04d}") for i in range(300)])
+    sign_in(page, "olivia")
+    page.goto("/")
+    assert page.locator("#plugin-options option").count() == 50
+    page.fill("input[name=plugin]", "svc-029")
+    page.wait_for_function("() => { const o = document.querySelectorAll('#plugin-options option');"
+                           " return o.length === 10 && o[0].value === 'svc-0290'; }")
+    page.press("input[name=plugin]", "Enter")
+    page.wait_for_url("**/?*plugin=svc-029*")
+    assert page.input_value("input[name=plugin]") == "svc-029"

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
@@ -65,6 +65,19 @@ def alert_list_page(request: HttpRequest) -> HttpResponse:
     context.update(choices=selectors.filter_choices(tenant_ids=request.viewer.tenant_ids),
                    severities=Severity.choices, sorts=list(selectors.SORTS))
     return render(request, "console/alert_list.html", context)
+
+
+@require_GET
+@console_view
+def filter_options(request: HttpRequest, kind: str) -> JsonResponse:
+    """``{"options": [...]}``: tenant or plugin slugs containing ``q`` for the filter inputs'
+    datalists (console.js asks as one types), so the page never lists every plugin."""
+    if kind not in ("tenant", "plugin"):
+        raise Http404(f"no filter options for {kind!r}")
+    q = request.GET.get("q", "").strip()[:63]
+    response = JsonResponse({"options": selectors.slug_options(kind=kind, tenant_ids=request.viewer.tenant_ids, q=q)})
+    response["Cache-Control"] = "no-store"
+    return response
 
 
 @require_GET
