@@ -253,7 +253,7 @@ LOGIN_REDIRECT_URL = "/"
 # JSON request bodies nested deeper than this are refused with 400 (apps.core.parsers).
 API_JSON_MAX_DEPTH = _positive_int("API_JSON_MAX_DEPTH", 64)
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.core.auth.TokenAuthentication"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apps.tenants.auth.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["apps.core.permissions.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["apps.core.parsers.DepthLimitedJSONParser"],
