@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Sequence
 
-import orjson
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from apps.audit.services import record
@@ -21,7 +20,8 @@ from apps.core import clock
 from apps.core.vocabulary import EVENT_TRIGGERED
 from apps.tenants.models import Plugin, Tenant
 
-from .history import actor_label, emit, log_change
+from . import fastpath
+from .history import emit, log_change
 from .matching import fingerprint_for
 from .models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
 from .policies import first_escalation_at
@@ -230,117 +230,8 @@ def alerts_absorb_bulk(items: Sequence[Absorb]) -> dict[int, int]:
     its row lock) or is gone absorbs nothing and is missing from the result: the caller decides
     whether its group fires anew. Runs in the caller's transaction.
 
-    Cost on PostgreSQL: one ``UPDATE .. FROM unnest(..)`` that locks the rows in id order (no
-    deadlock between two callers), one more only for alerts whose trace ids or samples are below
-    their caps and gain an item, one ``UPDATE`` of the recent timeline lines and one bulk INSERT
-    of the missing ones. Elsewhere (SQLite) one locked read and save per alert.
+    Cost: see ``fastpath.absorb_bulk`` (a constant number of statements on PostgreSQL).
     """
     if not items:
         return {}
-    combined = _combine(items)
-    if connection.vendor != "postgresql":
-        return _absorb_each(combined)
-    now = clock.now()
-    counts, lists = _update_alerts(list(combined.values()), now)
-    if not counts:
-        return counts
-    _merge_lists(combined, lists)
-    _record_occurrences({aid: combined[aid].occurrences for aid in counts}, counts, now)
-    return counts
-
-
-def _absorb_each(combined: dict[int, Absorb]) -> dict[int, int]:
-    out = {}
-    for aid in sorted(combined):
-        it = combined[aid]
-        alert = Alert.objects.select_for_update().filter(pk=aid, state__in=ACTIVE_STATES).first()
-        if alert is None:
-            continue
-        _absorb(alert, occurrences=it.occurrences, first_seen=it.first_seen, last_seen=it.last_seen,
-                trace_ids=list(it.trace_ids), samples=list(it.samples), auto_resolve_seconds=it.auto_resolve_seconds)
-        out[aid] = alert.count
-    return out
-
-
-def _json(value):
-    return orjson.loads(value) if isinstance(value, (str, bytes)) else value
-
-
-def _update_alerts(items: list[Absorb], now: datetime) -> tuple[dict[int, int], dict[int, tuple]]:
-    """The guarded counter UPDATE; ({id: count}, {id: (trace_ids or None, samples or None)}).
-
-    The lists come back only while below their caps (a full list never changes again).
-    """
-    table = Alert._meta.db_table
-    states = [str(s) for s in ACTIVE_STATES]
-    # Arrays rather than a VALUES list: one statement text (parsed once by psycopg) for any size.
-    sql = (
-        f'WITH locked AS (SELECT "id" FROM "{table}" WHERE "id" = ANY(%s) AND "state" = ANY(%s) '
-        f'ORDER BY "id" FOR UPDATE) '
-        f'UPDATE "{table}" AS a SET "count" = a."count" + v.n, "first_seen" = LEAST(a."first_seen", v.fs), '
-        f'"last_seen" = GREATEST(a."last_seen", v.ls), "auto_resolve_seconds" = v.ars, '
-        f'"auto_resolve_at" = GREATEST(a."last_seen", v.ls) + make_interval(secs => v.ars), "updated_at" = %s '
-        f"FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[], %s::timestamptz[], %s::integer[]) "
-        f"AS v(id, n, fs, ls, ars) JOIN locked ON locked.id = v.id "
-        f'WHERE a."id" = v.id AND a."state" = ANY(%s) '
-        f'RETURNING a."id", a."count", '
-        f'CASE WHEN jsonb_array_length(a."trace_ids") < {MAX_TRACE_IDS} THEN a."trace_ids" END, '
-        f'CASE WHEN jsonb_array_length(a."samples") < {MAX_SAMPLES} THEN a."samples" END')
-    ids = [it.alert_id for it in items]
-    params = [ids, states, now, ids, [it.occurrences for it in items], [it.first_seen for it in items],
-              [it.last_seen for it in items], [it.auto_resolve_seconds or None for it in items], states]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    counts = {aid: count for aid, count, _, _ in rows}
-    lists = {aid: (_json(t), _json(s)) for aid, _, t, s in rows if t is not None or s is not None}
-    return counts, lists
-
-
-def _merge_lists(combined: dict[int, Absorb], lists: dict[int, tuple]) -> None:
-    """Second UPDATE, only for alerts whose capped lists gain items (rows are locked: no lost merge)."""
-    changes = []
-    for aid, (traces, samples) in lists.items():
-        it = combined[aid]
-        new_t = _merge(traces, it.trace_ids, MAX_TRACE_IDS) if traces is not None and it.trace_ids else traces
-        new_s = _merge(samples, it.samples, MAX_SAMPLES) if samples is not None and it.samples else samples
-        if new_t != traces or new_s != samples:
-            changes.append((aid, None if new_t == traces else orjson.dumps(new_t).decode(),
-                            None if new_s == samples else orjson.dumps(new_s).decode()))
-    if not changes:
-        return
-    table = Alert._meta.db_table
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{table}" AS a SET "trace_ids" = COALESCE(v.t::jsonb, a."trace_ids"), '
-            f'"samples" = COALESCE(v.s::jsonb, a."samples") FROM unnest(%s::bigint[], %s::text[], %s::text[]) '
-            f'AS v(id, t, s) WHERE a."id" = v.id',
-            [[c[0] for c in changes], [c[1] for c in changes], [c[2] for c in changes]])
-
-
-def _record_occurrences(occurrences: dict[int, int], counts: dict[int, int], now: datetime) -> None:
-    """Fold each alert's occurrences into its "occurrence" line of the last minute, or add one.
-
-    Same lines as ``_absorb`` writes one alert at a time: data {occurrences, batches, count}.
-    """
-    table = TimelineEntry._meta.db_table
-    ids = sorted(occurrences)
-    total = "(COALESCE((t.\"data\"->>'occurrences')::bigint, 0) + v.n)"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{table}" AS t SET "data" = jsonb_build_object(\'occurrences\', {total}, '
-            f"'batches', COALESCE((t.\"data\"->>'batches')::bigint, 1) + 1, 'count', v.count), "
-            f"\"message\" = '+' || {total} || ' occurrences (total ' || v.count || ')' "
-            f"FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS v(alert_id, n, count) "
-            f'CROSS JOIN LATERAL (SELECT e."id" FROM "{table}" AS e WHERE e."alert_id" = v.alert_id '
-            f'AND e."kind" = %s AND e."at" >= %s ORDER BY e."at" DESC, e."id" DESC LIMIT 1) AS r '
-            f'WHERE t."id" = r."id" RETURNING t."alert_id"',
-            [ids, [occurrences[a] for a in ids], [counts[a] for a in ids], TimelineEntry.Kind.OCCURRENCE,
-             now - timedelta(seconds=OCCURRENCE_COALESCE_SECONDS)])
-        folded = {row[0] for row in cursor.fetchall()}
-    label = actor_label(None)
-    TimelineEntry.objects.bulk_create([
-        TimelineEntry(alert_id=aid, at=now, kind=TimelineEntry.Kind.OCCURRENCE, actor_label=label,
-                      message=f"+{occurrences[aid]} occurrences (total {counts[aid]})",
-                      data={"occurrences": occurrences[aid], "batches": 1, "count": counts[aid]})
-        for aid in ids if aid not in folded])
+    return fastpath.absorb_bulk(_combine(items), clock.now())
