@@ -19,17 +19,17 @@ import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 
 from apps.audit.services import record as audit
 from apps.core import clock
 
 from apps.core.vocabulary import NOTIFY_EVENTS
 
-from . import backoff, feedback, outbox, state
+from . import backoff, fastpath, feedback, outbox, state
 from .dispatch import Outcome
 from .feedback import DeliveryReport
-from .models import Channel, Delivery, DeliveryAttempt, DeliveryState, WebhookEndpoint
+from .models import Channel, Delivery, DeliveryState, WebhookEndpoint
 
 logger = logging.getLogger("apps.delivery")
 
@@ -42,7 +42,7 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
     """Record a batch of outcomes of claimed deliveries in one transaction; returns each delivery's
     new state ("" where the claim was lost meanwhile: the attempt row is still written, the row is
     left to its new holder). Per batch: one statement inserting the attempt rows and marking the
-    successes DELIVERED (``_insert_attempts``), the endpoints' streaks replayed in the batch's order
+    successes DELIVERED (``fastpath.insert_attempts``), the endpoints' streaks replayed in the batch's order
     under row locks (one UPDATE per endpoint whose streak or state changes), one UPDATE per failure,
     and one ``feedback.report`` for every alert whose delivery state may have changed."""
     if not outcomes:
@@ -51,7 +51,7 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
     numbers = [o.delivery.attempts + 1 for o in outcomes]
     states = [""] * len(outcomes)
     with transaction.atomic():
-        held_ok = _insert_attempts(outcomes, numbers, now)
+        held_ok = fastpath.insert_attempts(outcomes, numbers, now)
         # Successes whose claim was lost leave the endpoint alone (as before batching).
         counted = [o for o in outcomes if not o.ok or o.delivery.pk in held_ok]
         after = _replay_endpoints(counted, now)
@@ -72,60 +72,6 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
     for o, n, s in zip(outcomes, numbers, states):
         _log(o, n, s)
     return states
-
-
-def _insert_attempts(outcomes: list[Outcome], numbers: list[int], now: datetime) -> set[int]:
-    """Insert every outcome's attempt row and mark the successes still held by their claim DELIVERED,
-    in one statement (arrays in, no per-row SQL); returns the ids of the deliveries it marked."""
-    if connection.vendor != "postgresql":
-        return _insert_attempts_portable(outcomes, numbers, now)
-    table = connection.ops.quote_name(Delivery._meta.db_table)
-    attempts = connection.ops.quote_name(DeliveryAttempt._meta.db_table)
-    ok = [(o, n) for o, n in zip(outcomes, numbers) if o.ok]
-    sql = f"""
-        WITH a AS (
-            INSERT INTO {attempts} (delivery_id, number, channel, started_at, latency_ms, status_code, success,
-                                    error, response_excerpt)
-            SELECT * FROM unnest(%s::bigint[], %s::int[], %s::text[], %s::timestamptz[], %s::int[], %s::int[],
-                                 %s::bool[], %s::text[], %s::text[])
-        )
-        UPDATE {table} d SET state = %s, attempts = v.number, delivered_at = %s, finished_at = %s,
-            next_attempt_at = NULL, claim_token = '', last_error = '', last_status_code = v.code
-        FROM unnest(%s::bigint[], %s::int[], %s::int[], %s::text[]) AS v(id, number, code, token)
-        WHERE d.id = v.id AND d.state = %s AND d.claim_token = v.token
-        RETURNING d.id
-    """
-    params = [
-        [o.delivery.pk for o in outcomes], numbers, [str(o.delivery.channel) for o in outcomes],
-        [o.started_at for o in outcomes], [o.latency_ms for o in outcomes], [o.status_code for o in outcomes],
-        [o.ok for o in outcomes], ["" if o.ok else o.error.message[:2000] for o in outcomes],
-        [(o.result.response_excerpt if o.ok else o.error.response_excerpt)[:1024] for o in outcomes],
-        str(DeliveryState.DELIVERED), now, now, [o.delivery.pk for o, _ in ok], [n for _, n in ok],
-        [o.status_code for o, _ in ok], [o.delivery.claim_token for o, _ in ok], str(DeliveryState.SENDING),
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return {row[0] for row in cursor.fetchall()}
-
-
-def _insert_attempts_portable(outcomes: list[Outcome], numbers: list[int], now: datetime) -> set[int]:
-    """``_insert_attempts`` for the embedded SQLite database, through the ORM (same rows, same guard)."""
-    DeliveryAttempt.objects.bulk_create([
-        DeliveryAttempt(
-            delivery_id=o.delivery.pk, number=n, channel=o.delivery.channel, started_at=o.started_at,
-            latency_ms=o.latency_ms, status_code=o.status_code, success=o.ok,
-            error="" if o.ok else o.error.message[:2000],
-            response_excerpt=(o.result.response_excerpt if o.ok else o.error.response_excerpt)[:1024],
-        )
-        for o, n in zip(outcomes, numbers)
-    ])
-    marked = set()
-    for o, n in zip(outcomes, numbers):
-        if o.ok and _held(o.delivery).update(
-                state=DeliveryState.DELIVERED, attempts=n, delivered_at=now, finished_at=now, next_attempt_at=None,
-                claim_token="", last_error="", last_status_code=o.status_code):
-            marked.add(o.delivery.pk)
-    return marked
 
 
 def _held(d: Delivery):

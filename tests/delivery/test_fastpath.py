@@ -1,0 +1,63 @@
+"""apps/delivery/fastpath.py on a real database of either kind (``both_databases``: the normal run
+is PostgreSQL, tests/test_fastpaths_on_sqlite.py runs this file again on a real SQLite file)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from apps.delivery import fastpath
+from apps.delivery.dispatch import Outcome
+from apps.delivery.models import Delivery, DeliveryAttempt
+from apps.delivery.transports import AttemptResult, TransportError
+
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
+
+
+def _claimed(tenant, n: int, token: str = "held") -> list[Delivery]:
+    now = timezone.now()
+    rows = Delivery.objects.bulk_create([
+        Delivery(tenant=tenant, channel="email", event_type="alert.triggered", msg_id=f"msg_fp_{i}",
+                 body=b"{}", recipients=["ops@example.com"], state="SENDING", claim_token=token,
+                 claimed_at=now, created_at=now, expires_at=now + timedelta(hours=1))
+        for i in range(n)])
+    return list(Delivery.objects.filter(pk__in=[r.pk for r in rows]).order_by("pk"))
+
+
+def test_insert_attempts_writes_every_attempt_and_marks_only_held_successes(tenant):
+    ok, lost, failed = _claimed(tenant, 3)
+    Delivery.objects.filter(pk=lost.pk).update(claim_token="someone-else")  # claim taken meanwhile
+    started = timezone.now()
+    outcomes = [
+        Outcome(ok, started, result=AttemptResult(status_code=250, latency_ms=12, response_excerpt="queued")),
+        Outcome(lost, started, result=AttemptResult(status_code=250, latency_ms=7)),
+        Outcome(failed, started, error=TransportError("mailbox full", status_code=452, latency_ms=30,
+                                                      response_excerpt="452 4.2.2")),
+    ]
+    now = timezone.now()
+
+    marked = fastpath.insert_attempts(outcomes, [1, 3, 2], now)
+
+    assert marked == {ok.pk}
+    attempts = {(a.delivery_id, a.number, a.success, a.status_code, a.latency_ms, a.error, a.response_excerpt)
+                for a in DeliveryAttempt.objects.all()}
+    assert attempts == {(ok.pk, 1, True, 250, 12, "", "queued"), (lost.pk, 3, True, 250, 7, "", ""),
+                        (failed.pk, 2, False, 452, 30, "mailbox full", "452 4.2.2")}
+    ok.refresh_from_db()
+    assert (ok.state, ok.attempts, ok.claim_token, ok.last_status_code, ok.next_attempt_at) == \
+        ("DELIVERED", 1, "", 250, None)
+    assert ok.delivered_at == ok.finished_at == now
+    lost.refresh_from_db()
+    failed.refresh_from_db()
+    # Rows not marked are left exactly as they were: the new holder / the failure policy decide.
+    assert (lost.state, lost.claim_token, lost.attempts) == ("SENDING", "someone-else", 0)
+    assert (failed.state, failed.claim_token, failed.attempts) == ("SENDING", "held", 0)
+
+
+def test_insert_attempts_with_only_failures_marks_nothing(tenant):
+    (row,) = _claimed(tenant, 1)
+    marked = fastpath.insert_attempts([Outcome(row, timezone.now(), error=TransportError("refused"))], [1],
+                                      timezone.now())
+    assert marked == set()
+    assert DeliveryAttempt.objects.get().success is False
