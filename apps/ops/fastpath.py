@@ -37,6 +37,7 @@ from django.db.models import (
 from django.db.models.functions import Greatest
 
 from apps.alerts.models import Alert
+from apps.core.vocabulary import EVENT_TRIGGERED
 from apps.delivery.models import Delivery
 
 # Latency buckets in seconds: an alert is meant to fire "within seconds", so the fine buckets
@@ -108,7 +109,7 @@ def log_to_alert_latency_portable() -> Histogram:
 
 
 def alert_to_delivery_latency_portable() -> Histogram:
-    rows = (Delivery.objects.filter(delivered_at__isnull=False, event_type="alert.triggered", alert__isnull=False)
+    rows = (Delivery.objects.filter(delivered_at__isnull=False, event_type=EVENT_TRIGGERED, alert__isnull=False)
             .values("alert_id", "alert__created_at").annotate(first=Min("delivered_at"))
             .annotate(lat=_clamped(F("first") - F("alert__created_at"))))
     return _histogram_orm(rows)

@@ -20,6 +20,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 
 from apps.alerts.models import Alert, TimelineEntry
 from apps.core.models import MetricRollup, WorkerHeartbeat
+from apps.core.vocabulary import NOTIFY_EVENTS
 from apps.delivery.models import Delivery, DeliveryAttempt
 from apps.ingest.models import IngestBatch
 from apps.tenants.models import Tenant
@@ -113,7 +114,7 @@ def success_rates(now: datetime) -> dict[tuple[str, str], tuple[float | None, in
         since = now - span
         first = DeliveryAttempt.objects.filter(channel="webhook", number=1, started_at__gte=since).aggregate(
             n=Count("id"), ok=Count("id", filter=Q(success=True)))
-        notes = Delivery.objects.filter(channel="webhook", event_type__in=("alert.triggered", "alert.escalated"),
+        notes = Delivery.objects.filter(channel="webhook", event_type__in=NOTIFY_EVENTS,
                                         created_at__gte=since).aggregate(
             n=Count("id"), ok=Count("id", filter=Q(state="DELIVERED")))
         for kind, agg in (("initial", first), ("cumulative", notes)):

@@ -39,6 +39,7 @@ from prometheus_client.core import (
 
 from apps.core import clock
 from apps.core.metrics import process_metrics_source
+from apps.core.vocabulary import SEVERITIES
 
 from . import figures as q
 from .fastpath import begin_scrape_snapshot
@@ -101,7 +102,7 @@ def families(now) -> Iterator[Metric]:
                               value=timeline["escalated"])
     family = CounterMetricFamily("monitoring_alerts_created", "Alerts created", labels=["severity"])
     by_severity = q.alerts_by_severity()
-    for severity in ("info", "warning", "critical", "emergency"):
+    for severity in SEVERITIES:
         family.add_metric([severity], by_severity.get(severity, 0))
     yield family
 
