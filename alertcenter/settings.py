@@ -269,11 +269,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # One stable name per choice set in the schema (clients generate types from these names).
     "ENUM_NAME_OVERRIDES": {
-        "SeverityEnum": "apps.alerts.models.Severity",
-        "SeverityValueEnum": ["info", "warning", "critical", "emergency"],
+        "SeverityEnum": "apps.core.vocabulary.Severity",
+        "SeverityValueEnum": "apps.core.vocabulary.SEVERITIES",
         "AlertStateEnum": "apps.alerts.models.AlertState",
-        "AlertDeliveryStateEnum": "apps.alerts.models.DeliveryState",
-        "DeliveryStateEnum": "apps.delivery.models.DeliveryState",
+        "AlertDeliveryStateEnum": "apps.core.vocabulary.AlertDeliveryState",
+        "DeliveryStateEnum": "apps.core.vocabulary.DeliveryState",
     },
 }
 
