@@ -168,12 +168,6 @@ def _kept_session(target: ResolvedTarget) -> requests.Session:
     return session
 
 
-def close_kept_sessions() -> None:
-    """Close this thread's kept connections (tests; a worker process exiting)."""
-    while _sessions.by_host:
-        _sessions.by_host.popitem()[1].close()
-
-
 def _read_capped(response: requests.Response, max_body: int, keep_alive: bool) -> None:
     """Read at most ``max_body`` bytes into ``response.content`` and release the connection.
 
