@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from .dispatch import lease
+from .dispatch import lease_expired_q
 from .models import Delivery, DeliveryState, WebhookEndpoint
 from .services import SelfTestResult, self_test_endpoint
 
 
 def release_stuck(now: datetime) -> int:
     """SENDING rows past their lease (worker died mid-send) become due again."""
-    stuck = Delivery.objects.filter(state=DeliveryState.SENDING, claimed_at__lt=now - lease())
+    stuck = Delivery.objects.filter(lease_expired_q())  # the lease is judged by the database's clock
     n = stuck.filter(downgraded_at__isnull=False).update(state=DeliveryState.DOWNGRADED, claim_token="",
                                                           next_attempt_at=now)
     return n + stuck.filter(downgraded_at__isnull=True).update(state=DeliveryState.PENDING, claim_token="",

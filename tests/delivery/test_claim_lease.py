@@ -141,3 +141,12 @@ def test_recording_lost_to_a_deadlock_is_recorded_again_not_sent_twice(tenant, h
     # Long after the lease, nothing is left for the sweeper to send again.
     Delivery.objects.filter(pk=row.pk).update(claimed_at=timezone.now() - timedelta(hours=1))
     assert dispatch.sweep() == {"claimed": 0, "stuck": 0}
+
+
+def test_reconcile_does_not_release_a_live_claim_after_the_app_clock_steps_forward(step_clock, due_delivery):
+    from apps.delivery.maintenance import release_stuck
+
+    [held] = dispatch.claim([due_delivery.pk])
+    step_clock(3 * 3600)
+    assert release_stuck(clock.now()) == 0
+    assert Delivery.objects.get(pk=due_delivery.pk).claim_token == held.claim_token
