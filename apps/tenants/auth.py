@@ -11,7 +11,7 @@ from apps.core import bruteforce
 from apps.core.auth import TokenPrincipal
 from apps.core.client_ip import client_ip
 
-from .tokens import authenticate_token
+from . import tokens
 
 
 class TokenAuthentication(authentication.BaseAuthentication):
@@ -25,7 +25,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if len(parts) != 2 or parts[0].lower() != self.keyword.lower():
             raise exceptions.AuthenticationFailed("Authorization header must be 'Bearer <token>'")
         # The token is checked first: a valid one is never refused for other clients' failures.
-        token = authenticate_token(parts[1])
+        token = tokens.authenticate_token(parts[1])
         if token is None:
             wait = bruteforce.record_failure(plain=parts[1], address=client_ip(request))
             if wait:
