@@ -17,7 +17,7 @@ from django.db.models import Q
 
 from apps.audit.services import record
 from apps.core import clock
-from apps.core.vocabulary import EVENT_TRIGGERED
+from apps.core.vocabulary import EVENT_TRIGGERED, AlertSource
 from apps.tenants.models import Plugin, Tenant
 
 from . import fastpath
@@ -59,19 +59,23 @@ def fire_alert(
     title: str, summary: str, recommended_action: str, group_key: dict, labels: dict, window_seconds: int,
     occurrences: int, first_seen: datetime, last_seen: datetime, trace_ids: list[str], samples: list[str],
     source_received_at: datetime | None, auto_resolve_seconds: int | None = None,
+    source: str = AlertSource.LOG_RULE, annotations: dict | None = None, value: float | None = None,
+    threshold: float | None = None, baseline: dict | None = None,
 ) -> FireResult:
-    """Absorb, reopen or create the alert for (rule_key, group_key) and return what happened.
+    """Absorb, reopen or create the alert for (source, rule_key, group_key) and return what happened.
 
     Must run inside the caller's transaction (the detection batch). The fingerprint is
-    ``fingerprint_for(rule_key, group_key)``; a group key without ``tenant_id`` gets the tenant's
-    id added so two tenants never share an alert. Race policy: the INSERT runs in a savepoint;
+    ``fingerprint_for(rule_key, group_key)`` for log rules and ``fingerprint_for("<source>:<rule_key>",
+    group_key)`` for other sources (so a source's keys never meet a log rule's); a group key without
+    ``tenant_id`` gets the tenant's id added so two tenants never share an alert. ``annotations``,
+    ``value``, ``threshold`` and ``baseline`` are set when the alert is created or reopened. Race policy: the INSERT runs in a savepoint;
     if a concurrent worker created the same active fingerprint first, the unique index refuses
     ours and we absorb into theirs. Events: alert.triggered for created/reopened alerts that are
     not suppressed; absorbing sends nothing (the alert is already known).
     """
     if "tenant_id" not in group_key:
         group_key = {**group_key, "tenant_id": tenant.pk}
-    fingerprint = fingerprint_for(rule_key, group_key)
+    fingerprint = fingerprint_for(rule_key if source == AlertSource.LOG_RULE else f"{source}:{rule_key}", group_key)
     batch = dict(occurrences=occurrences, first_seen=first_seen, last_seen=last_seen, trace_ids=trace_ids or [],
                  samples=samples or [], auto_resolve_seconds=auto_resolve_seconds)
     for _ in range(_ATTEMPTS):
@@ -92,7 +96,8 @@ def fire_alert(
                     tenant=tenant, plugin=plugin, fingerprint=fingerprint, rule_key=rule_key,
                     rule_version=rule_version, category=category, severity=severity, title=title, summary=summary,
                     recommended_action=recommended_action, group_key=group_key, labels=labels,
-                    window_seconds=window_seconds, source_received_at=source_received_at, **batch)
+                    window_seconds=window_seconds, source_received_at=source_received_at, source=source,
+                    annotations=annotations or {}, value=value, threshold=threshold, baseline=baseline or {}, **batch)
             return FireResult(alert, created=True)
         except IntegrityError:
             continue  # lost the race to a concurrent creator: absorb into its alert on the next pass

@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from apps.core.vocabulary import AlertDeliveryState, Severity
+from apps.core.vocabulary import AlertDeliveryState, AlertSource, Severity
 
 
 class AlertState(models.TextChoices):
@@ -55,6 +55,14 @@ class Alert(models.Model):
     source_received_at = models.DateTimeField(null=True, blank=True)
     trace_ids = models.JSONField(default=list, blank=True)
     samples = models.JSONField(default=list, blank=True, help_text="Masked sample lines (capped)")
+    # Alerts from every source share this model (DESIGN 10); log rules leave the metric fields empty.
+    source = models.CharField(max_length=16, choices=AlertSource.choices, default=AlertSource.LOG_RULE)
+    annotations = models.JSONField(default=dict, blank=True, help_text="Descriptions and links from the source")
+    value = models.FloatField(null=True, blank=True, help_text="The metric value that fired (metric alerts)")
+    threshold = models.FloatField(null=True, blank=True)
+    baseline = models.JSONField(default=dict, blank=True, help_text="Anomaly baseline: mean, sigma, z, window")
+    ticket_key = models.CharField(max_length=100, blank=True)
+    ticket_url = models.URLField(max_length=500, blank=True)
 
     escalation_level = models.PositiveSmallIntegerField(default=0)
     last_escalated_at = models.DateTimeField(null=True, blank=True)

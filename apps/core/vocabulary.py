@@ -32,6 +32,21 @@ def severity_rank(severity: str) -> int:
     return SEVERITY_RANK.get(severity, 0)
 
 
+# --------------------------------------------------------------------------- alert sources
+
+
+class AlertSource(models.TextChoices):
+    """Where an alert came from; lifecycle, silences, routing and the console treat all alike."""
+
+    LOG_RULE = "log_rule", "Log rule"
+    METRIC_RULE = "metric_rule", "Metric rule"
+    ALERTMANAGER = "alertmanager", "Prometheus Alertmanager"
+    GRAFANA = "grafana", "Grafana"
+    EVENT = "event", "Event API"
+    HEARTBEAT = "heartbeat", "Heartbeat"
+    SYSTEM = "system", "Alert Center itself"
+
+
 # --------------------------------------------------------------------------- alert events
 
 EVENT_TRIGGERED = "alert.triggered"
