@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "apps.delivery",
     "apps.console",
     "apps.ops",
+    "apps.actions",
 ]
 
 MIDDLEWARE = [
@@ -194,6 +195,8 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-escalate": {"task": "alerts.escalate", "schedule": 30.0},
     "alerts-auto-resolve": {"task": "alerts.auto_resolve", "schedule": 30.0},
     "alerts-unsuppress": {"task": "alerts.unsuppress", "schedule": 30.0},
+    # Tickets (auto-create, resolve comment/close) and automatic remediation runs (apps.actions.sweeps).
+    "actions-sweep": {"task": "actions.sweep", "schedule": 15.0},
     # Self-monitoring and watchdog (apps.ops.self_monitoring); cron can run `manage.py system_checks` too.
     "system-checks": {"task": "system.checks", "schedule": 60.0},
     # Retention (apps.ops.retention); daily, off-peak. Idempotent, so cron may run it as well.
@@ -336,6 +339,17 @@ DELIVERY_CLAIM_LEASE_SECONDS = _positive_int("DELIVERY_CLAIM_LEASE_SECONDS", 60)
 # Keys that encrypt webhook secrets at rest; the first encrypts, all decrypt (rotation).
 # Defaults to a key derived from SECRET_KEY.
 FIELD_ENCRYPTION_KEYS = _read("FIELD_ENCRYPTION_KEYS", env.list, []) or [SECRET_KEY]
+
+# --- Tickets and remediation (apps.actions) ------------------------------------------------------
+# Tracker and runbook URLs pass the same SSRF guard as webhooks (WEBHOOK_ALLOWED_NETWORKS/ALLOW_HTTP).
+# Total budget of one tracker or runbook call (DNS check to last byte read).
+ACTIONS_TIMEOUT_SECONDS = _read("ACTIONS_TIMEOUT_SECONDS", env.float, 10.0)
+if ACTIONS_TIMEOUT_SECONDS <= 0:
+    raise ImproperlyConfigured(f"ACTIONS_TIMEOUT_SECONDS: must be > 0, got {ACTIONS_TIMEOUT_SECONDS}")
+# The sweep only looks at alerts created this recently (and after the bridge/action was set up).
+ACTIONS_SWEEP_LOOKBACK_SECONDS = _positive_int("ACTIONS_SWEEP_LOOKBACK_SECONDS", 3600)
+# Tries per ticket creation or resolve comment before the sweep gives up (last_error keeps why).
+TICKETS_MAX_ATTEMPTS = _positive_int("TICKETS_MAX_ATTEMPTS", 5)
 
 EMAIL_URL = _read("EMAIL_URL", env.str, "consolemail://" if DEBUG else "smtp://localhost:25")
 try:

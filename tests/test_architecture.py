@@ -21,6 +21,8 @@ BELOW = {
     "alerts": {"core", "audit", "tenants", "delivery"},
     "rules": {"core", "audit", "tenants", "delivery", "alerts"},
     "ingest": {"core", "audit", "tenants", "delivery", "alerts", "rules"},
+    # Tickets and remediation sit above alerts and delivery; neither ever imports them.
+    "actions": {"core", "audit", "tenants", "delivery", "alerts"},
 }
 TOP = {"ops", "console"}
 OUTER = ("api", "admin", "management", "migrations")  # an app's outer layer: may use any app
