@@ -298,6 +298,21 @@ TENANT_MAX_PLUGINS = _positive_int("TENANT_MAX_PLUGINS", 1000)
 # CPU milliseconds one request's masking may use; past it the body is refused with 413.
 INGEST_MASKING_BUDGET_MS = _positive_int("INGEST_MASKING_BUDGET_MS", 1000)
 
+# --- Inbound integrations (Alertmanager, Grafana, events) --------------------------------------
+# Source severity label value -> our severity ("name=severity,..."); values not listed map to warning.
+ALERTMANAGER_SEVERITY_MAP = _read("ALERTMANAGER_SEVERITY_MAP", env.dict, {
+    "critical": "critical", "warning": "warning", "info": "info", "page": "emergency", "error": "critical"})
+_bad_severities = sorted(f"{k}={v}" for k, v in ALERTMANAGER_SEVERITY_MAP.items()
+                         if v not in ("info", "warning", "critical", "emergency"))
+if _bad_severities:
+    raise ImproperlyConfigured(f"ALERTMANAGER_SEVERITY_MAP: {', '.join(_bad_severities)}: the severity must be "
+                               "one of info, warning, critical, emergency")
+ALERTMANAGER_SEVERITY_MAP = {k.strip().lower(): v for k, v in ALERTMANAGER_SEVERITY_MAP.items()}
+# Labels naming an inbound alert's plugin, first present wins (none present: no plugin).
+INTEGRATIONS_PLUGIN_LABELS = _read("INTEGRATIONS_PLUGIN_LABELS", env.list, ["job", "service"])
+# A signed webhook's timestamp (when a timestamp header is configured) may be this far off our clock.
+INTEGRATIONS_SIGNATURE_MAX_SKEW_SECONDS = _positive_int("INTEGRATIONS_SIGNATURE_MAX_SKEW_SECONDS", 300)
+
 # A rule pattern whose compiled RE2 program is bigger than this is refused at save time (API, admin,
 # sync_rules): matching cost grows with program size on every line (apps.rules.spec).
 RULE_PATTERN_MAX_PROGRAM_SIZE = _positive_int("RULE_PATTERN_MAX_PROGRAM_SIZE", 500)

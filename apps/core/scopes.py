@@ -5,8 +5,10 @@ ALERTS_WRITE = "alerts:write"
 WEBHOOKS_WRITE = "webhooks:write"
 RULES_READ = "rules:read"
 RULES_WRITE = "rules:write"
+# Inbound alerts and events from other systems (Alertmanager, Grafana, the event API).
+ALERTS_INGEST = "alerts:ingest"
 
-ALL_SCOPES = (LOGS_WRITE, ALERTS_READ, ALERTS_WRITE, WEBHOOKS_WRITE, RULES_READ, RULES_WRITE)
+ALL_SCOPES = (LOGS_WRITE, ALERTS_READ, ALERTS_WRITE, WEBHOOKS_WRITE, RULES_READ, RULES_WRITE, ALERTS_INGEST)
 
 
 def parse_scopes(text: str | list[str]) -> list[str]:

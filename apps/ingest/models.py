@@ -17,7 +17,18 @@ class BatchStatus(models.TextChoices):
     FAILED = "FAILED", "Failed"
 
 
+class BatchKind(models.TextChoices):
+    """What a batch's payload holds; the detect worker dispatches on it."""
+
+    LOGS = "logs", "Log events"
+    ALERTMANAGER = "alertmanager", "Prometheus Alertmanager alerts"
+    GRAFANA = "grafana", "Grafana alerts"
+    EVENTS = "events", "Generic events"
+    METRICS = "metrics", "Metric samples"
+
+
 class IngestBatch(models.Model):
+    kind = models.CharField(max_length=16, choices=BatchKind.choices, default=BatchKind.LOGS)
     tenant = models.ForeignKey(
         "tenants.Tenant", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
         help_text="Empty when a platform token's batch spans several tenants",
@@ -26,8 +37,9 @@ class IngestBatch(models.Model):
     received_at = models.DateTimeField()
     event_count = models.PositiveIntegerField()
     rejected_count = models.PositiveIntegerField(default=0)
-    # orjson of the normalized, masked events (apps.ingest.codec); emptied once processed, since
-    # the kept events live on as EventRecord rows and the rest must not pile up here.
+    # orjson of the normalized, masked events (apps.ingest.codec; for the inbound integrations,
+    # apps.ingest.integrations.entries); emptied once processed, since what is kept lives on as
+    # EventRecord or Alert rows and the rest must not pile up here.
     payload = models.BinaryField()
     status = models.CharField(max_length=8, choices=BatchStatus.choices, default=BatchStatus.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Failed processing runs")
@@ -73,3 +85,32 @@ class EventRecord(models.Model):
 
     def __str__(self) -> str:
         return f"[{self.level}] {self.message[:80]}"
+
+
+class IntegrationSecret(models.Model):
+    """A tenant's shared secret for signed inbound webhooks (Grafana's HMAC), encrypted at rest.
+
+    When a tenant has one for a kind, requests of that kind without a valid signature are refused
+    (apps.ingest.integrations.signature). Set it with ``manage.py set_integration_secret`` or the admin.
+    """
+
+    class Kind(models.TextChoices):
+        GRAFANA = "grafana", "Grafana"
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # Fernet token (apps.delivery.crypto with FIELD_ENCRYPTION_KEYS), never the plain secret.
+    secret_encrypted = models.TextField()
+    header = models.CharField(max_length=100, default="X-Grafana-Alerting-Signature",
+                              help_text="Request header carrying hex(HMAC-SHA256(secret, ...))")
+    timestamp_header = models.CharField(
+        max_length=100, blank=True,
+        help_text="If set, the signature covers '<this header's value>:<body>' and the timestamp must be recent")
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "kind"], name="integrationsecret_tenant_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} secret of tenant {self.tenant_id}"

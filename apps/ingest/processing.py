@@ -5,6 +5,8 @@ One transaction: claim the PENDING batch with ``FOR UPDATE SKIP LOCKED``, run th
 events, mark the batch DONE. Whatever happens, either all of it commits or none of it does, so
 the window counts of a batch are applied exactly once even if its doorbell rings twice or the
 worker is killed half-way (the batch stays PENDING and the sweeper re-enqueues it).
+Batches from Alertmanager, Grafana and the event API take the same claim and transaction; their
+entries fire and resolve alerts (``integrations.apply``) instead of going through the rules.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from django.db.models import F, Q
 from apps.core import clock
 
 from .codec import decode_events
-from .models import BatchStatus, IngestBatch
+from .models import BatchKind, BatchStatus, IngestBatch
 from .storage import register_plugins, store_events
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 # After this many failed runs a batch is marked FAILED instead of being swept forever.
 MAX_ATTEMPTS = 5
 SWEEP_LIMIT = 500
+# Batches of alerts and events from other systems (apps.ingest.integrations); the rest are logs.
+_INBOUND_KINDS = (BatchKind.ALERTMANAGER, BatchKind.GRAFANA, BatchKind.EVENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +54,13 @@ def process_batch(*, batch_id: int) -> BatchOutcome | None:
         with transaction.atomic():
             batch = (IngestBatch.objects.select_for_update(skip_locked=True)
                      .filter(pk=batch_id, status=BatchStatus.PENDING)
-                     .only("id", "received_at", "payload").first())
+                     .only("id", "received_at", "payload", "kind", "tenant_id").first())
             if batch is None:
                 return None
+            if batch.kind in _INBOUND_KINDS:
+                return _process_inbound(batch)
+            if batch.kind != BatchKind.LOGS:
+                raise ValueError(f"batch kind {batch.kind!r} has no processor")
             events = decode_events(batch.payload)
             register_plugins(events)
             result = detect(events, received_at=batch.received_at)
@@ -70,6 +78,22 @@ def process_batch(*, batch_id: int) -> BatchOutcome | None:
         "batch_id": batch_id, "events": outcome.events, "stored": stored,
         "matched": outcome.matched, "alerts_fired": outcome.alerts_fired})
     return outcome
+
+
+def _process_inbound(batch: IngestBatch) -> BatchOutcome:
+    """Apply an Alertmanager/Grafana/events batch (``integrations.apply``) in the caller's
+    transaction, and mark it DONE in it."""
+    from .integrations.apply import apply_entries
+    from .integrations.entries import decode_entries
+
+    entries = decode_entries(batch.payload)
+    applied = apply_entries(tenant_id=batch.tenant_id, entries=entries, received_at=batch.received_at)
+    IngestBatch.objects.filter(pk=batch.pk).update(
+        status=BatchStatus.DONE, processed_at=clock.now(), payload=b"", error="")
+    logger.info("detect: inbound batch done", extra={
+        "batch_id": batch.pk, "kind": batch.kind, "events": len(entries), "alerts_fired": applied.fired,
+        "absorbed": applied.absorbed, "resolved": applied.resolved})
+    return BatchOutcome(batch_id=batch.pk, events=len(entries), stored=0, matched=0, alerts_fired=applied.fired)
 
 
 def _record_failure(batch_id: int, exc: Exception) -> None:

@@ -1,7 +1,11 @@
 from django.urls import path
 
+from .integrations.views import AlertmanagerView, EventsView, GrafanaView
 from .views import LogIntakeView
 
 urlpatterns = [
     path("logs", LogIntakeView.as_view(), name="logs"),
+    path("integrations/alertmanager", AlertmanagerView.as_view(), name="integrations-alertmanager"),
+    path("integrations/grafana", GrafanaView.as_view(), name="integrations-grafana"),
+    path("events", EventsView.as_view(), name="events"),
 ]
