@@ -116,6 +116,13 @@ class NoteInSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
 
 
+class ResolveInSerializer(NoteInSerializer):
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=2_000, default="",
+                                   help_text="Why (e.g. 'regression passed'); goes into the timeline and the ticket comment")
+    ticket = serializers.CharField(required=False, max_length=100,
+                                   help_text="The alert's ticket key (e.g. OPS-12); refused (409) when it is not the alert's")
+
+
 class AssignInSerializer(serializers.Serializer):
     assignee = serializers.CharField(allow_null=True, max_length=150,
                                      help_text="Username; null to unassign. Tokens cannot 'take' ownership.")

@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from apps.core import clock
 from apps.core.auth import TokenPrincipal
-from apps.core.errors import ApplicationError, NotFound
+from apps.core.errors import ApplicationError, Conflict, NotFound
 from apps.core.pagination import NewestFirstCursorPagination
 from apps.core.permissions import tenant_filter
 from apps.core.scopes import ALERTS_READ, ALERTS_WRITE
@@ -111,12 +111,22 @@ class AlertAckView(_AlertAction):
 
 
 class AlertResolveView(_AlertAction):
-    @_action_schema("Resolve (any active state -> RESOLVED); also for automation tokens")
+    input_serializer = s.ResolveInSerializer
+
+    @_action_schema("Resolve (any active state -> RESOLVED); also for automation tokens, e.g. a passing "
+                    "regression run with its reason and the alert's ticket key", s.ResolveInSerializer)
     def post(self, request, alert_id: int):
         return super().post(request, alert_id)
 
     def act(self, alert, actor, data):
-        return services.alert_resolve(alert_id=alert.pk, actor=actor, note=data["note"])
+        # An automation naming a ticket must be resolving the alert it thinks it is (the ticket's
+        # comment and closing follow from this resolve).
+        if "ticket" in data and data["ticket"] != alert.ticket_key:
+            has = f"ticket {alert.ticket_key!r}" if alert.ticket_key else "no ticket"
+            raise Conflict(f"ticket {data['ticket']!r} does not match alert {alert.pk}, which has {has}",
+                           details={"ticket": [f"alert has {has}"]})
+        note = "\n".join(part for part in (data["reason"].strip(), data["note"].strip()) if part)
+        return services.alert_resolve(alert_id=alert.pk, actor=actor, note=note)
 
 
 class AlertUnsuppressView(_AlertAction):
