@@ -351,6 +351,17 @@ DELIVERY_DOWNGRADE_AFTER_FAILURES = _positive_int("DELIVERY_DOWNGRADE_AFTER_FAIL
 # concurrently, recorded in one transaction).
 DELIVERY_BATCH_SIZE = _positive_int("DELIVERY_BATCH_SIZE", 25)
 DELIVERY_CLAIM_LEASE_SECONDS = _positive_int("DELIVERY_CLAIM_LEASE_SECONDS", 60)
+# Configured channels (Slack, Teams, PagerDuty, Opsgenie, email lists, SMS numbers): total budget of one
+# send, and messages per minute per channel unless the channel sets its own (the excess waits).
+CHANNEL_TIMEOUT_SECONDS = _read("CHANNEL_TIMEOUT_SECONDS", env.float, 10.0)
+CHANNEL_RATE_LIMITS = {
+    "slack": _positive_int("CHANNEL_RATE_LIMIT_SLACK", 60),  # Slack allows about 1 message/s per webhook
+    "teams": _positive_int("CHANNEL_RATE_LIMIT_TEAMS", 60),
+    "pagerduty": _positive_int("CHANNEL_RATE_LIMIT_PAGERDUTY", 120),  # Events API: 120/min per routing key
+    "opsgenie": _positive_int("CHANNEL_RATE_LIMIT_OPSGENIE", 600),
+    "email": _positive_int("CHANNEL_RATE_LIMIT_EMAIL", 120),
+    "sms": _positive_int("CHANNEL_RATE_LIMIT_SMS", 60),
+}
 # Keys that encrypt webhook secrets at rest; the first encrypts, all decrypt (rotation).
 # Defaults to a key derived from SECRET_KEY.
 FIELD_ENCRYPTION_KEYS = _read("FIELD_ENCRYPTION_KEYS", env.list, []) or [SECRET_KEY]

@@ -31,12 +31,12 @@ from django.db import OperationalError, connection
 from django.db.models import Q
 from django.db.models.functions import Now
 
-from apps.core import clock
+from apps.core import clock, ratelimit
 
 from . import messages
 from .crypto import CryptoError
-from .models import DUE_STATES, Channel, Delivery, DeliveryState, WebhookEndpoint
-from .secrets import active_secrets
+from .models import DUE_STATES, Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
+from .secrets import active_secrets, channel_secrets
 from .signing import sign
 from .transports import AttemptResult, OutboundMessage, TransportError, WebhookTransport, get_transport
 
@@ -204,10 +204,32 @@ def build_message(delivery: Delivery, now: datetime) -> OutboundMessage:
     return OutboundMessage(msg_id=delivery.msg_id, url=endpoint.url, body=body, headers=headers)
 
 
+def send_to_channel(delivery: Delivery) -> AttemptResult:
+    """One attempt to a tenant's configured channel: its frozen ChannelRequest, the channel's config
+    and decrypted secrets (once per batch: rows of one channel share the instance)."""
+    from .transports import channels as channel_kinds
+
+    channel = delivery.notification_channel
+    if channel is None:
+        raise TransportError("the channel was deleted", permanent=True, latency_ms=0)
+    if not channel.enabled:
+        raise TransportError(f"the channel {channel.name} is disabled", permanent=True, latency_ms=0)
+    try:
+        config = getattr(channel, "_batch_config", None)
+        if config is None:
+            config = channel._batch_config = {**(channel.config or {}), **channel_secrets(channel)}
+    except CryptoError as exc:
+        raise TransportError(str(exc), latency_ms=0) from exc
+    request = channel_kinds.ChannelRequest.decode(bytes(delivery.body))
+    return channel_kinds.send(channel.kind, request, config, timeout=settings.CHANNEL_TIMEOUT_SECONDS)
+
+
 def send(delivery: Delivery) -> Outcome:
     """One attempt over the delivery's channel; never raises (the error is in the outcome)."""
     started = clock.now()
     try:
+        if delivery.notification_channel_id:
+            return Outcome(delivery, started, result=send_to_channel(delivery))
         message = build_message(delivery, started)
         transport = _WEBHOOK if delivery.channel == Channel.WEBHOOK else get_transport(delivery.channel)
         return Outcome(delivery, started, result=transport.send(message))
@@ -239,6 +261,9 @@ def process(ids: Iterable[int], claim_token: str | None = None) -> int:
     if not rows:
         return 0
     _share_endpoints(rows)
+    rows = _within_rate_limits(rows)
+    if not rows:
+        return 0
     if len(rows) == 1:
         outcomes = [send(rows[0])]
     else:
@@ -296,3 +321,39 @@ def _share_endpoints(rows: list[Delivery]) -> None:
     for d in rows:
         if d.endpoint_id:
             d.endpoint = seen.setdefault(d.endpoint_id, d.endpoint)
+
+
+def _within_rate_limits(rows: list[Delivery]) -> list[Delivery]:
+    """Rows whose channel may send now; the others go back to waiting until the channel's window
+    ends (no attempt counted, nothing dropped), so a burst to Slack or PagerDuty queues instead of
+    getting the key banned. Also loads each row's channel once per batch."""
+    channel_ids = {d.notification_channel_id for d in rows if d.notification_channel_id}
+    if not channel_ids:
+        return rows
+    channels = NotificationChannel.objects.in_bulk(channel_ids)
+    field = Delivery._meta.get_field("notification_channel")
+    now = clock.now()
+    allowed, deferred = [], []
+    for d in rows:
+        channel = channels.get(d.notification_channel_id) if d.notification_channel_id else None
+        if d.notification_channel_id:
+            field.set_cached_value(d, channel)
+        if channel is None:
+            allowed.append(d)
+            continue
+        limit = channel.rate_limit_per_minute or settings.CHANNEL_RATE_LIMITS.get(channel.kind, 60)
+        decision = ratelimit.hit(f"delivery:channel:{channel.pk}", limit=limit, seconds=60)
+        if decision.allowed:
+            allowed.append(d)
+        else:
+            deferred.append((d, now + timedelta(seconds=decision.retry_after)))
+    for d, until in deferred:
+        # The sweeper takes first attempts FIRST_ATTEMPT_GRACE after they are due (they are normally
+        # rung); a deferred one has no doorbell left, so it is made due that much earlier.
+        due = until - FIRST_ATTEMPT_GRACE if d.attempts == 0 else until
+        Delivery.objects.filter(pk=d.pk, state=DeliveryState.SENDING, claim_token=d.claim_token).update(
+            state=DeliveryState.DOWNGRADED if d.downgraded_at else DeliveryState.PENDING, claim_token="",
+            next_attempt_at=due)
+    if deferred:
+        logger.info("channel rate limit: deliveries wait for the next window", extra={"count": len(deferred)})
+    return allowed

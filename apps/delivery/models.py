@@ -43,9 +43,102 @@ class WebhookEndpoint(models.Model):
 
 
 class Channel(models.TextChoices):
+    """The kind of destination of one delivery row (and of a ``NotificationChannel``)."""
+
     WEBHOOK = "webhook", "Webhook"
     EMAIL = "email", "Email"
     SMS = "sms", "SMS"
+    SLACK = "slack", "Slack"
+    TEAMS = "teams", "Microsoft Teams"
+    PAGERDUTY = "pagerduty", "PagerDuty"
+    OPSGENIE = "opsgenie", "Opsgenie"
+
+
+# Kinds a tenant configures as a NotificationChannel (webhooks keep their own endpoints and API).
+CHANNEL_KINDS = (Channel.EMAIL, Channel.SMS, Channel.SLACK, Channel.TEAMS, Channel.PAGERDUTY, Channel.OPSGENIE)
+# Kinds whose messages can be grouped (a digest of several alerts makes sense there).
+GROUPABLE_KINDS = (Channel.EMAIL, Channel.SLACK, Channel.TEAMS)
+
+
+class NotificationChannel(models.Model):
+    """A tenant's destination of one kind (Slack webhook, PagerDuty service, mailing list, ...).
+
+    ``config`` holds what may be shown (base_url, recipients, ...); ``secrets_encrypted`` the rest
+    (webhook URLs of chat tools, routing keys, API keys) as one Fernet token of a JSON object, never
+    shown after creation. ``templates`` optionally overrides the kind's title/body templates.
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="notification_channels")
+    name = models.SlugField(max_length=100)
+    kind = models.CharField(max_length=16, choices=[(k.value, k.label) for k in CHANNEL_KINDS])
+    config = models.JSONField(default=dict, blank=True)
+    secrets_encrypted = models.TextField(blank=True)
+    templates = models.JSONField(default=dict, blank=True)
+    enabled = models.BooleanField(default=True)
+    # Messages per minute this channel may send (None: the kind's default); the excess waits, never dropped.
+    rate_limit_per_minute = models.PositiveIntegerField(null=True, blank=True)
+    failure_streak = models.PositiveIntegerField(default=0)
+    downgraded_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="channel_tenant_name")]
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name} (#{self.pk})"
+
+
+class NotificationPolicy(models.Model):
+    """One node of a tenant's routing list: alerts matching ``matchers`` go to ``channels`` (and the
+    tenant's subscribed webhooks when ``webhooks``); the first match wins unless ``continue_matching``.
+    ``group_by`` + the intervals group chat/email messages (Alertmanager's semantics)."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="notification_policies")
+    name = models.SlugField(max_length=100)
+    position = models.PositiveIntegerField(default=0, help_text="Evaluated in ascending order")
+    enabled = models.BooleanField(default=True)
+    matchers = models.JSONField(default=dict, blank=True)
+    channels = models.ManyToManyField(NotificationChannel, blank=True, related_name="policies")
+    webhooks = models.BooleanField(default=True, help_text="Also send to the tenant's subscribed webhook endpoints")
+    continue_matching = models.BooleanField(default=False)
+    group_by = models.JSONField(default=list, blank=True)
+    group_wait_seconds = models.PositiveIntegerField(default=30)
+    group_interval_seconds = models.PositiveIntegerField(default=300)
+    repeat_interval_seconds = models.PositiveIntegerField(default=14400)
+    fallback_channels = models.ManyToManyField(NotificationChannel, blank=True, related_name="fallback_for")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant_id", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="policy_tenant_name")]
+        verbose_name_plural = "notification policies"
+
+    def __str__(self) -> str:
+        return f"{self.name} (#{self.pk})"
+
+
+class NotificationGroup(models.Model):
+    """Alerts waiting to go out together on one grouped channel: flushed by the sweeper at most once
+    per ``group_interval`` (the first time after ``group_wait``)."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    policy = models.ForeignKey(NotificationPolicy, on_delete=models.CASCADE, related_name="groups")
+    channel = models.ForeignKey(NotificationChannel, on_delete=models.CASCADE, related_name="groups")
+    group_key = models.CharField(max_length=64)
+    group_labels = models.JSONField(default=dict, blank=True)
+    # [{alert_id, event_type, severity, title, plugin, url}] not yet sent
+    pending = models.JSONField(default=list, blank=True)
+    next_flush_at = models.DateTimeField(null=True, blank=True)
+    last_flush_at = models.DateTimeField(null=True, blank=True)
+    sent_alert_ids = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["policy", "channel", "group_key"], name="group_unique_key")]
+        indexes = [models.Index(fields=["next_flush_at"], name="group_flush_due", condition=Q(next_flush_at__isnull=False))]
 
 
 DUE_STATES = (DeliveryState.PENDING, DeliveryState.DOWNGRADED)
@@ -61,7 +154,14 @@ class Delivery(models.Model):
                                  related_name="deliveries")
     source = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="fallbacks",
                                help_text="For a fallback email/SMS: the webhook delivery that was downgraded")
-    channel = models.CharField(max_length=8, choices=Channel.choices, default=Channel.WEBHOOK)
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEBHOOK)
+    # For a delivery to a tenant's configured channel (Slack, PagerDuty, ...); its body is a ChannelRequest.
+    notification_channel = models.ForeignKey(NotificationChannel, null=True, blank=True, on_delete=models.SET_NULL,
+                                             related_name="deliveries")
+    # Channel rows: the notification payload they were rendered from (their fallback renders it again).
+    payload = models.BinaryField(null=True, blank=True)
+    # The routing policy's fallback channels for this row (empty: the tenant's email/SMS contacts).
+    fallback_channels = models.JSONField(default=list, blank=True)
     event_type = models.CharField(max_length=40)
     msg_id = models.CharField(max_length=64, unique=True)
     body = models.BinaryField()
@@ -104,7 +204,7 @@ class DeliveryAttempt(models.Model):
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
     number = models.PositiveIntegerField()
-    channel = models.CharField(max_length=8, choices=Channel.choices)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
     started_at = models.DateTimeField()
     latency_ms = models.PositiveIntegerField(default=0)
     status_code = models.IntegerField(null=True, blank=True)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+import orjson
 from django.conf import settings
 from django.db import transaction
 
@@ -18,9 +19,9 @@ from apps.core import clock
 from apps.core.vocabulary import NOTIFY_EVENTS, severity_rank
 from apps.tenants.models import FallbackContact
 
-from . import messages
+from . import grouping, messages, policies, routing
 from .feedback import DeliveryReport
-from .models import Channel, Delivery, DeliveryState, WebhookEndpoint
+from .models import GROUPABLE_KINDS, Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
 from .notifications import Notification
 
 logger = logging.getLogger("apps.delivery")
@@ -121,58 +122,130 @@ def _endpoints_by_tenant(tenant_ids: set[int], endpoint_ids: Iterable[int] | Non
 
 def notify(notifications: Sequence[Notification], *,
            endpoint_ids: Iterable[int] | None = None) -> list[DeliveryReport]:
-    """Write one webhook delivery per notification and enabled endpoint of its tenant subscribed to
-    its event at its severity; ring the doorbell on commit. Returns one ``DeliveryReport`` per alert
-    whose delivery state these rows decide (alert.triggered / alert.escalated with at least one
-    endpoint): the caller records the state (PENDING, or DOWNGRADED at once when an endpoint is
-    currently downgraded: that alert goes to fallback immediately).
+    """Route each notification through its tenant's policies (``routing``) and write its deliveries:
+    one per subscribed webhook endpoint (when the route includes webhooks: the default), one per
+    routed channel (rendered now and frozen), or an entry in a notification group for grouped chat
+    channels (flushed later by the sweeper). Rings the doorbell on commit. Returns one
+    ``DeliveryReport`` per alert whose delivery state these rows decide (alert.triggered /
+    alert.escalated with at least one row): the caller records the state (PENDING, or DOWNGRADED at
+    once when a destination is currently downgraded: that alert goes to fallback immediately).
 
     Must run inside the caller's transaction: the alert change and its deliveries commit together or
-    not at all (the outbox). One endpoint query and one INSERT for the whole list. DB errors
-    propagate and roll the change back with them. ``endpoint_ids`` restricts the endpoints
-    (reconcile_alerts fills in missing deliveries with it).
+    not at all (the outbox). A constant number of queries for the whole list (endpoints, policies,
+    channels, one INSERT). DB errors propagate and roll the change back with them. ``endpoint_ids``
+    restricts the destinations to those webhook endpoints (reconcile_alerts fills in missing
+    deliveries with it).
     """
     if not notifications:
         return []
-    endpoints = _endpoints_by_tenant({n.tenant_id for n in notifications}, endpoint_ids)
+    tenant_ids = {n.tenant_id for n in notifications}
+    endpoints = _endpoints_by_tenant(tenant_ids, endpoint_ids)
+    routes = policies.load(tenant_ids) if endpoint_ids is None else policies.Routing()
     now = clock.now()
     rows: list[Delivery] = []
-    plan: list[tuple[Notification, list[WebhookEndpoint], list[Delivery]]] = []
+    plan: list[tuple[Notification, list[Delivery]]] = []
     for n in notifications:
-        targets = [e for e in endpoints.get(n.tenant_id, ()) if subscribed(e, n.event_type, n.severity)]
-        if not targets:
-            continue
-        body = messages.webhook_body(n.event_type, n.payload_json, now)
-        downgrade = n.event_type in NOTIFY_EVENTS
-        mine = [
-            Delivery(
-                tenant_id=n.tenant_id, alert_id=n.alert_id, endpoint=e, channel=Channel.WEBHOOK,
-                event_type=n.event_type, msg_id=new_msg_id(), body=body, plugin_id=n.plugin_id,
-                state=DeliveryState.DOWNGRADED if downgrade and e.downgraded_at else DeliveryState.PENDING,
-                downgraded_at=now if downgrade and e.downgraded_at else None,
-                next_attempt_at=now, created_at=now, expires_at=expires(now),
-            )
-            for e in targets
-        ]
+        route = routes.route(n, now)
+        mine = []
+        if route.webhooks:
+            targets = [e for e in endpoints.get(n.tenant_id, ()) if subscribed(e, n.event_type, n.severity)]
+            mine += _webhook_rows(n, targets, now)
+        mine += _channel_rows(n, route, routes, now)
         rows += mine
-        plan.append((n, targets, mine))
-    if not rows:
-        return []
-    Delivery.objects.bulk_create(rows)
+        plan.append((n, mine))
+    if rows:
+        Delivery.objects.bulk_create(rows)
     to_ring = [r.pk for r in rows]
     reports = []
-    for n, targets, mine in plan:
+    for n, mine in plan:
         downgraded = [r for r in mine if r.downgraded_at]
         if downgraded:
-            fallbacks = create_fallbacks(notification=n, source=downgraded[0], now=now,
-                                         reason="your webhook endpoint is downgraded after repeated failures")
-            to_ring += [f.pk for f in fallbacks]
-        if n.event_type in NOTIFY_EVENTS:
-            reports.append(DeliveryReport(n.alert_id, {"event_type": n.event_type,
-                                                       "endpoints": [e.pk for e in targets],
-                                                       "delivery_ids": [r.pk for r in mine]}))
+            what = "webhook endpoint" if downgraded[0].channel == Channel.WEBHOOK else f"{downgraded[0].channel} channel"
+            to_ring += [f.pk for f in create_fallbacks_for(
+                downgraded[0], notification=n, now=now, reason=f"your {what} is downgraded after repeated failures")]
+        counted = [r for r in mine if r.event_type in NOTIFY_EVENTS]
+        if counted:
+            reports.append(DeliveryReport(n.alert_id, {
+                "event_type": n.event_type, "endpoints": [r.endpoint_id for r in counted if r.endpoint_id],
+                "channels": [r.notification_channel_id for r in counted if r.notification_channel_id],
+                "delivery_ids": [r.pk for r in counted]}))
     ring(to_ring)
     return reports
+
+
+def _webhook_rows(n: Notification, targets: list[WebhookEndpoint], now: datetime) -> list[Delivery]:
+    if not targets:
+        return []
+    body = messages.webhook_body(n.event_type, n.payload_json, now)
+    notifying = n.event_type in NOTIFY_EVENTS
+    return [
+        Delivery(
+            tenant_id=n.tenant_id, alert_id=n.alert_id, endpoint=e, channel=Channel.WEBHOOK,
+            event_type=n.event_type, msg_id=new_msg_id(), body=body, plugin_id=n.plugin_id,
+            state=DeliveryState.DOWNGRADED if notifying and e.downgraded_at else DeliveryState.PENDING,
+            downgraded_at=now if notifying and e.downgraded_at else None,
+            next_attempt_at=now, created_at=now, expires_at=expires(now),
+        )
+        for e in targets
+    ]
+
+
+def _channel_rows(n: Notification, route: routing.Route, routes: policies.Routing, now: datetime) -> list[Delivery]:
+    """Rows for the route's channels; grouped chat channels take the alert into their group instead."""
+    if not route.channels:
+        return []
+    from .transports import channels as channel_kinds  # transports load their settings lazily
+
+    payload = n.payload
+    notifying = n.event_type in NOTIFY_EVENTS
+    out = []
+    for channel_id, policy in route.channels.items():
+        channel = routes.channels.get(channel_id)
+        if channel is None or not channel.enabled:
+            continue
+        if policy.group_by and channel.kind in GROUPABLE_KINDS and notifying:
+            grouping.add(policy=routes.policies[policy.id], channel=channel, notification=n, payload=payload, now=now)
+            continue
+        request = channel_kinds.render(channel.kind, n.event_type, payload, templates=channel.templates or None,
+                                       changes=n.changes)
+        if request is None:  # nothing to say on this channel about this change
+            continue
+        out.append(Delivery(
+            tenant_id=n.tenant_id, alert_id=n.alert_id, channel=channel.kind, notification_channel=channel,
+            event_type=n.event_type, msg_id=new_msg_id(), body=request.encode(), payload=n.payload_json,
+            fallback_channels=list(policy.fallback_channel_ids), plugin_id=n.plugin_id,
+            state=DeliveryState.DOWNGRADED if notifying and channel.downgraded_at else DeliveryState.PENDING,
+            downgraded_at=now if notifying and channel.downgraded_at else None,
+            next_attempt_at=now, created_at=now, expires_at=expires(now),
+        ))
+    return out
+
+
+def create_fallbacks_for(row: Delivery, *, notification: Notification, now: datetime, reason: str) -> list[Delivery]:
+    """The fallback of a downgraded row: its policy's fallback channels, else the tenant's email/SMS
+    contacts (``create_fallbacks``). The caller rings the doorbell."""
+    if not row.fallback_channels:
+        return create_fallbacks(notification=notification, source=row, now=now, reason=reason)
+    from .transports import channels as channel_kinds
+
+    payload = notification.payload
+    out = []
+    for channel in NotificationChannel.objects.filter(pk__in=row.fallback_channels, tenant_id=row.tenant_id,
+                                                      enabled=True).order_by("pk"):
+        request = channel_kinds.render(channel.kind, notification.event_type, payload,
+                                       templates=channel.templates or None)
+        if request is None:
+            continue
+        out.append(Delivery(
+            tenant_id=row.tenant_id, alert_id=row.alert_id, source=row, channel=channel.kind,
+            notification_channel=channel, event_type=notification.event_type, msg_id=new_msg_id(),
+            body=request.encode(), payload=notification.payload_json, plugin_id=row.plugin_id,
+            next_attempt_at=now, created_at=now, expires_at=expires(now)))
+    if not out:
+        logger.warning("no enabled fallback channel", extra={"alert_id": row.alert_id, "tenant_id": row.tenant_id})
+        return create_fallbacks(notification=notification, source=row, now=now, reason=reason)
+    Delivery.objects.bulk_create(out)
+    return out
 
 
 def create_fallbacks(*, notification: Notification, source: Delivery | None, now: datetime,
@@ -209,8 +282,9 @@ def create_fallbacks(*, notification: Notification, source: Delivery | None, now
 
 
 def notification_of(delivery: Delivery) -> Notification:
-    """The notification a webhook delivery was written for, from its frozen body (for its fallback)."""
-    data = messages.decode(delivery.body)["data"]
+    """The notification a delivery was written for, from what it froze (for its fallback): a channel
+    row's payload, or a webhook body's ``data``."""
+    data = orjson.loads(bytes(delivery.payload)) if delivery.payload else messages.decode(delivery.body)["data"]
     return Notification.build(event_type=delivery.event_type, alert_id=delivery.alert_id,
                               tenant_id=delivery.tenant_id, plugin_id=delivery.plugin_id,
                               severity=str(data.get("severity", "")), payload=data)

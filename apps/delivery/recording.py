@@ -29,7 +29,7 @@ from apps.core.vocabulary import NOTIFY_EVENTS
 from . import backoff, fastpath, feedback, outbox, state
 from .dispatch import Outcome
 from .feedback import DeliveryReport
-from .models import Channel, Delivery, DeliveryState, WebhookEndpoint
+from .models import Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
 
 logger = logging.getLogger("apps.delivery")
 
@@ -54,7 +54,7 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
         held_ok = fastpath.insert_attempts(outcomes, numbers, now)
         # Successes whose claim was lost leave the endpoint alone (as before batching).
         counted = [o for o in outcomes if not o.ok or o.delivery.pk in held_ok]
-        after = _replay_endpoints(counted, now)
+        after = {**_replay_endpoints(counted, now), **_replay_channels(counted, now)}
         reports: dict[int, DeliveryReport] = {}  # per alert, the batch's last word
         for i, (o, n) in enumerate(zip(outcomes, numbers)):
             d = o.delivery
@@ -66,8 +66,9 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
             else:
                 states[i], detail = _failed(d, o, n, now, after.get(id(o)))
             if detail is not None and state.counts(d):
-                reports[d.alert_id] = DeliveryReport(d.alert_id, {"delivery_id": d.pk, "endpoint_id": d.endpoint_id,
-                                                                  "event_type": d.event_type, **detail})
+                reports[d.alert_id] = DeliveryReport(d.alert_id, {
+                    "delivery_id": d.pk, "endpoint_id": d.endpoint_id, "event_type": d.event_type,
+                    **({"channel_id": d.notification_channel_id} if d.notification_channel_id else {}), **detail})
         feedback.report(list(reports.values()))
     for o, n, s in zip(outcomes, numbers, states):
         _log(o, n, s)
@@ -143,10 +144,59 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
     return after
 
 
+def _replay_channels(outcomes: list[Outcome], now: datetime) -> dict[int, NotificationChannel]:
+    """``_replay_endpoints`` for configured channels (Slack, PagerDuty, ...): per channel, in the
+    batch's order, success -> streak 0 and a downgraded channel restored; failure -> streak + 1 and
+    the threshold downgrades it (audited). Locks only channels that saw a failure or were not clean.
+    Returns, per failed outcome (by ``id(outcome)``), the channel as it stood after that failure."""
+    mine: dict[int, list[Outcome]] = {}
+    for o in outcomes:
+        if o.delivery.notification_channel_id and o.delivery.source_id is None:
+            mine.setdefault(o.delivery.notification_channel_id, []).append(o)
+    dirty = sorted(cid for cid, items in mine.items()
+                   if any(not o.ok or o.delivery.notification_channel is None
+                          or o.delivery.notification_channel.failure_streak
+                          or o.delivery.notification_channel.downgraded_at for o in items))
+    if not dirty:
+        return {}
+    locked = {c.pk: c for c in NotificationChannel.objects.select_for_update().filter(pk__in=dirty).order_by("pk")}
+    after: dict[int, NotificationChannel] = {}
+    threshold = settings.DELIVERY_DOWNGRADE_AFTER_FAILURES
+    for cid in dirty:
+        channel = locked.get(cid)
+        if channel is None:  # deleted meanwhile
+            continue
+        before = (channel.failure_streak, channel.downgraded_at)
+        restored = downgraded = None
+        for o in mine[cid]:
+            if o.ok:
+                channel.failure_streak = 0
+                if channel.downgraded_at is not None:
+                    channel.downgraded_at, restored = None, True
+                continue
+            channel.failure_streak += 1
+            if channel.downgraded_at is None and channel.failure_streak >= threshold:
+                channel.downgraded_at, downgraded = now, o.error
+            after[id(o)] = NotificationChannel(pk=channel.pk, tenant_id=channel.tenant_id,
+                                               failure_streak=channel.failure_streak,
+                                               downgraded_at=channel.downgraded_at)
+        if (channel.failure_streak, channel.downgraded_at) == before:
+            continue
+        channel.save(update_fields=["failure_streak", "downgraded_at", "updated_at"])
+        if restored and channel.downgraded_at is None:
+            audit("channel.restored", target=channel, tenant=channel.tenant_id, data={"name": channel.name})
+        if downgraded is not None and channel.downgraded_at is not None:
+            audit("channel.downgraded", target=channel, tenant=channel.tenant_id,
+                  data={"name": channel.name, "failure_streak": channel.failure_streak,
+                        "error": downgraded.message[:300]})
+    return after
+
+
 def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
-            endpoint: WebhookEndpoint | None) -> tuple[str, dict | None]:
+            destination: WebhookEndpoint | NotificationChannel | None) -> tuple[str, dict | None]:
     """The failure policy for one delivery; returns (new state or "" if the claim was lost, the
-    detail to report for the alert's state or None)."""
+    detail to report for the alert's state or None). ``destination`` is the endpoint or channel as
+    it stood after this failure (a downgraded one sends the alert to fallback at once)."""
     err = outcome.error
     final = err.permanent
     next_at = None
@@ -156,9 +206,9 @@ def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
         # expires_at - max_age: the retry window's start (creation, or the last manual retry).
         final = backoff.gives_up(number, d.expires_at - max_age, next_at, max_age)
     threshold = settings.DELIVERY_DOWNGRADE_AFTER_FAILURES
-    downgrade = (d.channel == Channel.WEBHOOK and d.event_type in NOTIFY_EVENTS and d.alert_id is not None
-                 and d.downgraded_at is None
-                 and (final or number >= threshold or bool(endpoint and endpoint.downgraded_at)))
+    routed = d.channel == Channel.WEBHOOK or (d.notification_channel_id is not None and d.source_id is None)
+    downgrade = (routed and d.event_type in NOTIFY_EVENTS and d.alert_id is not None and d.downgraded_at is None
+                 and (final or number >= threshold or bool(destination and destination.downgraded_at)))
     downgraded_at = now if downgrade else d.downgraded_at
     if final:
         new_state = DeliveryState.FAILED
@@ -180,9 +230,11 @@ def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
 
 
 def _send_fallback(d: Delivery, now: datetime) -> None:
-    """Email + SMS with what the webhook should have carried (rendered from its frozen body)."""
-    rows = outbox.create_fallbacks(notification=outbox.notification_of(d), source=d, now=now,
-                                   reason="your webhook endpoint did not accept this alert")
+    """The policy's fallback channels, or email + SMS to the tenant's contacts, with what the failing
+    destination should have carried (rendered from what the row froze)."""
+    what = "webhook endpoint" if d.channel == Channel.WEBHOOK else f"{d.channel} channel"
+    rows = outbox.create_fallbacks_for(d, notification=outbox.notification_of(d), now=now,
+                                       reason=f"your {what} did not accept this alert")
     outbox.ring(r.pk for r in rows)
 
 

@@ -1,8 +1,9 @@
-"""An alert's delivery state, derived from its webhook deliveries (the alerts app reads it when
+"""An alert's delivery state, derived from its deliveries (the alerts app reads it when
 ``apps.delivery.feedback`` reports a change; delivery itself never writes alerts).
 
-Only deliveries of notifying events (alert.triggered, alert.escalated) count, and per endpoint only
-the latest one (an escalation's delivery supersedes the trigger's). Aggregate, most telling first:
+Only deliveries of notifying events (alert.triggered, alert.escalated) to a webhook endpoint or a
+routed channel count, and per destination only the latest one (an escalation's delivery supersedes
+the trigger's). Aggregate, most telling first:
 any DOWNGRADED (the tenant was reached by fallback and the webhook is still retried) -> DOWNGRADED;
 else anything still in flight -> PENDING; else all DELIVERED -> DELIVERED; else FAILED.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+
+from django.db.models import Q
 
 from apps.core.vocabulary import NOTIFY_EVENTS
 
@@ -36,36 +39,45 @@ def aggregate(states: list[str]) -> str | None:
     return DeliveryState.FAILED
 
 
+def _routed() -> Q:
+    """Rows that decide the state: webhook deliveries and deliveries to a routed channel (not the
+    fallbacks those cause, and not grouped digests, which carry no alert)."""
+    return (Q(channel=Channel.WEBHOOK) | Q(notification_channel__isnull=False, source__isnull=True)) & \
+        Q(event_type__in=NOTIFY_EVENTS)
+
+
+def _destination(endpoint_id: int | None, channel_id: int | None) -> tuple[str, int | None]:
+    return ("channel", channel_id) if channel_id else ("endpoint", endpoint_id)
+
+
 def alert_delivery_state(alert_id: int) -> str | None:
-    """Compute an alert's delivery state from its rows (one query); None without webhook deliveries."""
-    latest: dict[int | None, str] = {}
-    rows = (Delivery.objects.filter(alert_id=alert_id, channel=Channel.WEBHOOK, event_type__in=NOTIFY_EVENTS)
-            .order_by("id").values_list("endpoint_id", "state", "downgraded_at"))
-    for endpoint_id, state, downgraded_at in rows:
-        latest[endpoint_id] = effective_state(state, downgraded_at)
-    return aggregate(list(latest.values()))
+    """Compute an alert's delivery state from its rows (one query); None without routed deliveries."""
+    return alert_delivery_states([alert_id]).get(alert_id)
 
 
 def counts(delivery: Delivery) -> bool:
-    """Does this delivery decide its alert's delivery state (webhook, notifying event)? Only these
-    are reported: an alert.updated delivery reporting back would cause another update, forever."""
-    return delivery.alert_id is not None and delivery.channel == Channel.WEBHOOK and \
-        delivery.event_type in NOTIFY_EVENTS
+    """Does this delivery decide its alert's delivery state (webhook or routed channel, notifying
+    event)? Only these are reported: an alert.updated delivery reporting back would cause another
+    update, forever."""
+    routed = delivery.channel == Channel.WEBHOOK or (delivery.notification_channel_id is not None
+                                                     and delivery.source_id is None)
+    return delivery.alert_id is not None and routed and delivery.event_type in NOTIFY_EVENTS
 
 
 def alert_delivery_states(alert_ids: Iterable[int]) -> dict[int, str]:
-    """``alert_delivery_state`` for many alerts in one query (alerts without deliveries left out)."""
+    """The delivery state of many alerts in one query (alerts without routed deliveries left out):
+    per destination (endpoint or channel) the latest row counts."""
     ids = sorted(set(alert_ids))
     if not ids:
         return {}
-    latest: dict[int, dict[int | None, str]] = {}
-    rows = (Delivery.objects.filter(alert_id__in=ids, channel=Channel.WEBHOOK, event_type__in=NOTIFY_EVENTS)
-            .order_by("id").values_list("alert_id", "endpoint_id", "state", "downgraded_at"))
-    for alert_id, endpoint_id, state, downgraded_at in rows:
-        latest.setdefault(alert_id, {})[endpoint_id] = effective_state(state, downgraded_at)
+    latest: dict[int, dict[tuple, str]] = {}
+    rows = (Delivery.objects.filter(_routed(), alert_id__in=ids).order_by("id")
+            .values_list("alert_id", "endpoint_id", "notification_channel_id", "state", "downgraded_at"))
+    for alert_id, endpoint_id, channel_id, state, downgraded_at in rows:
+        latest.setdefault(alert_id, {})[_destination(endpoint_id, channel_id)] = effective_state(state, downgraded_at)
     out = {}
-    for alert_id, per_endpoint in latest.items():
-        state = aggregate(list(per_endpoint.values()))
+    for alert_id, per_destination in latest.items():
+        state = aggregate(list(per_destination.values()))
         if state is not None:
             out[alert_id] = str(state)
     return out

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import dispatch
+from . import dispatch, grouping
 
 
 @shared_task(name="deliver.attempt", ignore_result=True, acks_late=True)
@@ -20,5 +20,6 @@ def deliver_batch(delivery_ids: list[int], claim_token: str | None = None) -> No
 
 @shared_task(name="deliver.sweep", ignore_result=True)
 def deliver_sweep() -> None:
-    """Beat, every few seconds: claim due and stuck deliveries and enqueue them."""
+    """Beat, every few seconds: claim due and stuck deliveries and enqueue them; send due groups."""
     dispatch.sweep()
+    grouping.flush_due()
