@@ -16,6 +16,8 @@ def merge_overrides(base: Override | None, top: Override) -> Override:
     """``top``'s non-None fields over ``base`` (same tenant)."""
     if base is None:
         return top
+    if not isinstance(base, Override):  # a metric rule's pack override: severity and enabled only
+        base = Override(tenant=base.tenant, severity=base.severity, enabled=base.enabled)
     return Override(
         tenant=top.tenant,
         count=base.count if top.count is None else top.count,

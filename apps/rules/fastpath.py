@@ -16,7 +16,7 @@ Both twins return and take ``LockedWindow`` rows, so callers never see which one
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Sequence
 
 import orjson
@@ -122,3 +122,94 @@ def _save_windows_portable(rows: Sequence[LockedWindow]) -> None:
         [WindowState(pk=w.pk, state=w.state, last_fired_at=w.last_fired_at, alert_id=w.alert_id,
                      updated_at=w.updated_at) for w in rows],
         ["state", "last_fired_at", "alert", "updated_at"])
+
+
+# --------------------------------------------------------------------------- metric rollups
+# Same pattern for metrics intake (apps.rules.metrics): one statement per table per request, rows
+# in (series, minute) order so two requests touching the same rollups lock them in one order.
+
+RollupRow = tuple  # (series_id, minute epoch s, count, sum, min, max, sumsq, last, last_ts epoch s)
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, timezone.utc)
+
+
+def insert_series(tenant_id: int, rows: Sequence[tuple[str, str, dict]], now: datetime) -> dict[str, int]:
+    """Create the series ``(labels_hash, name, labels)`` of ``tenant_id`` (existing ones are kept)
+    and return labels_hash -> id for all of them. In the caller's transaction."""
+    if not rows:
+        return {}
+    from .models import MetricSeries
+
+    hashes = [r[0] for r in rows]
+    if connection.vendor == "postgresql":
+        table = MetricSeries._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f'INSERT INTO "{table}" ("tenant_id", "name", "labels_hash", "labels", "created_at") '
+                f"SELECT %s, u.n, u.h, u.l::jsonb, %s FROM unnest(%s::varchar[], %s::varchar[], %s::text[]) "
+                f"AS u(h, n, l) ORDER BY u.h ON CONFLICT DO NOTHING",
+                [tenant_id, now, hashes, [r[1] for r in rows], [orjson.dumps(r[2]).decode() for r in rows]])
+    else:
+        MetricSeries.objects.bulk_create(
+            [MetricSeries(tenant_id=tenant_id, labels_hash=h, name=n, labels=labels, created_at=now)
+             for h, n, labels in rows], ignore_conflicts=True)
+    return dict(MetricSeries.objects.filter(tenant_id=tenant_id, labels_hash__in=hashes)
+                .values_list("labels_hash", "id"))
+
+
+def upsert_rollups(rows: Sequence[RollupRow]) -> None:
+    """Merge per-(series, minute) aggregates into ``MetricRollup``: counts and sums add up, min/max
+    widen, ``last`` is the value with the newest ``last_ts``. In the caller's transaction."""
+    if not rows:
+        return
+    rows = sorted(rows, key=lambda r: (r[0], r[1]))
+    if connection.vendor == "postgresql":
+        _upsert_rollups_postgresql(rows)
+    else:
+        _upsert_rollups_portable(rows)
+
+
+def _upsert_rollups_postgresql(rows: Sequence[RollupRow]) -> None:
+    from .models import MetricRollup
+
+    table = MetricRollup._meta.db_table
+    cols = list(zip(*rows))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO "{table}" AS r ("series_id", "minute", "count", "sum", "min", "max", "sumsq", "last", '
+            f'"last_ts") SELECT * FROM unnest(%s::bigint[], %s::timestamptz[], %s::integer[], %s::float8[], '
+            f"%s::float8[], %s::float8[], %s::float8[], %s::float8[], %s::timestamptz[]) "
+            f'ON CONFLICT ("series_id", "minute") DO UPDATE SET "count" = r."count" + EXCLUDED."count", '
+            f'"sum" = r."sum" + EXCLUDED."sum", "min" = LEAST(r."min", EXCLUDED."min"), '
+            f'"max" = GREATEST(r."max", EXCLUDED."max"), "sumsq" = r."sumsq" + EXCLUDED."sumsq", '
+            f'"last" = CASE WHEN EXCLUDED."last_ts" >= r."last_ts" THEN EXCLUDED."last" ELSE r."last" END, '
+            f'"last_ts" = GREATEST(r."last_ts", EXCLUDED."last_ts")',
+            [list(cols[0]), [_utc(m) for m in cols[1]], list(cols[2]), list(cols[3]), list(cols[4]), list(cols[5]),
+             list(cols[6]), list(cols[7]), [_utc(t) for t in cols[8]]])
+
+
+def _upsert_rollups_portable(rows: Sequence[RollupRow]) -> None:
+    from .models import MetricRollup
+
+    # A bounding filter, not one OR per row: SQLite caps an expression's depth at 1,000.
+    candidates = (MetricRollup.objects.select_for_update()
+                  .filter(series_id__in={r[0] for r in rows}, minute__gte=_utc(min(r[1] for r in rows)),
+                          minute__lte=_utc(max(r[1] for r in rows))).order_by("series_id", "minute"))
+    wanted = {(r[0], r[1]) for r in rows}
+    existing = {key: x for x in candidates if (key := (x.series_id, int(x.minute.timestamp()))) in wanted}
+    create, update = [], []
+    for sid, minute, count, total, lo, hi, sq, last, last_ts in rows:
+        x = existing.get((sid, minute))
+        if x is None:
+            create.append(MetricRollup(series_id=sid, minute=_utc(minute), count=count, sum=total, min=lo, max=hi,
+                                       sumsq=sq, last=last, last_ts=_utc(last_ts)))
+            continue
+        x.count, x.sum, x.min, x.max, x.sumsq = x.count + count, x.sum + total, min(x.min, lo), max(x.max, hi), \
+            x.sumsq + sq
+        if _utc(last_ts) >= x.last_ts:
+            x.last, x.last_ts = last, _utc(last_ts)
+        update.append(x)
+    MetricRollup.objects.bulk_create(create)
+    MetricRollup.objects.bulk_update(update, ["count", "sum", "min", "max", "sumsq", "last", "last_ts"])

@@ -30,9 +30,15 @@ class LogRule(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     updated_by = models.CharField(max_length=200, blank=True)
+    # "log", or a metric kind (threshold/anomaly/absence): metric rules are evaluated on a schedule,
+    # claimed by a conditional UPDATE of next_eval_at (apps.rules.metric_eval).
+    kind = models.CharField(max_length=16, default="log")
+    next_eval_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["key"]
+        indexes = [models.Index(fields=["next_eval_at"], name="logrule_metric_due",
+                                condition=~models.Q(kind="log"))]
 
     def __str__(self) -> str:
         return self.key
@@ -124,3 +130,67 @@ class RulesetVersion(models.Model):
 
     def __str__(self) -> str:
         return f"ruleset v{self.version}"
+
+
+class MetricSeries(models.Model):
+    """One (tenant, metric name, label set). ``labels_hash`` digests name and sorted labels, so
+    intake finds a series by one indexed equality; the per-tenant count is capped by
+    METRICS_MAX_SERIES_PER_TENANT (apps.rules.metrics)."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=200)
+    labels_hash = models.CharField(max_length=64)
+    labels = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "labels_hash"], name="rules_metric_series_unique")]
+        indexes = [models.Index(fields=["name", "tenant"], name="rules_metric_series_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.labels}"
+
+
+class MetricRollup(models.Model):
+    """One series' samples within one minute: enough for avg/min/max/sum/count/last and a sigma.
+
+    Storage grows with series x minutes, never with samples; rules read these rows only.
+    """
+
+    series = models.ForeignKey(MetricSeries, on_delete=models.CASCADE, related_name="rollups")
+    minute = models.DateTimeField(help_text="Start of the minute (UTC)")
+    count = models.PositiveIntegerField()
+    sum = models.FloatField()
+    min = models.FloatField()
+    max = models.FloatField()
+    sumsq = models.FloatField()
+    last = models.FloatField()
+    last_ts = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["series", "minute"], name="rules_metric_rollup_unique")]
+        indexes = [models.Index(fields=["minute"], name="rules_metric_rollup_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.series_id}@{self.minute:%Y-%m-%d %H:%M}"
+
+
+class MetricRuleState(models.Model):
+    """Where one (metric rule, tenant, group) stands between evaluations."""
+
+    rule_key = models.CharField(max_length=64)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    group_hash = models.CharField(max_length=64)
+    group_key = models.JSONField(default=dict)
+    consecutive = models.PositiveIntegerField(default=0, help_text="Violating evaluations in a row")
+    pending_since = models.DateTimeField(null=True, blank=True, help_text="First violation of this streak")
+    last_value = models.FloatField(null=True, blank=True)
+    alert = models.ForeignKey("alerts.Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule_key", "tenant", "group_hash"],
+                                               name="metric_rule_state_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_key} {self.group_key}"

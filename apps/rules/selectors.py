@@ -53,7 +53,9 @@ def load_snapshot(version: tuple[int, str] | None = None) -> Snapshot:
     if version is None:
         version = ruleset_stamp()
     specs, versions = [], {}
-    for key, raw, rule_version in LogRule.objects.order_by("key").values_list("key", "spec", "version"):
+    # Metric rules are evaluated on their own schedule (apps.rules.metric_eval), not by the log engine.
+    for key, raw, rule_version in (LogRule.objects.filter(kind="log").order_by("key")
+                                   .values_list("key", "spec", "version")):
         try:
             specs.append(parse_rule(raw))
         except RulePackError as exc:

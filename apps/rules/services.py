@@ -22,6 +22,7 @@ from apps.core import clock
 from apps.core.errors import Conflict, NotFound, Unprocessable
 from apps.rules.models import LogRule, RuleOverride, RuleRevision, RulesetVersion
 from apps.rules.selectors import get_rule
+from apps.rules.metric_spec import MetricRuleSpec
 from apps.rules.spec import Override, RulePackError, RuleSpec, load_pack, parse_pack, parse_rule, rule_to_dict
 from apps.tenants.models import Tenant
 
@@ -92,10 +93,15 @@ def bump_ruleset_version() -> int:
     return RulesetVersion.objects.get(pk=1).version
 
 
-def _columns(spec: RuleSpec) -> dict[str, Any]:
-    return dict(name=spec.name, category=spec.category, description=spec.description, enabled=spec.enabled,
-                severity=spec.severity, threshold_count=spec.threshold.count,
-                window_seconds=spec.threshold.window_s, cooldown_seconds=spec.cooldown_s, spec=rule_to_dict(spec))
+def _columns(spec: RuleSpec | MetricRuleSpec) -> dict[str, Any]:
+    common = dict(name=spec.name, category=spec.category, description=spec.description, enabled=spec.enabled,
+                  severity=spec.severity, spec=rule_to_dict(spec))
+    if isinstance(spec, MetricRuleSpec):
+        # A changed metric rule is due at once (next_eval_at None), so its new condition applies now.
+        return dict(common, kind=spec.kind, threshold_count=0, cooldown_seconds=0, next_eval_at=None,
+                    window_seconds=spec.window_s if spec.kind != "absence" else spec.for_s)
+    return dict(common, kind="log", threshold_count=spec.threshold.count, window_seconds=spec.threshold.window_s,
+                cooldown_seconds=spec.cooldown_s, next_eval_at=None)
 
 
 def _save(rule: LogRule | None, spec: RuleSpec, *, actor: Any, source: str,
@@ -240,7 +246,9 @@ def validate_override(*, rule: LogRule, tenant_slug: str, body: Any) -> Override
         raise RuleInvalid([f"rule '{key}': override.{k}: unknown key (known: {', '.join(OVERRIDE_FIELDS)})"
                            for k in unknown])
     try:
-        return parse_rule({**rule.spec, "overrides": [{**body, "tenant": tenant_slug}]}).overrides[0]
+        o = parse_rule({**rule.spec, "overrides": [{**body, "tenant": tenant_slug}]}).overrides[0]
+        # A metric rule's override has severity and enabled only; the row's other columns stay empty.
+        return o if isinstance(o, Override) else Override(tenant=o.tenant, severity=o.severity, enabled=o.enabled)
     except RulePackError as exc:
         raise RuleInvalid([e.replace("overrides[0]", "override") for e in exc.errors]) from None
 

@@ -23,6 +23,7 @@ import yaml
 
 from apps.core.vocabulary import ID_RE, SEVERITIES, format_duration, parse_duration, parse_level
 from apps.rules.matcher import pattern_error
+from apps.rules.metric_spec import METRIC_KINDS, MetricRuleSpec, metric_rule_to_dict, parse_metric_rule
 
 GROUP_BY_FIELDS: tuple[str, ...] = ("tenant_id", "plugin_id", "trace_id")
 DEFAULT_GROUP_BY: tuple[str, ...] = ("tenant_id", "plugin_id")
@@ -114,8 +115,11 @@ class RuleSpec:
 
 
 def effective_specs(specs: Iterable[RuleSpec], tenant: str) -> list[RuleSpec]:
-    """Enabled rules of ``tenant``, overrides applied: the input of ``CompiledRuleSet.build``."""
-    out = [s.for_tenant(tenant) for s in specs]
+    """Enabled log rules of ``tenant``, overrides applied: the input of ``CompiledRuleSet.build``.
+
+    Metric rules (``kind`` threshold/anomaly/absence) are evaluated on a schedule
+    (``apps.rules.metric_eval``), never matched against log lines, so they are left out here."""
+    out = [s.for_tenant(tenant) for s in specs if isinstance(s, RuleSpec)]
     return [s for s in out if s.enabled]
 
 
@@ -230,7 +234,14 @@ class _RuleValidator:
         if not isinstance(raw, dict):
             self.errors.append(f"{self.label}: must be a mapping")
             return None
+        kind = raw.get("kind", "log")
+        if kind in METRIC_KINDS:
+            return parse_metric_rule(self)
+        if kind != "log":
+            self.err("kind", f"unknown kind {kind!r} (use log | {' | '.join(METRIC_KINDS)}; default log)")
         for key in raw:
+            if key == "kind":
+                continue
             if key not in _RULE_KEYS:
                 self.err(str(key), f"unknown key{_suggest(key, _RULE_KEYS)}")
         rid = self.text("id", raw.get("id"), 64)
@@ -462,8 +473,10 @@ def _suggest(key: object, known: Sequence[str]) -> str:
 # --------------------------------------------------------------------------- export
 
 
-def rule_to_dict(spec: RuleSpec) -> dict[str, Any]:
+def rule_to_dict(spec: RuleSpec | MetricRuleSpec) -> dict[str, Any]:
     """Canonical mapping for ``spec``; optional fields at their defaults are left out."""
+    if isinstance(spec, MetricRuleSpec):
+        return metric_rule_to_dict(spec)
     d: dict[str, Any] = {"id": spec.id, "name": spec.name, "category": spec.category}
     if not spec.enabled:
         d["enabled"] = False
