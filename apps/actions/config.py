@@ -40,7 +40,7 @@ def _require(condition: bool, field: str, message: str) -> None:
         raise Unprocessable(f"{field}: {message}", details={field: [message]})
 
 
-def _check_bridge(bridge: TicketBridge, secret_given: bool) -> None:
+def check_bridge(bridge: TicketBridge, secret_given: bool) -> None:
     _require(bridge.kind in TicketBridge.Kind.values, "kind", f"one of {', '.join(TicketBridge.Kind.values)}")
     _require(bridge.auth in TicketBridge.Auth.values, "auth", f"one of {', '.join(TicketBridge.Auth.values)}")
     bridge.base_url = outbound.validate_url(bridge.base_url, field="base_url")
@@ -79,7 +79,7 @@ def bridge_save(*, tenant: Any, actor: Any, data: dict, bridge: TicketBridge | N
         if field in data:
             setattr(bridge, field, data[field])
     secret = data.get("secret")
-    _check_bridge(bridge, bool(secret))
+    check_bridge(bridge, bool(secret))
     if secret:
         bridge.secret_encrypted = seal(secret)
     bridge.updated_at = now
@@ -101,7 +101,7 @@ def bridge_delete(*, bridge: TicketBridge, actor: Any) -> None:
         bridge.delete()
 
 
-def _check_action(action: RemediationAction) -> None:
+def check_action(action: RemediationAction) -> None:
     _require(bool(action.name), "name", "required")
     action.url = outbound.validate_url(action.url, field="url")
     action.allowed_severities = clean_severities(action.allowed_severities, "allowed_severities")
@@ -128,7 +128,7 @@ def action_save(*, tenant: Any, actor: Any, data: dict,
     for field in ACTION_FIELDS:
         if field in data:
             setattr(action, field, data[field])
-    _check_action(action)
+    check_action(action)
     action.updated_at = now
     try:
         with transaction.atomic():
