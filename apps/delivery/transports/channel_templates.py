@@ -33,7 +33,7 @@ MAX_TEMPLATE_BYTES = 4096
 ALLOWED_TAGS = frozenset({
     "if", "elif", "else", "endif", "for", "empty", "endfor", "with", "endwith", "firstof", "now", "comment",
     "endcomment", "spaceless", "endspaceless", "filter", "endfilter", "cycle", "resetcycle", "ifchanged",
-    "endifchanged", "templatetag", "widthratio", "verbatim", "endverbatim", "autoescape", "endautoescape",
+    "endifchanged", "templatetag", "widthratio", "autoescape", "endautoescape",
 })
 # Per kind: template name -> default file under templates/delivery/channels/<kind>/.
 TEMPLATE_FILES: dict[str, dict[str, str]] = {
@@ -109,6 +109,9 @@ def compile_template(text: str) -> Template:
     if size > MAX_TEMPLATE_BYTES:
         raise ValueError(f"template is {size} bytes; at most {MAX_TEMPLATE_BYTES} are allowed")
     for token in Lexer(text).tokenize():
+        if token.token_type == TokenType.TEXT and ("{{" in token.contents or "{%" in token.contents):
+            # Django would print an unclosed tag as text: almost certainly a typo, so say so now.
+            raise ValueError(f"unclosed {{{{ or {{% on line {token.lineno}")
         if token.token_type == TokenType.BLOCK:
             tag = (token.contents.split() or [""])[0]
             if tag not in ALLOWED_TAGS:
