@@ -3,6 +3,7 @@ the services refuse rule ids equal to them."""
 from django.urls import path
 
 from .api import views
+from .api.metrics_views import MetricsIntakeView
 
 urlpatterns = [
     path("rules", views.RuleListView.as_view(), name="rule-list"),
@@ -12,4 +13,5 @@ urlpatterns = [
     path("rules/<str:key>", views.RuleDetailView.as_view(), name="rule-detail"),
     path("rules/<str:key>/revisions", views.RuleRevisionsView.as_view(), name="rule-revisions"),
     path("rules/<str:key>/overrides", views.RuleOverrideView.as_view(), name="rule-overrides"),
+    path("metrics", MetricsIntakeView.as_view(), name="metrics-intake"),
 ]

@@ -1,5 +1,5 @@
 """``POST /api/v1/metrics``: metric samples in (README "Metrics and metric rules"). Thin: size and
-quota checks like logs, then ``apps.rules.metrics`` parses, rolls up and stores.
+quota checks with the log intake's helpers, then ``apps.rules.metrics`` parses, rolls up and stores.
 
 Answers: 202 with ``accepted`` / ``rejected: [{index, error}]`` / ``series_created`` (also when every
 sample was rejected: each one says why); 413 over INGEST_MAX_BYTES or METRICS_MAX_SAMPLES; 422 for
@@ -17,12 +17,11 @@ from rest_framework.views import APIView
 from apps.core import clock
 from apps.core.errors import ApplicationError, NotFound, ServiceUnavailable, Unprocessable
 from apps.core.scopes import METRICS_WRITE
+from apps.ingest import quota
+from apps.ingest.services import UNAVAILABLE_RETRY_AFTER, PayloadTooLarge, _quota_error, check_size
+from apps.ingest.views import LogIntakeView
 from apps.rules.metrics import MetricsBodyError, parse_samples, store_samples
 from apps.tenants.models import Tenant
-
-from . import quota
-from .services import UNAVAILABLE_RETRY_AFTER, PayloadTooLarge, _quota_error, check_size
-from .views import LogIntakeView
 
 
 class MetricsIntakeView(APIView):
