@@ -1,7 +1,7 @@
 """The operator console, mounted at "/" by alertcenter.urls."""
 from django.urls import path
 
-from .views import actions, alerts, audit, auth, dashboard, silences
+from .views import actions, alerts, audit, auth, dashboard, remediation, silences
 
 app_name = "console"
 
@@ -20,6 +20,8 @@ urlpatterns = [
     path("alerts/<int:alert_id>/suppress", actions.suppress, name="alert-suppress"),
     path("alerts/<int:alert_id>/unsuppress", actions.unsuppress, name="alert-unsuppress"),
     path("alerts/<int:alert_id>/fallback", actions.fallback, name="alert-fallback"),
+    path("alerts/<int:alert_id>/ticket", remediation.create_ticket, name="alert-ticket"),
+    path("alerts/<int:alert_id>/actions/<slug:name>", remediation.run_action, name="alert-action-run"),
     path("dashboard", dashboard.dashboard, name="dashboard"),
     path("audit", audit.audit_log, name="audit"),
     path("audit/export.csv", audit.audit_export, name="audit-export"),

@@ -13,6 +13,7 @@ from apps.delivery.selectors import deliveries_for_alert
 from .. import selectors
 from ..access import console_view, visible_alert
 from ..forms import STATE_TABS, AddNoteForm, AlertFilterForm, AssignForm, NoteForm, SuppressForm
+from .remediation import panel as remediation_panel
 
 PAGE_SIZE = 50
 TAB_LABELS = {"active": "Active", "all": "All", **{s: label for s, label in AlertState.choices}}
@@ -106,5 +107,6 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
         "note_form": NoteForm(), "add_note_form": AddNoteForm(), "assign_form": AssignForm(),
         "suppress_form": SuppressForm(),
         "active": alert.is_active,
+        "remediation": remediation_panel(alert),
     }
     return render(request, "console/alert_detail.html", context)
