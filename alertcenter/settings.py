@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "apps.delivery",
     "apps.console",
     "apps.ops",
+    "apps.stream",
     "apps.actions",
 ]
 
@@ -222,6 +223,49 @@ WATCHDOG_DELIVERY_OVERDUE_SECONDS = _positive_int("WATCHDOG_DELIVERY_OVERDUE_SEC
 EVENT_RETENTION_DAYS = _positive_int("EVENT_RETENTION_DAYS", 90)
 INGEST_BATCH_RETENTION_DAYS = _positive_int("INGEST_BATCH_RETENTION_DAYS", 7)
 AUDIT_RETENTION_DAYS = _positive_int("AUDIT_RETENTION_DAYS", 180)
+
+# --- Live stream (apps.stream, README "Live stream") ------------------------------------------------
+def _positive_float(name: str, default: float) -> float:
+    value = _read(name, env.float, default)
+    if not value > 0:
+        raise ImproperlyConfigured(f"{name}: must be a positive number, got {value}")
+    return value
+
+
+def _origin(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+# Where the console's EventSource connects: a path on the console's own origin (a proxy routes it to
+# the stream process), an absolute URL of the stream process (`make run`: http://127.0.0.1:8002/...),
+# or empty for polling only. An absolute URL's origin is added to the console's CSP connect-src.
+STREAM_PUBLIC_URL = (_read("STREAM_PUBLIC_URL", env.str, "/api/v1/stream") or "").strip()
+if STREAM_PUBLIC_URL and not STREAM_PUBLIC_URL.startswith(("/", "http://", "https://")):
+    raise ImproperlyConfigured(f"STREAM_PUBLIC_URL: expected a path (/api/v1/stream), an http(s):// URL or "
+                               f"nothing, got {STREAM_PUBLIC_URL!r}")
+STREAM_CONNECT_ORIGIN = _origin(STREAM_PUBLIC_URL) if "://" in STREAM_PUBLIC_URL else ""
+# Console origins allowed to read the stream cross-origin with their session cookie (CORS).
+STREAM_ALLOWED_ORIGINS = [o.strip().rstrip("/") for o in _read("STREAM_ALLOWED_ORIGINS", env.list,
+                                                                 [_origin(CONSOLE_BASE_URL)]) if o.strip()]
+for _o in STREAM_ALLOWED_ORIGINS:
+    if not _o.startswith(("http://", "https://")) or "/" in _o.split("://", 1)[1]:
+        raise ImproperlyConfigured(f"STREAM_ALLOWED_ORIGINS: {_o!r} is not an origin (scheme://host[:port])")
+STREAM_KEEPALIVE_SECONDS = _positive_float("STREAM_KEEPALIVE_SECONDS", 15.0)
+# Without Redis (embedded default) the stream process polls the table this often.
+STREAM_POLL_SECONDS = _positive_float("STREAM_POLL_SECONDS", 0.5)
+# How long a hole in the event ids (a transaction still committing) holds later events back.
+STREAM_GAP_GRACE_SECONDS = _positive_float("STREAM_GAP_GRACE_SECONDS", 1.0)
+# Missed events replayed to a resuming client; past it the client gets `stream.reset` and reloads.
+STREAM_REPLAY_MAX = _positive_int("STREAM_REPLAY_MAX", 1000)
+# Events queued for one slow client before it is resynced from the database instead.
+STREAM_MAX_PENDING = _positive_int("STREAM_MAX_PENDING", 10_000)
+# A connection ends after this long; the client reconnects (and is authorized again).
+STREAM_MAX_CONNECTION_SECONDS = _positive_int("STREAM_MAX_CONNECTION_SECONDS", 600)
+STREAM_RETENTION_DAYS = _positive_int("STREAM_RETENTION_DAYS", 7)
+# Redis pub/sub channels are server-wide (not per database number): deployments sharing one Redis
+# server may give each its own channel.
+STREAM_REDIS_CHANNEL = _read("STREAM_REDIS_CHANNEL", env.str, "alertcenter:events")
 
 CACHE_URL = _read("CACHE_URL", env.str, "") or (
     f"{REDIS_URL.rstrip('/')}" if REDIS_URL else f"filecache://{VAR_DIR / 'cache'}"

@@ -4,10 +4,13 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from apps.core.views import HealthView, WhoAmIView
 from apps.ops.metrics import metrics_view
+from apps.stream.api.views import stream as stream_view
 
 api_v1 = [
     path("health", HealthView.as_view(), name="health"),
     path("whoami", WhoAmIView.as_view(), name="whoami"),
+    # Server-sent events; served by the ASGI `stream` process (the sync web workers answer 503).
+    path("stream", stream_view, name="stream"),
     path("", include("apps.ingest.urls")),
     path("", include("apps.delivery.api.urls")),
     path("", include("apps.alerts.urls")),

@@ -17,10 +17,11 @@ BELOW = {
     "core": set(),
     "audit": {"core"},
     "tenants": {"core", "audit"},
-    "delivery": {"core", "audit", "tenants"},
-    "alerts": {"core", "audit", "tenants", "delivery"},
-    "rules": {"core", "audit", "tenants", "delivery", "alerts"},
-    "ingest": {"core", "audit", "tenants", "delivery", "alerts", "rules"},
+    "stream": {"core", "audit", "tenants"},
+    "delivery": {"core", "audit", "tenants", "stream"},
+    "alerts": {"core", "audit", "tenants", "delivery", "stream"},
+    "rules": {"core", "audit", "tenants", "delivery", "alerts", "stream"},
+    "ingest": {"core", "audit", "tenants", "delivery", "alerts", "rules", "stream"},
     # Tickets and remediation sit above alerts and delivery; neither ever imports them.
     "actions": {"core", "audit", "tenants", "delivery", "alerts"},
 }

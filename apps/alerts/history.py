@@ -11,6 +11,8 @@ from typing import Any
 from apps.audit.services import describe_actor, record, record_many
 from apps.core import clock
 from apps.delivery import outbox
+from apps.stream import services as stream
+from apps.stream.models import StreamEventType
 
 from . import delivery_feedback
 from .models import Alert, TimelineEntry
@@ -29,6 +31,15 @@ def _actor_user(actor: Any):
     return actor if getattr(actor, "_meta", None) is not None and getattr(actor, "is_authenticated", False) else None
 
 
+def _stream_event(alert_id: int, tenant_id: int, kind: str, message: str, state: str, severity: str, title: str,
+                  delivery_state: str) -> tuple:
+    """What the live stream says of a change (every change, also of alerts born silenced)."""
+    type_ = {TimelineEntry.Kind.CREATED: StreamEventType.ALERT_CREATED,
+             TimelineEntry.Kind.ESCALATED: StreamEventType.ALERT_ESCALATED}.get(kind, StreamEventType.ALERT_UPDATED)
+    return (tenant_id, type_, alert_id, {"alert_id": alert_id, "state": state, "severity": severity, "title": title,
+                                         "delivery_state": delivery_state, "kind": kind, "message": message[:300]})
+
+
 def log_change(alert: Alert, *, kind: str, actor: Any, message: str = "", data: dict | None = None,
                audit_action: str | None = None) -> TimelineEntry:
     """Append a TimelineEntry and (unless audit_action is None) an AuditEvent ``alert.<...>``."""
@@ -36,6 +47,8 @@ def log_change(alert: Alert, *, kind: str, actor: Any, message: str = "", data: 
         alert=alert, at=clock.now(), kind=kind, actor_label=actor_label(actor), actor_user=_actor_user(actor),
         message=message, data=data or {},
     )
+    stream.append_many([_stream_event(alert.pk, alert.tenant_id, kind, message, alert.state, alert.severity,
+                                      alert.title, alert.delivery_state)])
     if audit_action:
         record(audit_action, actor=actor, target=alert, tenant=alert.tenant_id,
                data={"message": message, **(data or {})} if message else dict(data or {}))
@@ -54,6 +67,10 @@ def log_changes(changes: Sequence[tuple[int, int, str, dict]], *, kind: str, act
                       data=data)
         for alert_id, _tenant, message, data in changes
     ])
+    current = {pk: row for pk, *row in Alert.objects.filter(pk__in=[c[0] for c in changes])
+               .values_list("pk", "state", "severity", "title", "delivery_state")}
+    stream.append_many([_stream_event(alert_id, tenant_id, kind, message, *current[alert_id])
+                        for alert_id, tenant_id, message, _data in changes if alert_id in current])
     record_many(audit_action, [{"target_type": "alerts.alert", "target_id": alert_id, "tenant": tenant_id,
                                  "data": data} for alert_id, tenant_id, _message, data in changes], actor=actor)
 

@@ -37,5 +37,8 @@ class ContentSecurityPolicyMiddleware:
         if (self.policy and response.get("Content-Type", "").startswith("text/html")
                 and "Content-Security-Policy" not in response and self.header not in response):
             policy = next((p for prefix, p in RELAXED.items() if request.path.startswith(prefix)), self.policy)
+            stream_origin = getattr(settings, "STREAM_CONNECT_ORIGIN", "")
+            if stream_origin:  # the console's EventSource reaches the stream process there (apps.stream)
+                policy = policy.replace("connect-src 'self'", f"connect-src 'self' {stream_origin}", 1)
             response[self.header] = policy
         return response

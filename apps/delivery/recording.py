@@ -26,6 +26,9 @@ from apps.core import clock
 
 from apps.core.vocabulary import NOTIFY_EVENTS
 
+from apps.stream import services as stream
+from apps.stream.models import StreamEventType
+
 from . import backoff, fastpath, feedback, outbox, state
 from .dispatch import Outcome
 from .feedback import DeliveryReport
@@ -70,6 +73,11 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
                     "delivery_id": d.pk, "endpoint_id": d.endpoint_id, "event_type": d.event_type,
                     **({"channel_id": d.notification_channel_id} if d.notification_channel_id else {}), **detail})
         feedback.report(list(reports.values()))
+        # The live stream: every delivery whose outcome was recorded (not those whose claim was lost).
+        stream.append_many([(o.delivery.tenant_id, StreamEventType.DELIVERY_UPDATED, o.delivery.alert_id,
+                             {"delivery_id": o.delivery.pk, "alert_id": o.delivery.alert_id,
+                              "channel": o.delivery.channel, "state": s, "attempt": n, "status_code": o.status_code})
+                            for o, n, s in zip(outcomes, numbers, states) if s])
     for o, n, s in zip(outcomes, numbers, states):
         _log(o, n, s)
     return states

@@ -7,6 +7,7 @@ Policy (settings, all in days):
   AuditEvent                  at older than AUDIT_RETENTION_DAYS (180), via apps.audit.retention.purge_before
                               (the only delete audit allows; it audits itself)
   WorkerHeartbeat             last_seen older than 7 days (hosts that are gone)
+  StreamEvent                 created_at older than STREAM_RETENTION_DAYS (7), via apps.stream.retention
 PENDING batches are never purged. Alerts, timelines and deliveries are not purged here (they are
 the product's history and the metrics' counters).
 
@@ -34,6 +35,7 @@ from apps.audit.retention import purge_before
 from apps.core import clock
 from apps.core.models import MetricRollup, WorkerHeartbeat
 from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
+from apps.stream import retention as stream_retention
 
 from .figures import ROLLUP_ACCEPTED, ROLLUP_REJECTED, rollup_label
 
@@ -116,6 +118,7 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
         ("ingest_ingestbatch", now - timedelta(days=settings.INGEST_BATCH_RETENTION_DAYS),
          IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
         ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
+        ("stream_streamevent", *stream_retention.expired(now)),
         ("core_workerheartbeat", heartbeat_cutoff, WorkerHeartbeat.objects.filter(last_seen__lt=heartbeat_cutoff),
          lambda ids: WorkerHeartbeat.objects.filter(pk__in=ids, last_seen__lt=heartbeat_cutoff).delete()[0]),
     ]
