@@ -7,6 +7,7 @@ on its current escalation_level, so two sweeps running at once escalate it once,
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from django.db import transaction
@@ -14,10 +15,13 @@ from django.db import transaction
 from apps.core import clock
 from apps.core.vocabulary import EVENT_ESCALATED
 from apps.core.errors import Conflict, NotFound
+from apps.delivery import outbox
+from apps.tenants import paging
 
 from .history import emit, log_change
-from .matching import escalation_step, next_escalation_time
+from .matching import CHANNELS as BUILTIN_CHANNELS, escalation_step, next_escalation_time
 from .models import Alert, AlertState, TimelineEntry, UNACKNOWLEDGED_STATES
+from .payload import notification_for
 from .policies import policy_for
 from .silences import active_silences, silence_for_alert
 
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 MANUAL_FROM = (AlertState.OPEN, AlertState.ACKNOWLEDGED, AlertState.ESCALATED)
 # What a manual escalation notifies when the policy has no step left (or none at all).
 MANUAL_STEP = {"after_minutes": 0, "channels": ["webhook"], "group": "operators"}
+PAGE_KINDS = ("email", "sms")  # in a step's channels: the paged users' contact methods of that kind
 
 
 def alert_escalate(*, alert_id: int, actor: Any = None, expected_level: int | None = None) -> Alert:
@@ -69,7 +74,47 @@ def alert_escalate(*, alert_id: int, actor: Any = None, expected_level: int | No
         log_change(alert, kind=TimelineEntry.Kind.ESCALATED, actor=actor,
                    message=f"escalated to level {alert.escalation_level}", data=data, audit_action="alert.escalated")
         emit(alert, EVENT_ESCALATED, data)
+        if alert.silence_id is None:  # like emit: an alert nobody has heard of pages nobody either
+            page_step(alert, step, data, now=now, actor=actor)
     return alert
+
+
+def page_step(alert: Alert, step: dict, data: dict, *, now: datetime, actor: Any = None) -> None:
+    """Send what ``step`` names beyond the routed alert.escalated: its tenant channels by name, and
+    the users of its rotation (``oncall``: whoever is on call ``now``) or group through their
+    verified contact methods of the step's kinds (``email``/``sms`` in channels). Writes the
+    deliveries and one timeline line ("paged alice by email, sms; notified pagerduty-primary") in the
+    caller's transaction; a step that reaches nobody says so in the timeline instead."""
+    kinds = [k for k in PAGE_KINDS if k in step.get("channels", ())]
+    named = [c for c in step.get("channels", ()) if c not in BUILTIN_CHANNELS]
+    who = ""
+    pagees: list[paging.Pagee] = []
+    if kinds and (step.get("oncall") or step.get("group")):
+        who = f"on call in {step['oncall']}" if step.get("oncall") else f"group {step['group']}"
+        user_ids = paging.users_to_page(tenant_id=alert.tenant_id, group=step.get("group", ""),
+                                        oncall=step.get("oncall", ""), at=now)
+        pagees = paging.pagees(user_ids, kinds)
+    if not named and not who:
+        return
+    emails = [a for p in pagees for a in p.addresses.get("email", [])]
+    phones = [a for p in pagees for a in p.addresses.get("sms", [])]
+    reason = (f"you are {who} for {alert.tenant.slug} and alert {alert.pk} is unacknowledged "
+              f"(escalation level {alert.escalation_level})")
+    rows = outbox.page(notification=notification_for(alert, EVENT_ESCALATED, data), emails=emails, phones=phones,
+                       channels=named, reason=reason)
+    parts = [f"paged {p.username} by {', '.join(k for k in kinds if p.addresses.get(k))}"
+             for p in pagees if p.addresses]
+    unreachable = [p.username for p in pagees if not p.addresses]
+    if unreachable:
+        parts.append(f"no verified {'/'.join(kinds)} contact for {', '.join(unreachable)}")
+    if who and not pagees:
+        parts.append(f"nobody to page ({who})")
+    notified = sorted({r.notification_channel.name for r in rows if r.notification_channel_id})
+    if notified:
+        parts.append(f"notified {', '.join(notified)}")
+    log_change(alert, kind=TimelineEntry.Kind.DELIVERY, actor=actor, message="; ".join(parts), data={
+        "escalation_level": alert.escalation_level, "paged": {p.username: sorted(p.addresses) for p in pagees},
+        "unreachable": unreachable, "channels": notified, "delivery_ids": [r.pk for r in rows]})
 
 
 def escalate_due(*, limit: int = 500) -> int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timedelta
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -10,7 +11,8 @@ import orjson
 from .models import Severity
 
 MATCHER_KEYS = ("plugin", "rule", "severity", "labels")
-CHANNELS = ("webhook", "email", "sms")
+CHANNELS = ("webhook", "email", "sms")  # built in; other names are the tenant's NotificationChannels
+STEP_KEYS = ("after_minutes", "channels", "group", "oncall", "repeat")
 
 
 def fingerprint_for(rule_key: str, group_key: dict) -> str:
@@ -79,38 +81,75 @@ DEFAULT_ESCALATION: dict[str, tuple[list[dict], int]] = {
 }
 
 
-def validate_steps(steps: Any, repeat: int) -> list[dict]:
-    """Return clean escalation steps or raise ValueError naming the step and field."""
+def validate_steps(steps: Any, repeat: int, check_names: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Return clean escalation steps or raise ValueError naming the step and field.
+
+    The shape only: whether a channel or rotation name exists for the tenant is
+    ``apps.alerts.policies.validate_policy_steps``'s business (through ``check_names(i, step)``, which
+    raises ValueError). A step's ``group`` may also be given as
+    ``{"oncall": "<rotation>"}``, stored as the step's ``oncall``.
+    """
     if not isinstance(steps, list):
         raise ValueError("steps must be a list")
     clean = []
     for i, step in enumerate(steps):
         if not isinstance(step, dict):
             raise ValueError(f"step {i}: must be an object")
+        unknown = sorted(set(step) - set(STEP_KEYS))
+        if unknown:
+            raise ValueError(f"step {i}: unknown key(s) {', '.join(unknown)}; known: {', '.join(STEP_KEYS)}")
         after = step.get("after_minutes")
         if not isinstance(after, int) or isinstance(after, bool) or after < 0:
             raise ValueError(f"step {i}: after_minutes must be an integer >= 0")
         channels = step.get("channels", ["webhook"])
-        if not isinstance(channels, list) or not channels or any(c not in CHANNELS for c in channels):
-            raise ValueError(f"step {i}: channels must be a non-empty list of {', '.join(CHANNELS)}")
-        group = step.get("group", "")
+        if not isinstance(channels, list) or not channels or not all(isinstance(c, str) and c for c in channels):
+            raise ValueError(f"step {i}: channels must be a non-empty list of {', '.join(CHANNELS)} "
+                             "or names of the tenant's notification channels")
+        group, oncall = step.get("group", ""), step.get("oncall", "")
+        if isinstance(group, dict) and set(group) == {"oncall"} and not oncall:
+            group, oncall = "", group["oncall"]
         if not isinstance(group, str):
-            raise ValueError(f"step {i}: group must be a string")
-        clean.append({"after_minutes": after, "channels": channels, "group": group})
+            raise ValueError(f'step {i}: group must be a string or {{"oncall": "<rotation>"}}')
+        if not isinstance(oncall, str):
+            raise ValueError(f"step {i}: oncall must be a rotation name")
+        if oncall and not set(channels) & {"email", "sms"}:
+            raise ValueError(f"step {i}: oncall {oncall!r} pages through contact methods: "
+                             "add 'email' and/or 'sms' to channels")
+        clean_step = {"after_minutes": after, "channels": channels, "group": group}
+        if oncall:
+            clean_step["oncall"] = oncall
+        if "repeat" in step:
+            times = step["repeat"]
+            if not isinstance(times, int) or isinstance(times, bool) or times < 0:
+                raise ValueError(f"step {i}: repeat must be an integer >= 0")
+            clean_step["repeat"] = times
+        if check_names is not None:
+            check_names(i, clean_step)
+        clean.append(clean_step)
     # A repeating step of 0 minutes would re-notify on every sweep.
-    if repeat and clean and clean[-1]["after_minutes"] < 1:
-        raise ValueError(f"step {len(clean) - 1}: a repeated step needs after_minutes >= 1")
+    for i, times in enumerate(step_repeats(clean, repeat)):
+        if times and clean[i]["after_minutes"] < 1:
+            raise ValueError(f"step {i}: a repeated step needs after_minutes >= 1")
     return clean
+
+
+def step_repeats(steps: list[dict], repeat: int) -> list[int]:
+    """How many more times each step runs after its first: its own ``repeat``, else 0, except the
+    last step, which defaults to the policy's ``repeat``."""
+    last = len(steps) - 1
+    return [int(s.get("repeat", repeat if i == last else 0)) for i, s in enumerate(steps)]
 
 
 def escalation_step(steps: list[dict], repeat: int, level: int) -> dict | None:
     """The step that takes an alert from ``level`` to ``level + 1``, or None when exhausted.
 
-    Steps run in order; the last one repeats ``repeat`` more times.
+    Steps run in order, each ``1 + its repeats`` times (``step_repeats``).
     """
-    if not steps or level >= len(steps) + repeat:
-        return None
-    return steps[min(level, len(steps) - 1)]
+    for step, times in zip(steps, step_repeats(steps, repeat)):
+        if level <= times:
+            return step
+        level -= times + 1
+    return None
 
 
 def next_escalation_time(steps: list[dict], repeat: int, level: int, since: datetime) -> datetime | None:

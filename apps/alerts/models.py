@@ -226,10 +226,10 @@ class EscalationPolicy(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        from .matching import validate_steps
+        from .policies import validate_policy_steps
 
         try:
-            self.steps = validate_steps(self.steps, self.repeat)
+            self.steps = validate_policy_steps(tenant_id=self.tenant_id, steps=self.steps, repeat=self.repeat)
         except ValueError as exc:
             raise ValidationError({"steps": str(exc)})
         if self.plugin_id and self.tenant_id and self.plugin.tenant_id != self.tenant_id:

@@ -3,9 +3,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from typing import Any
+
 from django.db.models import Q
 
-from .matching import DEFAULT_ESCALATION, next_escalation_time
+from apps.delivery.models import NotificationChannel
+from apps.tenants.paging import rotation_names
+
+from .matching import CHANNELS, DEFAULT_ESCALATION, next_escalation_time, validate_steps
 from .models import EscalationPolicy
 
 
@@ -30,3 +35,26 @@ def first_escalation_at(*, tenant_id: int, plugin_id: int | None, severity: str,
     """When an alert that (re)opened at ``opened_at`` first escalates, or None for never."""
     steps, repeat = policy_for(tenant_id=tenant_id, plugin_id=plugin_id, severity=severity)
     return next_escalation_time(steps, repeat, 0, opened_at)
+
+
+def validate_policy_steps(*, tenant_id: int | None, steps: Any, repeat: int) -> list[dict]:
+    """``validate_steps`` plus the names: every channel is built in (webhook, email, sms) or one of
+    the tenant's notification channels, every ``oncall`` one of its rotations. Raises ValueError
+    naming the step and the unknown name; a policy without a tenant may use built-in channels only."""
+    raw = steps if isinstance(steps, list) else []
+    named = {c for s in raw if isinstance(s, dict) and isinstance(s.get("channels"), list)
+             for c in s["channels"] if isinstance(c, str) and c not in CHANNELS}
+    channels = set(NotificationChannel.objects.filter(tenant_id=tenant_id, name__in=named)
+                   .values_list("name", flat=True)) if named and tenant_id else set()
+    rotations = rotation_names(tenant_id) if tenant_id else set()
+    scope = "this tenant" if tenant_id else "a policy without a tenant"
+
+    def check_names(i: int, step: dict) -> None:
+        for name in step["channels"]:
+            if name not in CHANNELS and name not in channels:
+                raise ValueError(f"step {i}: channels: unknown channel {name!r} for {scope} "
+                                 f"(built in: {', '.join(CHANNELS)})")
+        if step.get("oncall") and step["oncall"] not in rotations:
+            raise ValueError(f"step {i}: oncall: unknown rotation {step['oncall']!r} for {scope}")
+
+    return validate_steps(steps, repeat, check_names)

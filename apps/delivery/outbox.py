@@ -307,3 +307,65 @@ def create_notice(*, tenant_id: int, subject: str, text: str, event_type: str) -
     )
     ring([row.pk])
     return row
+
+
+def page(*, notification: Notification, emails: Sequence[str] = (), phones: Sequence[str] = (),
+         channels: Sequence[str] = (), reason: str) -> list[Delivery]:
+    """Send ``notification`` to people and named channels now (an escalation step paging someone):
+    one email delivery per address in ``emails``, one SMS per number in ``phones`` (rendered from the
+    payload and frozen, like fallbacks) and one delivery per enabled NotificationChannel of the
+    tenant named in ``channels``. A channel that already has a delivery of this notification (the
+    routing policies sent it the same escalation) is not sent twice; unknown or disabled names are
+    logged and skipped. Returns the rows written; rings the doorbell on commit.
+
+    Must run inside the caller's transaction, like ``notify``. Paged email/SMS rows are not routed
+    deliveries: they do not decide the alert's delivery state and have no fallback of their own.
+    """
+    n = notification
+    now = clock.now()
+    payload = n.payload
+    rows = [Delivery(tenant_id=n.tenant_id, alert_id=n.alert_id, channel=kind, event_type=n.event_type,
+                     msg_id=new_msg_id(), body=messages.encode(fields), recipients=[address],
+                     plugin_id=n.plugin_id, next_attempt_at=now, created_at=now, expires_at=expires(now))
+            for kind, addresses, fields in (
+                (Channel.EMAIL, emails, messages.alert_email(payload, reason=reason) if emails else None),
+                (Channel.SMS, phones, messages.alert_sms(payload) if phones else None))
+            for address in dict.fromkeys(addresses)]
+    rows += _paged_channel_rows(n, list(dict.fromkeys(channels)), now)
+    if rows:
+        Delivery.objects.bulk_create(rows)
+        ring([r.pk for r in rows])
+    return rows
+
+
+def _paged_channel_rows(n: Notification, names: list[str], now: datetime) -> list[Delivery]:
+    if not names:
+        return []
+    from .transports import channels as channel_kinds
+
+    found = {c.name: c for c in NotificationChannel.objects.filter(tenant_id=n.tenant_id, name__in=names)}
+    skipped = [name for name in names if name not in found or not found[name].enabled]
+    if skipped:
+        logger.warning("escalation names unknown or disabled channels", extra={
+            "alert_id": n.alert_id, "tenant_id": n.tenant_id, "channel": ",".join(skipped)})
+    wanted = [found[name] for name in names if name not in skipped]
+    payload = n.payload
+    # The routing policies may already have sent this very escalation (same alert, event type and
+    # escalation level in the frozen payload) to one of these channels: don't send it twice.
+    level = payload.get("escalation_level")
+    already = {cid for cid, sent in Delivery.objects.filter(
+        alert_id=n.alert_id, event_type=n.event_type, notification_channel__in=wanted, payload__isnull=False,
+    ).values_list("notification_channel_id", "payload") if orjson.loads(bytes(sent)).get("escalation_level") == level}
+    out = []
+    for channel in wanted:
+        if channel.pk in already:
+            continue
+        request = channel_kinds.render(channel.kind, n.event_type, payload, templates=channel.templates or None,
+                                       changes=n.changes)
+        if request is None:
+            continue
+        out.append(Delivery(
+            tenant_id=n.tenant_id, alert_id=n.alert_id, channel=channel.kind, notification_channel=channel,
+            event_type=n.event_type, msg_id=new_msg_id(), body=request.encode(), payload=n.payload_json,
+            plugin_id=n.plugin_id, next_attempt_at=now, created_at=now, expires_at=expires(now)))
+    return out

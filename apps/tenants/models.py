@@ -105,16 +105,7 @@ class FallbackContact(models.Model):
         ]
 
     def clean(self) -> None:
-        if self.kind == self.Kind.EMAIL:
-            try:
-                validate_email(self.value)
-            except ValidationError:
-                raise ValidationError({"value": f"{self.value!r} is not a valid email address"})
-        elif self.kind == self.Kind.SMS:
-            try:
-                validate_e164(self.value)
-            except ValidationError:
-                raise ValidationError({"value": f"{self.value!r} is not an E.164 phone number (e.g. +14155550100)"})
+        check_contact(self.kind, self.value)
 
     def save(self, *args, **kwargs):
         # Validate on every save so commands and services cannot store a bad contact either.
@@ -123,3 +114,109 @@ class FallbackContact(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.value}"
+
+
+class ContactMethod(models.Model):
+    """How a user is paged when an escalation step reaches them (email address or E.164 phone).
+
+    Only verified methods are paged: a typo in a phone number must not page a stranger at 3 am.
+    ``position`` orders a user's methods of one kind (lowest first).
+    """
+
+    class Kind(models.TextChoices):
+        EMAIL = "email", "Email"
+        SMS = "sms", "SMS"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="contact_methods")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    value = models.CharField(max_length=254)
+    verified = models.BooleanField(default=False, help_text="Only verified methods are paged")
+    position = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user_id", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["user", "kind", "value"], name="contact_method_unique")]
+
+    def clean(self) -> None:
+        check_contact(self.kind, self.value)
+
+    def save(self, *args, **kwargs):
+        self.full_clean(exclude=["user"])
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
+
+
+def check_contact(kind: str, value: str) -> None:
+    """Raise ValidationError on ``value`` unless it is a valid address for ``kind`` (email / sms)."""
+    if kind == "email":
+        try:
+            validate_email(value)
+        except ValidationError:
+            raise ValidationError({"value": f"{value!r} is not a valid email address"})
+    elif kind == "sms":
+        try:
+            validate_e164(value)
+        except ValidationError:
+            raise ValidationError({"value": f"{value!r} is not an E.164 phone number (e.g. +14155550100)"})
+
+
+class OnCallRotation(models.Model):
+    """Who of ``users`` (user ids, in turn order) is on call: the shift changes every day or every
+    week at ``handoff_time`` (wall clock in ``timezone``; weekly on ``handoff_weekday``, 0 = Monday),
+    counting from ``start_date``. The arithmetic is ``apps.tenants.oncall``."""
+
+    class Period(models.TextChoices):
+        DAILY = "daily", "Daily"
+        WEEKLY = "weekly", "Weekly"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="oncall_rotations")
+    name = models.CharField(max_length=63, validators=[validate_slug])
+    users = models.JSONField(default=list, help_text="User ids in turn order, e.g. [3, 7, 12]")
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.WEEKLY)
+    handoff_time = models.TimeField(help_text="Wall-clock time of the hand-off in the rotation's time zone")
+    handoff_weekday = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Weekly rotations: day of the hand-off, 0 = Monday ... 6 = Sunday")
+    timezone = models.CharField(max_length=64, default="UTC", help_text="IANA name, e.g. Europe/Berlin")
+    start_date = models.DateField(help_text="The first user's first shift starts on this date (weekly: on the "
+                                            "first hand-off weekday on or after it)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="oncall_rotation_unique_name")]
+
+    def clean(self) -> None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from django.contrib.auth import get_user_model
+
+        errors = {}
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            errors["timezone"] = f"{self.timezone!r} is not an IANA time zone (e.g. Europe/Berlin)"
+        if self.period == self.Period.WEEKLY and self.handoff_weekday is None:
+            errors["handoff_weekday"] = "a weekly rotation needs a hand-off weekday (0 = Monday ... 6 = Sunday)"
+        elif self.handoff_weekday is not None and self.handoff_weekday > 6:
+            errors["handoff_weekday"] = "must be 0 (Monday) ... 6 (Sunday)"
+        users = self.users
+        if not isinstance(users, list) or not users or not all(isinstance(u, int) and not isinstance(u, bool)
+                                                               for u in users):
+            errors["users"] = "must be a non-empty list of user ids"
+        else:
+            known = set(get_user_model().objects.filter(pk__in=users).values_list("pk", flat=True))
+            missing = [u for u in users if u not in known]
+            if missing:
+                errors["users"] = f"no user with id {', '.join(map(str, missing))}"
+        if errors:
+            raise ValidationError(errors)
+
+    def save(self, *args, **kwargs):
+        self.full_clean(exclude=["tenant"])
+        super().save(*args, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}/{self.name}"
