@@ -231,3 +231,21 @@ def test_over_quota_is_503_with_retry_after_because_alertmanager_drops_4xx(am, s
     assert resp.status_code == 503 and int(resp["Retry-After"]) >= 1
     assert resp.json()["error"]["code"] == "rate_limited"
     assert IngestBatch.objects.count() == 1
+
+
+def test_the_console_alert_detail_shows_source_labels_and_linked_annotations(am, no_doorbell):
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    alert = am_alert()
+    alert["annotations"]["runbook_url"] = "javascript:alert(1)"  # never a link
+    accept_and_process(am, AM_URL, am_body(alert))
+    user = User.objects.create_user(username="op", password="x" * 20, is_staff=True)
+    user.groups.add(Group.objects.get(name="operators"))
+    client = Client()
+    client.force_login(user)
+    body = client.get(f"/alerts/{Alert.objects.get().pk}").content.decode()
+    assert "Prometheus Alertmanager" in body and "instance=db-1:9100" in body
+    assert '<a href="http://prometheus:9090/graph?g0.expr=cpu"' in body
+    assert '<a href="http://alertmanager:9093"' in body and "load 12 for 5 minutes" in body
+    assert 'href="javascript:' not in body and "javascript:alert(1)" in body
