@@ -84,6 +84,13 @@ def webhook_attempt_totals() -> dict[str, int]:
         total=Count("id"), success=Count("id", filter=Q(success=True)), retries=Count("id", filter=Q(number__gt=1)))
 
 
+def attempts_by_channel() -> dict[str, dict[str, int]]:
+    """All-time delivery attempts per channel kind (webhook, email, sms, slack, ...): {kind: {success, failure}}."""
+    rows = (DeliveryAttempt.objects.values_list("channel").order_by()
+            .annotate(total=Count("id"), success=Count("id", filter=Q(success=True))))
+    return {kind: {"success": ok, "failure": total - ok} for kind, total, ok in rows}
+
+
 def downgrade_total() -> int:
     """Webhook deliveries that went to fallback (``downgraded_at`` is set once and never cleared)."""
     return Delivery.objects.filter(channel="webhook", downgraded_at__isnull=False).count()

@@ -92,6 +92,12 @@ def families(now) -> Iterator[Metric]:
     family.add_metric(["success"], attempts["success"])
     family.add_metric(["failure"], attempts["total"] - attempts["success"])
     yield family
+    family = CounterMetricFamily("monitoring_notification_attempts", "Delivery attempts by channel kind and result",
+                                 labels=["channel", "result"])
+    for channel, results in sorted(q.attempts_by_channel().items()):
+        for result in ("success", "failure"):
+            family.add_metric([channel, result], results[result])
+    yield family
     yield CounterMetricFamily("monitoring_alert_downgrade", "Webhook deliveries sent by fallback email/SMS instead",
                               value=q.downgrade_total())
 
