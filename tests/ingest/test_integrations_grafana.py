@@ -160,3 +160,26 @@ def test_management_command_prints_the_secret_once_and_it_verifies(graf, tenant,
         call_command("set_integration_secret", "nope", "grafana")
     with pytest.raises(CommandError, match="16 characters"):
         call_command("set_integration_secret", "acme", "grafana", "--secret", "short")
+
+
+def test_admin_sets_the_secret_write_only_and_audited(tenant, graf, no_doorbell):
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    admin_user = User.objects.create_superuser("root", "root@example.com", "x" * 20)
+    client = Client()
+    client.force_login(admin_user)
+    resp = client.post("/admin/ingest/integrationsecret/add/", {
+        "tenant": tenant.pk, "kind": "grafana", "header": "X-Grafana-Alerting-Signature", "timestamp_header": "",
+        "secret": "an-admin-chosen-secret-1234"}, follow=True)
+    assert resp.status_code == 200
+    row = IntegrationSecret.objects.get(tenant=tenant)
+    assert "an-admin-chosen-secret-1234" not in row.secret_encrypted
+    audit = AuditEvent.objects.get(action="integration_secret.set")
+    assert audit.actor_label == "root" and "an-admin-chosen" not in str(audit.data)
+    body = grafana_body(grafana_alert())
+    good = sig("an-admin-chosen-secret-1234", body)
+    assert post(graf, GRAFANA_URL, body, HTTP_X_GRAFANA_ALERTING_SIGNATURE=good).status_code == 202
+    assert post(graf, GRAFANA_URL, body).status_code == 401
+    page = client.get(f"/admin/ingest/integrationsecret/{row.pk}/change/").content.decode()
+    assert "an-admin-chosen-secret-1234" not in page
