@@ -1,4 +1,5 @@
-"""Admin for tenants, plugins, memberships, fallback contacts and tokens.
+"""Admin for tenants, plugins, memberships, fallback contacts, tokens, contact methods and on-call
+rotations.
 
 Changes to who may act for a tenant (memberships, token expiry) and where its alerts go (fallback
 contacts) are audited like the API's changes: one ``apps.audit.services.record`` row per save or
@@ -10,11 +11,15 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.db import transaction
+from django.utils.html import format_html_join
 
 from apps.audit.services import record
 from apps.core.client_ip import client_ip
 
-from .models import ApiToken, FallbackContact, Plugin, Tenant, TenantMembership
+from apps.core import clock
+
+from .models import ApiToken, ContactMethod, FallbackContact, OnCallRotation, Plugin, Tenant, TenantMembership
+from .oncall import current_shift, next_handoffs
 from .tokens import issue_token, revoke_token
 
 
@@ -31,7 +36,8 @@ def form_changes(form: Any) -> dict[str, dict[str, Any]]:
 
 
 def audit_admin(request: Any, action: str, obj: Any, data: dict) -> None:
-    record(action, actor=request.user, target=obj, tenant=obj.tenant_id, data=data, ip=client_ip(request) or None)
+    record(action, actor=request.user, target=obj, tenant=getattr(obj, "tenant_id", None), data=data,
+           ip=client_ip(request) or None)
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -171,3 +177,54 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # revoke instead, so the audit trail keeps pointing at a row
+
+
+@admin.register(ContactMethod)
+class ContactMethodAdmin(AuditedAdmin):
+    """A user's pager addresses; a change of where someone is woken up is audited like a contact."""
+
+    list_display = ("user", "kind", "value", "verified", "position")
+    list_select_related = ("user",)
+    list_filter = ("kind", "verified")
+    search_fields = ("user__username", "value")
+    raw_id_fields = ("user",)
+    audit_name = "contact_method"
+
+    def describe(self, obj: ContactMethod) -> dict:
+        return {"user": obj.user.get_username(), "kind": obj.kind, "value": obj.value, "verified": obj.verified}
+
+
+def _usernames(ids: list[int]) -> dict[int, str]:
+    from django.contrib.auth import get_user_model
+
+    return dict(get_user_model().objects.filter(pk__in=ids).values_list("pk", "username"))
+
+
+@admin.register(OnCallRotation)
+class OnCallRotationAdmin(AuditedAdmin):
+    list_display = ("name", "tenant", "period", "handoff_time", "timezone", "on_call_now")
+    list_select_related = ("tenant",)
+    list_filter = ("period", "tenant")
+    search_fields = ("name",)
+    autocomplete_fields = ("tenant",)
+    readonly_fields = ("on_call_now", "upcoming_handoffs")
+    audit_name = "oncall_rotation"
+
+    def describe(self, obj: OnCallRotation) -> dict:
+        return {"name": obj.name, "users": list(obj.users), "period": obj.period}
+
+    @admin.display(description="On call now")
+    def on_call_now(self, obj: OnCallRotation) -> str:
+        if obj.pk is None or not obj.users:
+            return "-"
+        shift = current_shift(obj, clock.now())
+        return f"{_usernames([shift.user_id]).get(shift.user_id, f'user {shift.user_id}')} (since {shift.starts_at:%Y-%m-%d %H:%M %Z})"
+
+    @admin.display(description="Next hand-offs")
+    def upcoming_handoffs(self, obj: OnCallRotation) -> str:
+        if obj.pk is None or not obj.users:
+            return "-"
+        shifts = next_handoffs(obj, clock.now(), count=5)
+        names = _usernames([s.user_id for s in shifts])
+        return format_html_join("", "<div>{} from {}</div>", (
+            (names.get(s.user_id, f"user {s.user_id}"), f"{s.starts_at:%Y-%m-%d %H:%M %Z}") for s in shifts))
