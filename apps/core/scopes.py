@@ -7,8 +7,12 @@ RULES_READ = "rules:read"
 RULES_WRITE = "rules:write"
 # Inbound alerts and events from other systems (Alertmanager, Grafana, the event API).
 ALERTS_INGEST = "alerts:ingest"
+# Notification channels and routing policies (GET / changes, channel tests).
+CHANNELS_READ = "channels:read"
+CHANNELS_WRITE = "channels:write"
 
-ALL_SCOPES = (LOGS_WRITE, ALERTS_READ, ALERTS_WRITE, WEBHOOKS_WRITE, RULES_READ, RULES_WRITE, ALERTS_INGEST)
+ALL_SCOPES = (LOGS_WRITE, ALERTS_READ, ALERTS_WRITE, WEBHOOKS_WRITE, RULES_READ, RULES_WRITE, ALERTS_INGEST,
+              CHANNELS_READ, CHANNELS_WRITE)
 
 
 def parse_scopes(text: str | list[str]) -> list[str]:

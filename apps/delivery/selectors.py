@@ -7,7 +7,15 @@ from django.db.models import Count, Prefetch, Q, QuerySet
 
 from apps.core.vocabulary import NOTIFY_EVENTS
 
-from .models import Channel, Delivery, DeliveryAttempt, DeliveryState, WebhookEndpoint
+from .models import (
+    Channel,
+    Delivery,
+    DeliveryAttempt,
+    DeliveryState,
+    NotificationChannel,
+    NotificationPolicy,
+    WebhookEndpoint,
+)
 
 
 def endpoints(*, tenant_id: int | None) -> QuerySet[WebhookEndpoint]:
@@ -20,6 +28,26 @@ def deliveries_for_endpoint(endpoint_id: int) -> QuerySet[Delivery]:
     """An endpoint's deliveries, newest first, each with its attempts (``attempt_log``) prefetched."""
     return (Delivery.objects.filter(endpoint_id=endpoint_id).defer("body")
             .prefetch_related(Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number"))))
+
+
+def channels(*, tenant_ids: list[int] | None) -> QuerySet[NotificationChannel]:
+    """Notification channels of these tenants (None: every tenant), by tenant and name."""
+    qs = NotificationChannel.objects.select_related("tenant").order_by("tenant__slug", "name")
+    return qs if tenant_ids is None else qs.filter(tenant_id__in=tenant_ids)
+
+
+def policies(*, tenant_ids: list[int] | None) -> QuerySet[NotificationPolicy]:
+    """Routing policies of these tenants in evaluation order, channels prefetched."""
+    qs = (NotificationPolicy.objects.select_related("tenant").prefetch_related("channels", "fallback_channels")
+          .order_by("tenant__slug", "position", "id"))
+    return qs if tenant_ids is None else qs.filter(tenant_id__in=tenant_ids)
+
+
+def recent_channel_deliveries(channel_ids: list[int], per_channel: int = 3) -> dict[int, list[Delivery]]:
+    """The newest ``per_channel`` deliveries of each channel, newest first (one query per channel:
+    the console lists tens of channels, not thousands)."""
+    return {pk: list(Delivery.objects.filter(notification_channel_id=pk).defer("body", "payload")
+                     .order_by("-created_at", "-id")[:per_channel]) for pk in channel_ids}
 
 
 def endpoints_subscribed_to(event_type: str) -> dict[int, list[WebhookEndpoint]]:
@@ -47,7 +75,7 @@ def deliveries_for_alert(alert_id: int) -> list[Delivery]:
     """Every delivery of an alert (webhooks, fallback email/SMS, manual sends) oldest first, with
     ``endpoint`` joined and attempts prefetched (``attempt_log``, by number): the alert detail page
     and the alert API's ``deliveries`` use this. Two queries."""
-    return list(Delivery.objects.filter(alert_id=alert_id).defer("body").select_related("endpoint")
+    return list(Delivery.objects.filter(alert_id=alert_id).defer("body").select_related("endpoint", "notification_channel")
                 .prefetch_related(Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number")))
                 .order_by("created_at", "id"))
 
