@@ -270,8 +270,10 @@ def _step(spec: MetricRuleSpec, tenant: Tenant | None, state: MetricRuleState, v
         state.consecutive += 1
         state.pending_since = state.pending_since or now
         state.last_value = v.value
+        # An absence rule's ``for`` is the silence itself, already measured by the verdict.
+        lasting = spec.for_s if spec.kind != "absence" else None
         if metric_math.persisted(consecutive=state.consecutive, pending_since=_epoch(state.pending_since),
-                                 now=_epoch(now), for_s=spec.for_s, needed=spec.consecutive):
+                                 now=_epoch(now), for_s=lasting, needed=spec.consecutive):
             baseline = v.baseline or None
             if state.alert_id and update_metric_value(alert_id=state.alert_id, value=v.value, baseline=baseline):
                 counts["updated"] += 1
