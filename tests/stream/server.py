@@ -48,9 +48,9 @@ class StreamServer:
 def stream_server(log_dir: Path, *, host: str = "127.0.0.1", **overrides: str) -> Iterator[StreamServer]:
     """``uvicorn alertcenter.asgi:application`` as `make run` starts it; ``overrides`` are env vars."""
     port = free_port()
-    env = child_env(SECRET_KEY=settings.SECRET_KEY, ALLOWED_HOSTS="127.0.0.1,localhost",
-                    REDIS_URL=settings.REDIS_URL, STREAM_REDIS_CHANNEL=settings.STREAM_REDIS_CHANNEL,
-                    LOG_FORMAT="text", **overrides)
+    env = child_env(**{"SECRET_KEY": settings.SECRET_KEY, "ALLOWED_HOSTS": "127.0.0.1,localhost",
+                       "REDIS_URL": settings.REDIS_URL, "STREAM_REDIS_CHANNEL": settings.STREAM_REDIS_CHANNEL,
+                       "LOG_FORMAT": "text", **overrides})
     server = StreamServer(base=f"http://{host}:{port}", port=port, log=log_dir / f"uvicorn-{port}.log", env=env)
     server.start()
     try:
