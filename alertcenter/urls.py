@@ -15,6 +15,7 @@ api_v1 = [
     path("", include("apps.delivery.api.urls")),
     path("", include("apps.alerts.urls")),
     path("", include("apps.rules.urls")),
+    path("", include("apps.actions.urls")),
 ]
 
 # An unmatched /api/ URL answers the JSON error body like every other API error.

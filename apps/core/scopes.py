@@ -7,12 +7,17 @@ RULES_READ = "rules:read"
 RULES_WRITE = "rules:write"
 # Inbound alerts and events from other systems (Alertmanager, Grafana, the event API).
 ALERTS_INGEST = "alerts:ingest"
+# Metric samples (POST /api/v1/metrics).
+METRICS_WRITE = "metrics:write"
+# Ticket bridges and remediation actions (GET / changes).
+ACTIONS_READ = "actions:read"
+ACTIONS_WRITE = "actions:write"
 # Notification channels and routing policies (GET / changes, channel tests).
 CHANNELS_READ = "channels:read"
 CHANNELS_WRITE = "channels:write"
 
 ALL_SCOPES = (LOGS_WRITE, ALERTS_READ, ALERTS_WRITE, WEBHOOKS_WRITE, RULES_READ, RULES_WRITE, ALERTS_INGEST,
-              CHANNELS_READ, CHANNELS_WRITE)
+              METRICS_WRITE, ACTIONS_READ, ACTIONS_WRITE, CHANNELS_READ, CHANNELS_WRITE)
 
 
 def parse_scopes(text: str | list[str]) -> list[str]:
