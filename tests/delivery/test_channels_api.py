@@ -216,3 +216,69 @@ def test_openapi_documents_the_routes():
     for path in ("/api/v1/channels", "/api/v1/channels/{id}", "/api/v1/channels/{id}/test", "/api/v1/policies",
                  "/api/v1/policies/preview", "/api/v1/policies/export", "/api/v1/policies/import"):
         assert path in paths, sorted(paths)
+
+
+# --------------------------------------------------------------------------- admin (same services)
+
+
+@pytest.fixture
+def root(db):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    c = Client()
+    c.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "a-long-password"))
+    return c
+
+
+def test_admin_channel_add_seals_secrets_audits_and_never_shows_them(root, tenant, slack):
+    import json
+
+    r = root.post("/admin/delivery/notificationchannel/add/", {
+        "tenant": tenant.pk, "kind": "slack", "name": "admin-slack", "config": "{}", "templates": "{}",
+        "secrets": json.dumps({"webhook_url": slack.url}), "enabled": "on"})
+    assert r.status_code == 302, r.content.decode()[:2000]
+    channel = NotificationChannel.objects.get(name="admin-slack")
+    assert channel_secrets(channel) == {"webhook_url": slack.url}
+    assert AuditEvent.objects.filter(action="channel.created", target_id=str(channel.pk)).exists()
+    page = root.get(f"/admin/delivery/notificationchannel/{channel.pk}/change/").content.decode()
+    assert slack.TOKEN_PATH not in page
+    r = root.post("/admin/delivery/notificationchannel/", {"action": "send_test", "_selected_action": [channel.pk]},
+                  follow=True)
+    assert "admin-slack: 200" in r.content.decode() and len(slack.requests) == 1
+
+
+def test_admin_channel_refuses_unsafe_url_next_to_the_field(root, tenant, settings):
+    import json
+
+    settings.WEBHOOK_ALLOWED_NETWORKS = []
+    r = root.post("/admin/delivery/notificationchannel/add/", {
+        "tenant": tenant.pk, "kind": "slack", "name": "x", "config": "{}", "templates": "{}",
+        "secrets": json.dumps({"webhook_url": "https://10.0.0.1/hook"}), "enabled": "on"})
+    assert r.status_code == 200 and "private" in r.content.decode()
+    assert not NotificationChannel.objects.exists()
+
+
+def test_admin_policy_matchers_errors_other_tenants_channels_and_preview(root, tenant, other_tenant, make_alert):  # noqa: F811
+    from apps.delivery.models import NotificationPolicy
+
+    mine = NotificationChannel.objects.create(tenant=tenant, kind="email", name="mail",
+                                              config={"recipients": "a@example.com"})
+    theirs = NotificationChannel.objects.create(tenant=other_tenant, kind="email", name="their",
+                                                config={"recipients": "b@example.com"})
+    base = {"tenant": tenant.pk, "name": "p", "position": 10, "enabled": "on", "webhooks": "on", "group_by": "[]",
+            "group_wait_seconds": 30, "group_interval_seconds": 300, "repeat_interval_seconds": 3600}
+    r = root.post("/admin/delivery/notificationpolicy/add/", {**base, "matchers": '{"severity_at_least": "loud"}'})
+    assert r.status_code == 200 and "matchers.severity_at_least" in r.content.decode()
+    r = root.post("/admin/delivery/notificationpolicy/add/", {**base, "matchers": "{}", "channels": [theirs.pk]})
+    assert r.status_code == 200 and not NotificationPolicy.objects.exists()
+    r = root.post("/admin/delivery/notificationpolicy/add/", {**base, "matchers": '{"severities": ["critical"]}',
+                                                             "channels": [mine.pk]})
+    assert r.status_code == 302, r.content.decode()[:3000]
+    policy = NotificationPolicy.objects.get()
+    assert list(policy.channels.all()) == [mine]
+    assert AuditEvent.objects.filter(action="policy.created", target_id=str(policy.pk)).exists()
+    alert = make_alert(severity="critical")
+    r = root.post("/admin/delivery/notificationpolicy/", {"action": "preview", "_selected_action": [policy.pk],
+                                                          "alert_id": alert.pk}, follow=True)
+    assert "policies p; channels email:mail (policy p)" in r.content.decode()
