@@ -1,7 +1,7 @@
 """The operator console, mounted at "/" by alertcenter.urls."""
 from django.urls import path
 
-from .views import actions, alerts, audit, auth, dashboard, remediation, silences
+from .views import actions, alerts, audit, auth, channels, dashboard, remediation, silences
 
 app_name = "console"
 
@@ -28,4 +28,7 @@ urlpatterns = [
     path("silences", silences.silence_page, name="silences"),
     path("silences/new", silences.silence_new, name="silence-new"),
     path("silences/<int:silence_id>/expire", silences.silence_end, name="silence-expire"),
+    path("channels", channels.channel_list, name="channels"),
+    path("channels/<int:channel_id>/test", channels.channel_test, name="channel-test"),
+    path("policies", channels.policy_list, name="policies"),
 ]
