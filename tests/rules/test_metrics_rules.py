@@ -236,3 +236,17 @@ def test_two_evaluators_claim_each_due_rule_once(frozen, tenant):
     assert sorted(won[0] + won[1]) == sorted(LogRule.objects.values_list("pk", flat=True))
     assert not set(won[0]) & set(won[1])
     assert metric_eval.claim_due(now=T0 + timedelta(seconds=5)) == []  # next slot is 15 s later
+
+
+@pytest.mark.django_db
+def test_metric_panel_renders_value_threshold_and_a_sparkline(frozen, tenant):
+    from django.template import Context, Template
+
+    rule_create(raw=threshold_rule(), actor="test")
+    for value in (0.5, 0.95, 0.99):
+        tick(frozen, tenant, value)
+    alert = active("cpu").get()
+    html = Template("{% load metric_panel %}{% metric_panel alert %}").render(Context({"alert": alert}))
+    assert "threshold 0.9" in html and "<polyline" in html and "3 minutes" in html
+    log_alert = Alert(source="log_rule", annotations={})
+    assert Template("{% load metric_panel %}{% metric_panel a %}").render(Context({"a": log_alert})).strip() == ""
