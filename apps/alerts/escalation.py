@@ -7,6 +7,7 @@ on its current escalation_level, so two sweeps running at once escalate it once,
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -71,50 +72,77 @@ def alert_escalate(*, alert_id: int, actor: Any = None, expected_level: int | No
         alert.refresh_from_db()
         data = {"escalation_level": alert.escalation_level, "channels": list(step.get("channels", [])),
                 "group": step.get("group", "")}
-        log_change(alert, kind=TimelineEntry.Kind.ESCALATED, actor=actor,
-                   message=f"escalated to level {alert.escalation_level}", data=data, audit_action="alert.escalated")
+        # Like emit: an alert nobody has heard of (born silenced) pages nobody either.
+        plan = page_plan(alert, step, now) if alert.silence_id is None else None
+        message = f"escalated to level {alert.escalation_level}"
+        if plan and plan.summary:
+            message += f"; {plan.summary}"
+        log_change(alert, kind=TimelineEntry.Kind.ESCALATED, actor=actor, message=message,
+                   data={**data, **plan.record} if plan else data, audit_action="alert.escalated")
         emit(alert, EVENT_ESCALATED, data)
-        if alert.silence_id is None:  # like emit: an alert nobody has heard of pages nobody either
-            page_step(alert, step, data, now=now, actor=actor)
+        if plan:
+            plan.send(alert, data)
     return alert
 
 
-def page_step(alert: Alert, step: dict, data: dict, *, now: datetime, actor: Any = None) -> None:
-    """Send what ``step`` names beyond the routed alert.escalated: its tenant channels by name, and
-    the users of its rotation (``oncall``: whoever is on call ``now``) or group through their
-    verified contact methods of the step's kinds (``email``/``sms`` in channels). Writes the
-    deliveries and one timeline line ("paged alice by email, sms; notified pagerduty-primary") in the
-    caller's transaction; a step that reaches nobody says so in the timeline instead."""
-    kinds = [k for k in PAGE_KINDS if k in step.get("channels", ())]
-    named = [c for c in step.get("channels", ()) if c not in BUILTIN_CHANNELS]
-    who = ""
-    pagees: list[paging.Pagee] = []
+@dataclass
+class PagePlan:
+    """What one step pages beyond the routed alert.escalated: people (through contact methods of
+    ``kinds``) and the tenant channels it names."""
+
+    kinds: list[str]
+    who: str  # "on call in primary" / "group operators" / "" (no people)
+    pagees: list[paging.Pagee]
+    channels: list[str]
+
+    @property
+    def summary(self) -> str:
+        """The timeline's words: "paged alice by email, sms; notified pagerduty-primary"."""
+        parts = [f"paged {p.username} by {', '.join(k for k in self.kinds if p.addresses.get(k))}"
+                 for p in self.pagees if p.addresses]
+        unreachable = [p.username for p in self.pagees if not p.addresses]
+        if unreachable:
+            parts.append(f"no verified {'/'.join(self.kinds)} contact for {', '.join(unreachable)}")
+        if self.who and not self.pagees:
+            parts.append(f"nobody to page ({self.who})")
+        if self.channels:
+            parts.append(f"notified {', '.join(self.channels)}")
+        return "; ".join(parts)
+
+    @property
+    def record(self) -> dict:
+        return {"paged": {p.username: sorted(p.addresses) for p in self.pagees if p.addresses},
+                "unreachable": [p.username for p in self.pagees if not p.addresses], "notified": self.channels}
+
+    def send(self, alert: Alert, data: dict) -> None:
+        """Write the deliveries (in the caller's transaction, after the routed notification, so a
+        channel the policies already reached is not sent the same escalation twice)."""
+        emails = [a for p in self.pagees for a in p.addresses.get("email", [])]
+        phones = [a for p in self.pagees for a in p.addresses.get("sms", [])]
+        if not (emails or phones or self.channels):
+            return
+        reason = (f"you are {self.who} for {alert.tenant.slug} and alert {alert.pk} is unacknowledged "
+                  f"(escalation level {alert.escalation_level})")
+        outbox.page(notification=notification_for(alert, EVENT_ESCALATED, data), emails=emails, phones=phones,
+                    channels=self.channels, reason=reason)
+
+
+def page_plan(alert: Alert, step: dict, now: datetime) -> PagePlan | None:
+    """Whom ``step`` pages ``now``: its rotation's on-call user (``oncall``) or its group's users, by
+    the contact kinds among its channels (``email``/``sms``), and the tenant channels it names.
+    None when the step pages nobody and names no channel (e.g. ``["webhook"]`` only)."""
+    channels = list(step.get("channels", ()))
+    kinds = [k for k in PAGE_KINDS if k in channels]
+    named = [c for c in channels if c not in BUILTIN_CHANNELS]
+    who, pagees = "", []
     if kinds and (step.get("oncall") or step.get("group")):
         who = f"on call in {step['oncall']}" if step.get("oncall") else f"group {step['group']}"
         user_ids = paging.users_to_page(tenant_id=alert.tenant_id, group=step.get("group", ""),
                                         oncall=step.get("oncall", ""), at=now)
         pagees = paging.pagees(user_ids, kinds)
-    if not named and not who:
-        return
-    emails = [a for p in pagees for a in p.addresses.get("email", [])]
-    phones = [a for p in pagees for a in p.addresses.get("sms", [])]
-    reason = (f"you are {who} for {alert.tenant.slug} and alert {alert.pk} is unacknowledged "
-              f"(escalation level {alert.escalation_level})")
-    rows = outbox.page(notification=notification_for(alert, EVENT_ESCALATED, data), emails=emails, phones=phones,
-                       channels=named, reason=reason)
-    parts = [f"paged {p.username} by {', '.join(k for k in kinds if p.addresses.get(k))}"
-             for p in pagees if p.addresses]
-    unreachable = [p.username for p in pagees if not p.addresses]
-    if unreachable:
-        parts.append(f"no verified {'/'.join(kinds)} contact for {', '.join(unreachable)}")
-    if who and not pagees:
-        parts.append(f"nobody to page ({who})")
-    notified = sorted({r.notification_channel.name for r in rows if r.notification_channel_id})
-    if notified:
-        parts.append(f"notified {', '.join(notified)}")
-    log_change(alert, kind=TimelineEntry.Kind.DELIVERY, actor=actor, message="; ".join(parts), data={
-        "escalation_level": alert.escalation_level, "paged": {p.username: sorted(p.addresses) for p in pagees},
-        "unreachable": unreachable, "channels": notified, "delivery_ids": [r.pk for r in rows]})
+    if not who and not named:
+        return None
+    return PagePlan(kinds, who, pagees, named)
 
 
 def escalate_due(*, limit: int = 500) -> int:
