@@ -209,3 +209,13 @@ def test_two_concurrent_sweeps_page_once(tenant, plugin, rotation, people, froze
         assert pages(alert) == [("email", "alice@acme.example"), ("sms", "+14155550101")]
         assert paging_lines(alert) == ["paged alice by email, sms"]
         assert Alert.objects.get(pk=alert.pk).state == AlertState.ESCALATED
+
+
+def test_admin_refuses_a_step_naming_an_unknown_rotation(client, tenant):
+    client.force_login(get_user_model().objects.create_superuser("root", "root@example.com", "a-long-password"))
+    form = {"tenant": tenant.pk, "severity": "critical", "repeat": "0", "enabled": "on",
+            "steps": '[{"after_minutes": 5, "channels": ["email"], "oncall": "nights"}]'}
+    resp = client.post("/admin/alerts/escalationpolicy/add/", form)
+    assert resp.status_code == 200 and "step 0: oncall: unknown rotation &#x27;nights&#x27; for this tenant" in (
+        resp.content.decode())
+    assert not EscalationPolicy.objects.exists()
