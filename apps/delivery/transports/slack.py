@@ -28,14 +28,36 @@ VENDOR = "Slack"
 ESCAPE = escape_slack
 CONFIG = {"webhook_url": {"secret": True, "required": True, "url": True,
                           "help": "Incoming webhook URL (https://hooks.slack.com/services/...)"}}
-# Block Kit limits: header text 150, section text 3000, field text 2000, button label 75.
-HEADER_MAX, SECTION_MAX, FIELD_MAX = 150, 3000, 2000
+# Block Kit limits: header text 150, section text 3000, field text 2000, button label 75; at most 50
+# blocks a message (header, fields and the button take 3).
+HEADER_MAX, SECTION_MAX, FIELD_MAX, BODY_SECTIONS_MAX = 150, 3000, 2000, 45
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,4}…$")
 
 
 def _cut(text: str, limit: int) -> str:
     # Cutting escaped text can split "&amp;" into "&am": drop the fragment rather than send it.
     return _PARTIAL_ENTITY.sub("…", cut(text, limit))
+
+
+def _sections(body: str) -> list[str]:
+    """The body as section texts of at most SECTION_MAX characters, split between lines, so a long
+    body (a grouped digest listing every alert) is shown whole rather than cut after 3,000 characters;
+    what still does not fit in BODY_SECTIONS_MAX sections is cut."""
+    out, current = [], ""
+    for line in body.split("\n"):
+        candidate = f"{current}\n{line}" if current else line
+        if len(candidate) <= SECTION_MAX:
+            current = candidate
+            continue
+        if current:
+            out.append(current)
+        current = line
+    if current:
+        out.append(current)
+    out = [_cut(text, SECTION_MAX) for text in out]
+    if len(out) > BODY_SECTIONS_MAX:
+        out = out[:BODY_SECTIONS_MAX - 1] + [_cut("\n".join(out[BODY_SECTIONS_MAX - 1:]), SECTION_MAX)]
+    return out
 
 
 def render(change: str, alert: dict, texts: Mapping[str, str]) -> ChannelRequest | None:
@@ -49,8 +71,7 @@ def render(change: str, alert: dict, texts: Mapping[str, str]) -> ChannelRequest
         {"type": "section", "fields": [{"type": "mrkdwn", "text": _cut(f"*{name}*\n{escape_slack(str(value))}", FIELD_MAX)}
                                        for name, value in fields]},
     ]
-    if body:
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _cut(body, SECTION_MAX)}})
+    blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in _sections(body)]
     if alert.get("url"):
         blocks.append({"type": "actions", "elements": [{
             "type": "button", "text": {"type": "plain_text", "text": "Open in Alert Center"}, "url": alert["url"],
