@@ -237,10 +237,11 @@ def _origin(url: str) -> str:
     return f"{scheme}://{rest.split('/', 1)[0]}"
 
 
-# Where the console's EventSource connects: a path on the console's own origin (a proxy routes it to
-# the stream process), an absolute URL of the stream process (`make run`: http://127.0.0.1:8002/...),
-# or empty for polling only. An absolute URL's origin is added to the console's CSP connect-src.
-STREAM_PUBLIC_URL = (_read("STREAM_PUBLIC_URL", env.str, "/api/v1/stream") or "").strip()
+# Where the console's EventSource connects: a path on the console's own origin when a proxy routes it
+# to the stream process (/api/v1/stream), an absolute URL of the stream process (`make run` sets
+# http://127.0.0.1:8002/api/v1/stream), or empty (default: no stream process is known to run, so the
+# console polls). An absolute URL's origin is added to the console's CSP connect-src.
+STREAM_PUBLIC_URL = (_read("STREAM_PUBLIC_URL", env.str, "") or "").strip()
 if STREAM_PUBLIC_URL and not STREAM_PUBLIC_URL.startswith(("/", "http://", "https://")):
     raise ImproperlyConfigured(f"STREAM_PUBLIC_URL: expected a path (/api/v1/stream), an http(s):// URL or "
                                f"nothing, got {STREAM_PUBLIC_URL!r}")

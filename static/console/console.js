@@ -1,9 +1,11 @@
-/* Alert Center console: live refresh, bulk selection and keyboard shortcuts.
+/* Alert Center console: live refresh (server-sent events, polling as the fallback), bulk selection
+   and keyboard shortcuts.
    Plain JavaScript, no dependencies. Every action is also a plain form, so the page works
    without this file; this only makes it faster to drive. */
 (function () {
   "use strict";
-  var REFRESH_MS = 4000;
+  var REFRESH_MS = 4000;     // polling, while the stream is unavailable
+  var SAFETY_MS = 30000;     // polling while the stream is up: changes the stream does not carry (counts)
   var bulk = document.getElementById("bulk");
   var help = document.getElementById("help");
   var cursor = -1;
@@ -47,7 +49,7 @@
 
   /* --- live refresh: fetch the partial, swap elements by id, keep ticks and cursor -------- */
   var live = document.getElementById("live");
-  var paused = false, timer = null, known = null;
+  var paused = false, timer = null, known = null, busy = false, again = false;
 
   function setLive(state, text) {
     if (!live) return;
@@ -59,8 +61,10 @@
 
   function refresh() {
     if (!bulk || paused || document.hidden) return schedule();
+    if (busy) { again = true; return; }   // one fetch at a time; a burst of events costs one more
     var url = bulk.dataset.rowsUrl;
     if (bulk.dataset.page && bulk.dataset.page !== "1") { setLive("paused", "live on page 1 only"); return; }
+    busy = true;
     fetch(url, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin", cache: "no-store" })
       .then(function (resp) {
         if (resp.redirected || !resp.ok) throw new Error("HTTP " + resp.status);
@@ -87,10 +91,13 @@
         setLive("on", "live · " + new Date().toLocaleTimeString());
       })
       .catch(function () { setLive("error", "refresh failed, retrying"); })
-      .then(schedule);
+      .then(function () {
+        busy = false;
+        if (again) { again = false; refresh(); } else { schedule(); }
+      });
   }
 
-  function schedule() { clearTimeout(timer); timer = setTimeout(refresh, REFRESH_MS); }
+  function schedule() { clearTimeout(timer); timer = setTimeout(refresh, streaming() ? SAFETY_MS : REFRESH_MS); }
   function togglePause() {
     paused = !paused;
     setLive(paused ? "paused" : "on", paused ? "paused (p)" : "live");
@@ -100,6 +107,119 @@
     known = currentIds();
     live.addEventListener("click", togglePause);
     schedule();
+  }
+
+  /* --- detail and dashboard: re-fetch the page, swap its [data-live-part] elements by id ------ */
+  var parts = document.querySelectorAll("[data-live-part]").length > 0 && !bulk;
+  var partsTimer = null, partsBusy = false, partsAgain = false;
+
+  function typedInto(el) {   // never throw away what the operator is typing or has picked
+    if (el.contains(document.activeElement) && document.activeElement !== document.body) return true;
+    return Array.prototype.some.call(el.querySelectorAll("input, textarea, select"), function (f) {
+      if (f.tagName === "SELECT") return Array.prototype.some.call(f.options, function (o) { return o.selected !== o.defaultSelected; });
+      if (f.type === "checkbox" || f.type === "radio") return f.checked !== f.defaultChecked;
+      return f.value !== f.defaultValue;
+    });
+  }
+
+  function refreshParts() {
+    if (!parts || document.hidden) return scheduleParts();
+    if (partsBusy) { partsAgain = true; return; }
+    partsBusy = true;
+    fetch(window.location.href, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin", cache: "no-store" })
+      .then(function (resp) {
+        if (resp.redirected || !resp.ok) throw new Error("HTTP " + resp.status);
+        return resp.text();
+      })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        document.querySelectorAll("[data-live-part]").forEach(function (old) {
+          var fresh = old.id && doc.getElementById(old.id);
+          if (fresh && !typedInto(old)) old.replaceWith(fresh);
+        });
+      })
+      .catch(function () { /* the next event or poll tries again */ })
+      .then(function () {
+        partsBusy = false;
+        if (partsAgain) { partsAgain = false; refreshParts(); } else { scheduleParts(); }
+      });
+  }
+
+  function scheduleParts() {
+    if (!parts) return;
+    clearTimeout(partsTimer);
+    partsTimer = setTimeout(refreshParts, streaming() ? SAFETY_MS : REFRESH_MS);
+  }
+  scheduleParts();
+
+  /* --- the live stream: GET /api/v1/stream (server-sent events) from the stream process --------
+     Each event re-fetches the affected partial, as a poll would, within a second. When the stream
+     fails (server down, restarting, refused) the page polls again and retries the stream with
+     backoff, resuming after the last event id it saw, so nothing in between is missed. */
+  var streamEl = document.getElementById("stream");
+  var STREAM_TYPES = ["alert.created", "alert.updated", "alert.escalated", "delivery.updated", "stream.reset"];
+  // State, plus the ids seen (last 1000), for anyone debugging the page (and the browser tests).
+  var stream = window.AlertCenterStream = { state: "off", ids: [], lastId: null };
+  var source = null, retryMs = 2000, retryTimer = null;
+
+  function streaming() { return Boolean(stream) && stream.state === "open"; }   // (called before it is set)
+
+  function setMode(mode) { if (live) live.dataset.mode = mode; }
+
+  function onStreamEvent(e) {
+    var id = parseInt(e.lastEventId, 10);
+    if (!isNaN(id)) {
+      stream.lastId = id;
+      stream.ids.push(id);
+      if (stream.ids.length > 1000) stream.ids.shift();
+    }
+    var data = {};
+    try { data = JSON.parse(e.data); } catch (err) { /* stream.reset carries no alert */ }
+    var scope = streamEl.dataset.streamScope;
+    if (scope === "list") {
+      if (e.type !== "delivery.updated") refresh();
+    } else if (scope === "alert") {
+      if (e.type === "stream.reset" || String(data.alert_id) === streamEl.dataset.alertId) refreshParts();
+    } else {
+      refreshParts();
+    }
+  }
+
+  function connect() {
+    clearTimeout(retryTimer);
+    var after = stream.lastId !== null ? stream.lastId : streamEl.dataset.streamAfter;
+    var url = streamEl.dataset.streamUrl;
+    url += (url.indexOf("?") < 0 ? "?" : "&") + "last_event_id=" + encodeURIComponent(after);
+    stream.state = "connecting";
+    // withCredentials: the stream process may be on another origin (`make run`: port 8002); it
+    // answers CORS for the console's origin only, and reads the session cookie to scope tenants.
+    source = new EventSource(url, { withCredentials: true });
+    source.onopen = function () {
+      stream.state = "open";
+      retryMs = 2000;
+      setMode("stream");
+      schedule();
+      scheduleParts();
+    };
+    source.onerror = fallBack;
+    STREAM_TYPES.forEach(function (type) { source.addEventListener(type, onStreamEvent); });
+  }
+
+  function fallBack() {
+    if (source) { source.close(); source = null; }
+    stream.state = "polling";
+    setMode("polling");
+    if (bulk && live) { refresh(); }   // catch up now, then every REFRESH_MS until the stream is back
+    if (parts) { refreshParts(); }
+    retryTimer = setTimeout(connect, retryMs);
+    retryMs = Math.min(retryMs * 2, 30000);
+  }
+
+  if (streamEl && streamEl.dataset.streamUrl && window.EventSource) {
+    setMode("connecting");
+    connect();
+  } else {
+    setMode("polling");
   }
 
   /* --- keyboard --------------------------------------------------------------------------- */

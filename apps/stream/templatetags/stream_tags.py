@@ -11,7 +11,7 @@ register = template.Library()
 
 @register.simple_tag
 def stream_url() -> str:
-    """Where the console's EventSource connects (STREAM_PUBLIC_URL; empty: polling only)."""
+    """Where the console's EventSource connects (STREAM_PUBLIC_URL; empty: the console polls)."""
     return settings.STREAM_PUBLIC_URL
 
 
