@@ -196,6 +196,8 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-escalate": {"task": "alerts.escalate", "schedule": 30.0},
     "alerts-auto-resolve": {"task": "alerts.auto_resolve", "schedule": 30.0},
     "alerts-unsuppress": {"task": "alerts.unsuppress", "schedule": 30.0},
+    # Metric rules (apps.rules.metric_eval): each due rule is claimed, so two beats never double-evaluate.
+    "rules-evaluate-metrics": {"task": "rules.evaluate_metrics", "schedule": 15.0},
     # Tickets (auto-create, resolve comment/close) and automatic remediation runs (apps.actions.sweeps).
     "actions-sweep": {"task": "actions.sweep", "schedule": 15.0},
     # Self-monitoring and watchdog (apps.ops.self_monitoring); cron can run `manage.py system_checks` too.
@@ -342,6 +344,14 @@ MASKING_RULES_FILE = Path(_read("MASKING_RULES_FILE", env.str, str(BASE_DIR / "f
 TENANT_MAX_PLUGINS = _positive_int("TENANT_MAX_PLUGINS", 1000)
 # CPU milliseconds one request's masking may use; past it the body is refused with 413.
 INGEST_MASKING_BUDGET_MS = _positive_int("INGEST_MASKING_BUDGET_MS", 1000)
+
+# --- Metrics intake and metric rules (README "Metrics and metric rules") ---------------------------
+# Series (metric name + label set) a tenant may have; samples of new series past it are rejected.
+METRICS_MAX_SERIES_PER_TENANT = _positive_int("METRICS_MAX_SERIES_PER_TENANT", 10_000)
+# Samples in one POST /api/v1/metrics (a node_exporter scrape has about 1,000-3,000).
+METRICS_MAX_SAMPLES = _positive_int("METRICS_MAX_SAMPLES", 50_000)
+# How often each metric rule is evaluated (beat rings every 15 s; rules are claimed per evaluation).
+METRIC_RULES_EVAL_SECONDS = _positive_int("METRIC_RULES_EVAL_SECONDS", 15)
 
 # --- Inbound integrations (Alertmanager, Grafana, events) --------------------------------------
 # Source severity label value -> our severity ("name=severity,..."); values not listed map to warning.
