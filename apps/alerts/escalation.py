@@ -14,14 +14,15 @@ from typing import Any
 from django.db import transaction
 
 from apps.core import clock
-from apps.core.vocabulary import EVENT_ESCALATED
 from apps.core.errors import Conflict, NotFound
+from apps.core.vocabulary import EVENT_ESCALATED
 from apps.delivery import outbox
 from apps.tenants import paging
 
 from .history import emit, log_change
-from .matching import CHANNELS as BUILTIN_CHANNELS, escalation_step, next_escalation_time
-from .models import Alert, AlertState, TimelineEntry, UNACKNOWLEDGED_STATES
+from .matching import CHANNELS as BUILTIN_CHANNELS
+from .matching import escalation_step, next_escalation_time
+from .models import UNACKNOWLEDGED_STATES, Alert, AlertState, TimelineEntry
 from .payload import notification_for
 from .policies import policy_for
 from .silences import active_silences, silence_for_alert

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Any
 
 from django.db.models import Q

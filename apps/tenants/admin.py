@@ -14,11 +14,18 @@ from django.db import transaction
 from django.utils.html import format_html_join
 
 from apps.audit.services import record
+from apps.core import clock
 from apps.core.client_ip import client_ip
 
-from apps.core import clock
-
-from .models import ApiToken, ContactMethod, FallbackContact, OnCallRotation, Plugin, Tenant, TenantMembership
+from .models import (
+    ApiToken,
+    ContactMethod,
+    FallbackContact,
+    OnCallRotation,
+    Plugin,
+    Tenant,
+    TenantMembership,
+)
 from .oncall import current_shift, next_handoffs
 from .tokens import issue_token, revoke_token
 

@@ -137,7 +137,7 @@ def test_role_group_pages_members_and_names_the_unreachable(tenant, plugin, peop
 
 def test_named_channel_is_notified_once_even_when_routing_sent_it_too(tenant, plugin, frozen):
     ops, _ = create_channel(tenant=tenant, kind="email", name="ops-list", config={"recipients": "ops@acme.example"})
-    pager, _ = create_channel(tenant=tenant, kind="email", name="pager-list", config={"recipients": "p@acme.example"})
+    create_channel(tenant=tenant, kind="email", name="pager-list", config={"recipients": "p@acme.example"})
     create_policy(tenant=tenant, name="all", channels=[ops.pk])  # routing already sends every change to ops-list
     EscalationPolicy.objects.create(tenant=tenant, severity="critical", repeat=1, steps=[
         {"after_minutes": 1, "channels": ["ops-list", "pager-list"]}])

@@ -66,7 +66,7 @@ def test_escalation_pages_the_on_call_user_by_email_and_sms_and_stops_after_ack(
     for n in (1, 2):
         behind.advance(minutes=5)
         assert services.escalate_due() == 1
-        wait_for(lambda: len(smtp.envelopes) >= n and len(sms.messages) >= n, timeout=60, what=f"page {n} received")
+        wait_for(lambda n=n: len(smtp.envelopes) >= n and len(sms.messages) >= n, timeout=60, what=f"page {n} received")
 
     mail = message_from_bytes(smtp.envelopes[0].content)
     assert smtp.envelopes[0].rcpt_tos == ["alice@acme.example"]
