@@ -324,6 +324,8 @@ SPECTACULAR_SETTINGS = {
         "AlertStateEnum": "apps.alerts.models.AlertState",
         "AlertDeliveryStateEnum": "apps.core.vocabulary.AlertDeliveryState",
         "DeliveryStateEnum": "apps.core.vocabulary.DeliveryState",
+        "ChannelKindEnum": "apps.delivery.models.CHANNEL_KIND_CHOICES",
+        "TicketBridgeKindEnum": "apps.actions.models.TicketBridge.Kind",
     },
 }
 

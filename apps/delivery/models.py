@@ -56,6 +56,7 @@ class Channel(models.TextChoices):
 
 # Kinds a tenant configures as a NotificationChannel (webhooks keep their own endpoints and API).
 CHANNEL_KINDS = (Channel.EMAIL, Channel.SMS, Channel.SLACK, Channel.TEAMS, Channel.PAGERDUTY, Channel.OPSGENIE)
+CHANNEL_KIND_CHOICES = [(k.value, k.label) for k in CHANNEL_KINDS]
 # Kinds whose messages can be grouped (a digest of several alerts makes sense there).
 GROUPABLE_KINDS = (Channel.EMAIL, Channel.SLACK, Channel.TEAMS)
 
@@ -70,7 +71,7 @@ class NotificationChannel(models.Model):
 
     tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="notification_channels")
     name = models.SlugField(max_length=100)
-    kind = models.CharField(max_length=16, choices=[(k.value, k.label) for k in CHANNEL_KINDS])
+    kind = models.CharField(max_length=16, choices=CHANNEL_KIND_CHOICES)
     config = models.JSONField(default=dict, blank=True)
     secrets_encrypted = models.TextField(blank=True)
     templates = models.JSONField(default=dict, blank=True)
