@@ -1,4 +1,4 @@
-"""Run the whole stack in the foreground: web, worker, beat and the demo peers (``make run``)."""
+"""Run the whole stack in the foreground: web, stream, worker, beat and the demo peers (``make run``)."""
 from __future__ import annotations
 
 import os
@@ -15,12 +15,13 @@ from apps.ops.demo import DEMO_LOGIN
 
 
 class Command(BaseCommand):
-    help = "Migrate, load demo data and run web + worker + beat (+ webhook simulator) until Ctrl-C."
+    help = "Migrate, load demo data and run web + stream + worker + beat (+ webhook simulator) until Ctrl-C."
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--simulator-port", type=int, default=8001)
+        parser.add_argument("--stream-port", type=int, default=8002, help="the stream process (SSE, uvicorn)")
         parser.add_argument("--web-workers", type=int, default=2)
         parser.add_argument("--worker-concurrency", type=int, default=2)
         parser.add_argument("--no-demo", action="store_true", help="skip demo data, simulator and demo traffic")
@@ -42,9 +43,20 @@ class Command(BaseCommand):
         celery = os.path.join(bindir, "celery")
         gunicorn = os.path.join(bindir, "gunicorn")
         beat_schedule = str(settings.VAR_DIR / "celerybeat-schedule")
+        # The stream (server-sent events) is its own ASGI process, so long-lived connections never
+        # hold a sync web worker. With no proxy in front, the console reaches it on its own port:
+        # the pages name it (STREAM_PUBLIC_URL, also allowed by their CSP) and it admits the console's
+        # origin (CORS with the session cookie, which is sent to any port of the same host).
+        web_origin = f"http://{opts['host']}:{opts['port']}"
+        stream_base = f"http://{opts['host']}:{opts['stream_port']}"
+        os.environ.setdefault("STREAM_PUBLIC_URL", f"{stream_base}/api/v1/stream")
+        os.environ.setdefault("STREAM_ALLOWED_ORIGINS", web_origin)
+        uvicorn = os.path.join(bindir, "uvicorn")
         processes = {
             "web": [gunicorn, "alertcenter.wsgi", "--bind", f"{opts['host']}:{opts['port']}",
                     "--workers", str(opts["web_workers"]), "--access-logfile", "-", "--timeout", "30"],
+            "stream": [uvicorn, "alertcenter.asgi:application", "--host", opts["host"], "--port",
+                       str(opts["stream_port"]), "--timeout-graceful-shutdown", "5", "--no-access-log"],
             "worker": [celery, "-A", "alertcenter", "worker", "-Q", "detect,deliver,default",
                        "--concurrency", str(opts["worker_concurrency"]), "--loglevel", "INFO",
                        "--without-gossip", "--without-mingle", "--hostname", "worker@%h"],
@@ -75,6 +87,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  admin        {base}/admin/")
         self.stdout.write(f"  API docs     {base}/api/docs/")
         self.stdout.write(f"  health       {base}/api/v1/health")
+        self.stdout.write(f"  stream       {os.environ['STREAM_PUBLIC_URL']}")
         if "simulator" in processes:
             self.stdout.write(f"  simulator    http://127.0.0.1:{opts['simulator_port']}/")
         if not opts["no_demo"]:
