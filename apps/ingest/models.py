@@ -114,3 +114,45 @@ class IntegrationSecret(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} secret of tenant {self.tenant_id}"
+
+
+class HeartbeatState(models.TextChoices):
+    """UP and DOWN are stored; LATE is derived for display (past the timeout, within the grace)."""
+
+    UP = "up", "Up"
+    LATE = "late", "Late"
+    DOWN = "down", "Down"
+
+
+class Heartbeat(models.Model):
+    """A job that promises to ping ``POST /api/v1/heartbeats/<name>`` at least every ``timeout``.
+
+    Created by its first ping (apps.ingest.heartbeats). ``next_due_at`` = last ping + timeout +
+    grace; the sweeper claims UP rows past it, turns them DOWN and raises one alert; the next ping
+    turns them UP and resolves it (healthchecks' Check.alert_after / status, with the alert's
+    timeline as the flip history).
+    """
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=63)
+    timeout_seconds = models.PositiveIntegerField()
+    grace_seconds = models.PositiveIntegerField(default=0)
+    severity = models.CharField(max_length=10, default="critical")
+    plugin = models.ForeignKey("tenants.Plugin", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_seen_at = models.DateTimeField()
+    next_due_at = models.DateTimeField()
+    state = models.CharField(max_length=4, default=HeartbeatState.UP,
+                             choices=[(HeartbeatState.UP, "Up"), (HeartbeatState.DOWN, "Down")])
+    # The alert the last miss raised; kept after it resolves, for the console's link.
+    alert = models.ForeignKey("alerts.Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="heartbeat_tenant_name")]
+        indexes = [
+            # What the sweeper reads: UP heartbeats by due time (DOWN ones wait for a ping).
+            models.Index(fields=["next_due_at"], name="heartbeat_due", condition=Q(state="up")),
+        ]
+
+    def __str__(self) -> str:
+        return f"heartbeat {self.name} ({self.state})"

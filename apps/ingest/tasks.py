@@ -5,6 +5,7 @@ import logging
 
 from celery import shared_task
 
+from .heartbeats.services import sweep_missed
 from .processing import pending_batches_due, process_batch
 
 logger = logging.getLogger(__name__)
@@ -26,3 +27,9 @@ def sweep_batches() -> int:
     if ids:
         logger.warning("detect: re-enqueued stale batches", extra={"count": len(ids), "oldest_batch_id": ids[0]})
     return len(ids)
+
+
+@shared_task(name="heartbeats.sweep", ignore_result=True)
+def sweep_heartbeats() -> int:
+    """Raise the alerts of missed heartbeats (beat, every 15 s; each heartbeat is claimed)."""
+    return sweep_missed()
