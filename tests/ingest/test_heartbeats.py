@@ -263,11 +263,12 @@ def test_missed_heartbeat_is_delivered_by_a_real_worker_and_the_ping_resolves_it
             triggered = wait_for(lambda: [r for r in hook.requests if b'"alert.triggered"' in r["body"]],
                                  timeout=60, what=f"alert.triggered delivered (see {log})")
             ping(ingest, "cron-job", query="?timeout=1h")  # recovered, and no miss while the test ends
-            updated = wait_for(lambda: [r for r in hook.requests if b'"alert.updated"' in r["body"]],
-                               timeout=60, what=f"alert.updated delivered (see {log})")
+            resolved = wait_for(lambda: [r for r in hook.requests if b'"alert.updated"' in r["body"]
+                                         and b'"state":"RESOLVED"' in r["body"]],
+                                timeout=60, what=f"alert.updated (resolved) delivered (see {log})")
     data = orjson.loads(triggered[0]["body"])["data"]
     assert data["title"] == "Heartbeat cron-job missed" and triggered[0]["headers"]["x-powerx-alert-id"] == str(alert.pk)
-    assert orjson.loads(updated[0]["body"])["data"]["state"] == "RESOLVED"
+    assert len(resolved) == 1 and orjson.loads(resolved[0]["body"])["data"]["resolved_by"] == "heartbeat"
     alert.refresh_from_db()
     assert alert.state == AlertState.RESOLVED and alert.resolved_by == "heartbeat"
-    assert len(triggered) == 1
+    assert len(triggered) == 1 and Alert.objects.count() == 1

@@ -113,9 +113,10 @@ def _create_or_recover(tenant_id: int, name: str, spec: PingSpec, plugin_id: int
     hb.save()
     resolved = None
     if was_down:
-        minutes = int(silent_for.total_seconds() // 60)
+        seconds = int(silent_for.total_seconds())
+        after = f"{seconds // 60} min" if seconds >= 60 else f"{seconds} s"
         alert = resolve_external(tenant_id=tenant_id, source=SOURCE, key=name, actor=ACTOR,
-                                 note=f"heartbeat received again after {minutes} min")
+                                 note=f"heartbeat received again after {after}")
         resolved = alert.pk if alert else None
         log.info("heartbeat: up again", extra={"tenant_id": tenant_id, "heartbeat": name, "alert_id": resolved})
     return PingResult(hb.name, hb.state, hb.timeout_seconds, hb.grace_seconds, hb.severity, now, hb.next_due_at,
