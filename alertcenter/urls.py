@@ -16,6 +16,7 @@ api_v1 = [
     path("", include("apps.alerts.urls")),
     path("", include("apps.rules.urls")),
     path("", include("apps.actions.urls")),
+    path("", include("apps.reports.api_urls")),
 ]
 
 # An unmatched /api/ URL answers the JSON error body like every other API error.
@@ -29,5 +30,7 @@ urlpatterns = [
     # Request/DB metrics of every web worker (multiprocess mode) plus the database-derived
     # product metrics; replaces django_prometheus.urls (apps.ops.metrics).
     path("metrics", metrics_view, name="prometheus-django-metrics"),
+    # Signed diagnostic report downloads: the link is the credential (apps.reports.links).
+    path("reports/", include("apps.reports.urls")),
     path("", include("apps.console.urls")),
 ]

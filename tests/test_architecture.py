@@ -25,7 +25,7 @@ BELOW = {
     # Tickets and remediation sit above alerts and delivery; neither ever imports them.
     "actions": {"core", "audit", "tenants", "delivery", "alerts"},
 }
-TOP = {"ops", "console"}
+TOP = {"ops", "console", "reports"}
 OUTER = ("api", "admin", "management", "migrations")  # an app's outer layer: may use any app
 
 

@@ -23,6 +23,7 @@ from apps.core.models import MetricRollup, WorkerHeartbeat
 from apps.core.vocabulary import NOTIFY_EVENTS
 from apps.delivery.models import Delivery, DeliveryAttempt
 from apps.ingest.models import IngestBatch
+from apps.reports.models import ReportRun
 from apps.tenants.models import Tenant
 
 from . import fastpath
@@ -174,3 +175,22 @@ def alert_to_delivery_latency() -> Histogram:
     """First successful notification of an alert (any channel: webhook, or fallback email/SMS)
     minus the alert's creation; alerts never delivered are not observed."""
     return fastpath.alert_to_delivery_latency()
+
+
+# Diagnostic reports gather up to DIAGNOSTIC_MAX_LINES lines: most take well under a second.
+REPORT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def diagnostic_report_seconds() -> Histogram:
+    """Generation time of every diagnostic report (page, NDJSON, zip) from its ``ReportRun`` row;
+    one aggregate query, buckets upper-inclusive as Prometheus' ``le``."""
+    row = ReportRun.objects.aggregate(
+        count=Count("id"), total=Sum("seconds"),
+        **{f"le_{i}": Count("id", filter=Q(seconds__lte=bound)) for i, bound in enumerate(REPORT_BUCKETS)})
+    return Histogram(buckets=[(bound, row[f"le_{i}"]) for i, bound in enumerate(REPORT_BUCKETS)],
+                     count=row["count"], total=row["total"] or 0.0)
+
+
+def masking_violation_total() -> int:
+    """Secrets the diagnostic export check found (and masked) that intake masking had let through."""
+    return ReportRun.objects.aggregate(n=Sum("violations"))["n"] or 0

@@ -133,6 +133,18 @@ def families(now) -> Iterator[Metric]:
     ):
         buckets = [(repr(le), n) for le, n in hist.buckets] + [("+Inf", hist.count)]
         yield HistogramMetricFamily(name, doc, buckets=buckets, sum_value=round(hist.total, 6))
+    yield from _report_families()
+
+
+def _report_families() -> Iterator[Metric]:
+    hist = q.diagnostic_report_seconds()
+    buckets = [(repr(le), n) for le, n in hist.buckets] + [("+Inf", hist.count)]
+    yield HistogramMetricFamily("monitoring_diagnostic_report_seconds",
+                                "Time to gather, check and render a diagnostic report",
+                                buckets=buckets, sum_value=round(hist.total, 6))
+    yield CounterMetricFamily("monitoring_masking_violation",
+                              "Secrets the diagnostic export check masked that intake masking had let through",
+                              value=q.masking_violation_total())
 
 
 def _backlog_families(b: q.Backlog) -> Iterator[Metric]:
