@@ -8,8 +8,9 @@ from ipaddress import ip_network
 
 import orjson
 import pytest
+from django.contrib.auth.models import Group, User
 from django.db import connection
-from django.test import override_settings
+from django.test import Client, override_settings
 
 from alertcenter.celery import app
 from apps.alerts.models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
@@ -17,7 +18,7 @@ from apps.delivery.services import create_endpoint
 from apps.ingest.heartbeats import sql
 from apps.ingest.heartbeats.services import sweep_missed
 from apps.ingest.models import Heartbeat, HeartbeatState
-from apps.tenants.models import Plugin
+from apps.tenants.models import Plugin, TenantMembership
 from tests.alerts.conftest import T0, Clock
 from tests.delivery.peers import Hook, peer_env
 from tests.support.processes import celery_worker, wait_for
@@ -238,6 +239,40 @@ def test_two_concurrent_sweeps_raise_one_alert_per_missed_heartbeat(tenant, froz
     assert Alert.objects.count() == 30
     assert sorted(Alert.objects.values_list("labels__heartbeat", flat=True)) == sorted(f"job-{i}" for i in range(30))
     assert set(Heartbeat.objects.values_list("state", flat=True)) == {"down"}
+
+
+# --------------------------------------------------------------------------- console
+
+
+def console(username: str, *, staff: bool = False, member_of=None) -> Client:
+    user = User.objects.create_user(username=username, password="x" * 12, is_staff=staff)
+    if staff:
+        user.groups.add(Group.objects.get(name="operators"))
+    if member_of is not None:
+        TenantMembership.objects.create(user=user, tenant=member_of, role="viewer")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_console_page_lists_states_and_members_see_only_their_tenants(ingest, api, make_token, tenant,
+                                                                     other_tenant, frozen):
+    ping(ingest, "up-job", query="?timeout=1h")
+    ping(ingest, "late-job", query="?timeout=5m&grace=10m")
+    ping(ingest, "down-job", query="?timeout=1m&grace=0")
+    ping(api(make_token(other_tenant, "alerts:ingest")), "globex-job")
+    frozen.advance(minutes=6)
+    sweep_missed()  # down-job and globex-job go down
+    alert = Alert.objects.get(labels__heartbeat="down-job")
+
+    page = console("olga", staff=True).get("/heartbeats").content.decode()
+    for name, state in (("up-job", "up"), ("late-job", "late"), ("down-job", "down"), ("globex-job", "down")):
+        assert f'data-heartbeat="{name}" data-state="{state}"' in page
+    assert f'href="/alerts/{alert.pk}"' in page and "1h / 1m" in page
+
+    member = console("mia", member_of=tenant).get("/heartbeats")
+    assert member.status_code == 200
+    assert "down-job" in member.content.decode() and "globex-job" not in member.content.decode()
 
 
 # --------------------------------------------------------------------------- end to end
