@@ -51,7 +51,62 @@ for _kind in ("slack", "teams", "pagerduty", "opsgenie", "email", "sms"):
 
 # bench/delivery.py sets the shared bench environment (retry schedule, log level, broker = REDIS_URL) at import.
 from delivery import consume, fire, reset_database
-from proc_cpu import cpu_seconds
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_pid(*, pgid: int | None = None, cmdline_has: str | None = None) -> dict[int, float]:
+    """user+sys CPU seconds per live process, selected as ``proc_cpu.cpu_seconds`` selects them."""
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if pgid is not None and int(fields[2]) != pgid:
+                continue
+            if cmdline_has is not None:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if cmdline_has.encode() not in f.read():
+                        continue
+            out[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+class CpuMeter:
+    """CPU used by a set of processes between start() and stop(), sampled every ``interval`` s so a
+    process that exits meanwhile keeps what it used until its last sample. PostgreSQL backends do
+    exit mid-drain: the worker drops its connection after CONN_MAX_AGE (60 s), and a one-shot
+    reading at the end would lose their CPU (it once gave a negative figure)."""
+
+    def __init__(self, interval: float = 0.25, exclude: frozenset[int] = frozenset(), **select: object) -> None:
+        self.select, self.interval, self.exclude = select, interval, exclude
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        self.last.update(cpu_by_pid(**self.select))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def start(self) -> CpuMeter:
+        self.first = cpu_by_pid(**self.select)
+        self.last = dict(self.first)
+        self._thread.start()
+        return self
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        return sum(v - self.first.get(pid, 0.0) for pid, v in self.last.items() if pid not in self.exclude)
 
 STAND_IN = """
 import sys, threading
@@ -97,9 +152,6 @@ class StandIn:
         self.proc.stdin.write("count\n")
         self.proc.stdin.flush()
         return int(self.proc.stdout.readline())
-
-    def cpu(self) -> float:
-        return cpu_seconds(pgid=self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -220,15 +272,18 @@ def drain(app, hostname: str, worker_pid: int, stand_in: StandIn, n: int, warm: 
     base = baseline(where, stand_in, baseline_n)
     db_name = os.environ["DATABASE_URL"].rsplit("/", 1)[1]
 
-    def cpu() -> tuple[float, float, float]:
-        return cpu_seconds(pgid=worker_pid), cpu_seconds(cmdline_has=f" {db_name} "), stand_in.cpu()
+    from django.db import connection
 
     before_requests = stand_in.received()
-    c0 = cpu()
+    with connection.cursor() as cursor:  # the backend of this bench's own polling is not the system's work
+        cursor.execute("SELECT pg_backend_pid()")
+        polling = frozenset([cursor.fetchone()[0]])
+    meters = [CpuMeter(pgid=worker_pid).start(), CpuMeter(cmdline_has=f" {db_name} ", exclude=polling).start(),
+              CpuMeter(pgid=stand_in.proc.pid).start()]
     d0 = time.perf_counter()
     consume(app, hostname, on=True)
     seconds = wait_delivered(where, warm + n) - d0
-    used = [(b - a) * 1000 / n * 1000 for a, b in zip(c0, cpu())]
+    used = [m.stop() * 1000 / n * 1000 for m in meters]
     return {"kind": stand_in.kind, "rate": n / seconds, "seconds": seconds, "base": base, "cpu": used,
             "received": stand_in.received() - before_requests, "load": os.getloadavg()[0]}
 
