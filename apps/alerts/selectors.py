@@ -35,6 +35,7 @@ class AlertFilters:
     since: datetime | None = None      # created_at >= since
     until: datetime | None = None      # created_at < until
     q: str | None = None               # search in title and summary
+    category: str | None = None        # the rule's category (error, security, metrics, ...)
 
 
 def alerts_visible(*, tenant_ids: Collection[int] | None) -> QuerySet[Alert]:
@@ -55,6 +56,8 @@ def alert_list(*, tenant_ids: Collection[int] | None, filters: AlertFilters) -> 
         qs = qs.filter(plugin__slug=filters.plugin)
     if filters.rule:
         qs = qs.filter(rule_key=filters.rule)
+    if filters.category:
+        qs = qs.filter(category=filters.category)
     if filters.assignee:
         qs = (qs.filter(assignee__isnull=True) if filters.assignee == "none"
               else qs.filter(assignee__username=filters.assignee))

@@ -13,6 +13,8 @@ State machine (see README "Alert states"):
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Iterable
 
@@ -317,3 +319,103 @@ def alert_send_fallback(*, alert: Alert, channel: str, actor: Any) -> Any:
     """Operator's manual email/SMS about ``alert`` now (``apps.delivery.services.send_fallback_now``:
     written, attempted at once, retried by the sweeper, audited); returns the delivery row."""
     return send_fallback_now(notification=notification_for(alert, EVENT_MANUAL), channel=channel, actor=actor)
+
+
+# --- bulk transitions (console "Bulk actions") ---------------------------------------------------
+
+@dataclass
+class BulkOutcome:
+    """What a bulk transition did: ``done`` ids in order, and why each other alert of the
+    selection was left alone (``skipped``: id -> reason). Skipping is never an error."""
+
+    done: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+
+
+def _bulk(alerts: QuerySet[Alert], allowed: Iterable[str], limit: int,
+          change: Callable[[int], None], refuse: Callable[[int], str | None] | None = None) -> BulkOutcome:
+    """Run ``change(alert_id)`` (a single-alert service) for every alert of ``alerts`` in an
+    ``allowed`` state, at most ``limit``, all in one transaction.
+
+    The rows are locked first with SKIP LOCKED: a row another transaction holds is being changed
+    right now and is reported, not waited for. ``refuse(alert_id)`` may name a reason to skip an
+    alert before changing it. A Conflict/NotFound from the service (the row changed under us) is
+    a skip too; any other error aborts the whole batch, so nothing is half-written.
+    """
+    allowed = list(allowed)
+    outcome = BulkOutcome()
+    with transaction.atomic():
+        ids = list(alerts.filter(state__in=allowed).order_by("pk")
+                   .select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:limit])
+        for alert_id in ids:
+            reason = refuse(alert_id) if refuse else None
+            if reason:
+                outcome.skipped[alert_id] = reason
+                continue
+            try:
+                change(alert_id)
+            except (Conflict, NotFound) as exc:
+                outcome.skipped[alert_id] = exc.message
+                continue
+            outcome.done.append(alert_id)
+        # Report the rest of the selection (bounded): wrong state, locked, or past the limit.
+        for alert_id, state in (alerts.exclude(pk__in=ids).order_by("pk").values_list("pk", "state")[:limit]):
+            if state not in allowed:
+                outcome.skipped[alert_id] = f"is {state.lower()}"
+            elif len(ids) >= limit:
+                outcome.skipped[alert_id] = f"over the limit of {limit} alerts per request"
+            else:
+                outcome.skipped[alert_id] = "being changed by someone else right now"
+    return outcome
+
+
+def alerts_resolve_bulk(*, alerts: QuerySet[Alert], actor: Any, note: str = "", limit: int = BULK_LIMIT) -> BulkOutcome:
+    """``alert_resolve`` for every active alert of ``alerts`` (already filtered and tenant-scoped),
+    at most ``limit``; the others are skipped with a reason. 400 when the note is too long."""
+    note = _clean_note(note)
+    return _bulk(alerts, RESOLVE_FROM, limit, lambda pk: alert_resolve(alert_id=pk, actor=actor, note=note))
+
+
+def alerts_suppress_bulk(*, alerts: QuerySet[Alert], actor: Any, duration: timedelta, reason: str,
+                         limit: int = BULK_LIMIT) -> BulkOutcome:
+    """``alert_suppress`` for every OPEN/ACKNOWLEDGED/ESCALATED alert of ``alerts``, at most
+    ``limit``. A missing reason or a duration outside (0, 30 days] fails the whole call (400)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise ApplicationError("a reason is required", details={"reason": ["required"]})
+    if duration <= timedelta(0) or duration > MAX_SUPPRESS:
+        raise ApplicationError("duration must be positive and at most 30 days", details={"duration": ["out of range"]})
+    return _bulk(alerts, SUPPRESS_FROM, limit,
+                 lambda pk: alert_suppress(alert_id=pk, actor=actor, duration=duration, reason=reason))
+
+
+def alerts_assign_bulk(*, alerts: QuerySet[Alert], actor: Any, assignee: Any | None,
+                       limit: int = BULK_LIMIT) -> BulkOutcome:
+    """``alert_assign`` (None: unassign) for every active alert of ``alerts``, at most ``limit``.
+
+    Alerts of a tenant the assignee may not work (not staff, not a member) are skipped with that
+    reason; when that holds for every tenant of the selection the call fails exactly as an
+    unknown name does (400 naming ``assignee``), so no tenant learns other tenants' usernames.
+    """
+    refuse = None
+    if assignee is not None:
+        name = assignee.get_username()
+        tenant_of = dict(alerts.filter(state__in=list(ASSIGN_FROM)).order_by()
+                         .values_list("pk", "tenant_id")[:limit])
+        members = set(TenantMembership.objects.filter(user=assignee, tenant_id__in=set(tenant_of.values()))
+                      .values_list("tenant_id", flat=True))
+        if tenant_of and not assignee.is_staff and not members:
+            message = f"no active user {name!r}"
+            raise ApplicationError(message, details={"assignee": [message]})
+
+        def refuse(alert_id: int) -> str | None:
+            if assignee.is_staff:
+                return None
+            if alert_id not in tenant_of:  # became active after the look-up above
+                tenant_of[alert_id] = Alert.objects.filter(pk=alert_id).values_list("tenant_id", flat=True).first()
+                if TenantMembership.objects.filter(user=assignee, tenant_id=tenant_of[alert_id]).exists():
+                    members.add(tenant_of[alert_id])
+            return None if tenant_of[alert_id] in members else f"{name} is not a member of its tenant"
+
+    return _bulk(alerts, ASSIGN_FROM, limit, lambda pk: alert_assign(alert_id=pk, actor=actor, assignee=assignee),
+                 refuse)
