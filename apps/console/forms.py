@@ -49,6 +49,7 @@ class AlertFilterForm(_TimeRange):
     tenant = forms.CharField(required=False, max_length=63)
     plugin = forms.CharField(required=False, max_length=63)
     rule = forms.CharField(required=False, max_length=100)
+    category = forms.CharField(required=False, max_length=64)
     assignee = forms.CharField(required=False, max_length=150)
     q = forms.CharField(required=False, max_length=200)
     sort = forms.ChoiceField(choices=[(k, k) for k in SORTS], required=False)
@@ -75,7 +76,13 @@ class AlertFilterForm(_TimeRange):
         since, until = self.time_window()
         return AlertFilters(states=states, severities=data.get("severity") or [], tenant=data.get("tenant") or None,
                             plugin=data.get("plugin") or None, rule=data.get("rule") or None, assignee=assignee,
-                            since=since, until=until, q=(data.get("q") or "").strip() or None)
+                            since=since, until=until, q=(data.get("q") or "").strip() or None,
+                            category=data.get("category") or None)
+
+    def applied(self) -> dict[str, object]:
+        """The filters in effect, as given (for the export's audit row); empty ones left out."""
+        return {key: value.isoformat() if isinstance(value, datetime) else value
+                for key, value in self.values.items() if value not in (None, "", [])}
 
 
 class AuditFilterForm(_TimeRange):
@@ -129,6 +136,26 @@ class BulkAckForm(forms.Form):
         super().__init__(*args, **kwargs)
         # Any integer id: visibility and state are the service's and selector's business.
         self.fields["ids"].valid_value = lambda value: str(value).isdigit()
+
+
+class BulkResolveForm(BulkAckForm):
+    # Own names, not ``note``: every bulk button posts the one form holding all their inputs.
+    resolve_note = forms.CharField(required=False, max_length=10_000)
+
+
+class BulkSuppressForm(BulkAckForm):
+    duration = forms.CharField(max_length=20, initial="1h", help_text="30m, 2h, 1d (at most 30 days)")
+    reason = forms.CharField(max_length=500)
+
+    def clean_duration(self) -> timedelta:
+        try:
+            return parse_period(self.cleaned_data["duration"])
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from exc
+
+
+class BulkAssignForm(BulkAckForm):
+    assignee = forms.CharField(max_length=150, help_text='"me", a username, or "none" to unassign')
 
 
 class SilenceForm(forms.Form):

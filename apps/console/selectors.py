@@ -103,7 +103,44 @@ def filter_choices(*, tenant_ids: Collection[int] | None) -> dict[str, list]:
         "plugins": slug_options(kind="plugin", tenant_ids=tenant_ids),
         # Rule keys from the small rules table rather than a DISTINCT over every alert row.
         "rules": _rule_keys(),
+        "categories": category_options(tenant_ids=tenant_ids),
     }
+
+
+CATEGORY_LIMIT = 50
+
+
+def category_options(*, tenant_ids: Collection[int] | None, limit: int = CATEGORY_LIMIT) -> list[str]:
+    """Categories to offer in the list's filter: those of the rules (a small table) and of the
+    visible active alerts (other sources bring their own), sorted, at most ``limit``. Resolved
+    alerts are not read: a DISTINCT over the whole history would scan every row."""
+    from apps.rules.models import LogRule
+
+    found = set(LogRule.objects.order_by().values_list("category", flat=True).distinct()[:limit])
+    found.update(name for name, _n in active_by_category(tenant_ids=tenant_ids, limit=limit))
+    found.discard("")
+    return sorted(found)[:limit]
+
+
+def active_by_category(*, tenant_ids: Collection[int] | None, limit: int = 12) -> list[tuple[str, int]]:
+    """Active alerts per category, most first (ties by name), at most ``limit`` rows. One query."""
+    rows = (alerts_visible(tenant_ids=tenant_ids).filter(state__in=ACTIVE_STATES).order_by()
+            .values("category").annotate(n=Count("id")).order_by("-n", "category")[:limit])
+    return [(row["category"], row["n"]) for row in rows]
+
+
+def rule_counts() -> dict[str, int]:
+    """Rules platform-wide: enabled log rules (every log kind), enabled metric rules, disabled.
+    Per-tenant overrides may switch a rule off for one tenant; they are not subtracted here."""
+    from apps.rules.metric_spec import METRIC_KINDS
+    from apps.rules.models import LogRule
+
+    metric = Q(kind__in=METRIC_KINDS)
+    return LogRule.objects.aggregate(
+        log=Count("id", filter=Q(enabled=True) & ~metric),
+        metric=Count("id", filter=Q(enabled=True) & metric),
+        disabled=Count("id", filter=Q(enabled=False)),
+    )
 
 
 def _rule_keys() -> list[str]:
@@ -117,6 +154,16 @@ def assignable_users(*, tenant_id: int) -> list:
     members = TenantMembership.objects.filter(tenant_id=tenant_id).values("user_id")
     return list(get_user_model().objects.filter(is_active=True)
                 .filter(Q(is_staff=True) | Q(pk__in=members)).order_by("username")[:200])
+
+
+def assignable_usernames(*, tenant_ids: Collection[int] | None, limit: int = 200) -> list[str]:
+    """Usernames the list's bulk assign offers: active staff and members of the visible tenants.
+    The service still checks each alert's own tenant (a member of one tenant is skipped for another's)."""
+    users = get_user_model().objects.filter(is_active=True)
+    if tenant_ids is not None:
+        members = TenantMembership.objects.filter(tenant_id__in=list(tenant_ids)).values("user_id")
+        users = users.filter(Q(is_staff=True) | Q(pk__in=members))
+    return list(users.order_by("username").values_list("username", flat=True)[:limit])
 
 
 def evidence_lines(*, alert: Alert, limit: int = EVIDENCE_LIMIT) -> list[EventRecord]:

@@ -1,7 +1,7 @@
 """The operator console, mounted at "/" by alertcenter.urls."""
 from django.urls import path
 
-from .views import actions, alerts, audit, auth, channels, dashboard, remediation, silences
+from .views import actions, alerts, audit, auth, bulk, channels, dashboard, export, remediation, silences
 
 app_name = "console"
 
@@ -12,6 +12,10 @@ urlpatterns = [
     path("alerts/rows", alerts.alert_rows, name="alert-rows"),
     path("alerts/options/<str:kind>", alerts.filter_options, name="alert-filter-options"),
     path("alerts/bulk-ack", actions.bulk_acknowledge, name="alert-bulk-ack"),
+    path("alerts/bulk-resolve", bulk.bulk_resolve, name="alert-bulk-resolve"),
+    path("alerts/bulk-suppress", bulk.bulk_suppress, name="alert-bulk-suppress"),
+    path("alerts/bulk-assign", bulk.bulk_assign, name="alert-bulk-assign"),
+    path("alerts/export.csv", export.alert_export, name="alert-export"),
     path("alerts/<int:alert_id>", alerts.alert_detail, name="alert-detail"),
     path("alerts/<int:alert_id>/ack", actions.acknowledge, name="alert-ack"),
     path("alerts/<int:alert_id>/resolve", actions.resolve, name="alert-resolve"),

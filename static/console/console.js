@@ -15,13 +15,13 @@
 
   /* --- bulk selection ------------------------------------------------------------------- */
   function syncBulk() {
-    var button = document.getElementById("bulk-ack");
     var n = ticked().length;
-    if (button) {
+    // Enabled in the HTML (the page works without this file); disabled here while nothing is ticked.
+    document.querySelectorAll("#bulk-ack, #bulk .bulk-action").forEach(function (button) {
       button.disabled = n === 0;
       var count = button.querySelector("[data-selected-count]");
       if (count) count.textContent = n ? "(" + n + ")" : "";
-    }
+    });
     var all = document.getElementById("check-all");
     if (all) {
       var boxes = document.querySelectorAll("#alert-rows input[name=ids]");
@@ -43,6 +43,15 @@
       if (!row || e.target.closest("a, input, td.check, button")) return;
       if (window.getSelection && String(window.getSelection())) return; // selecting text, not navigating
       window.location.href = row.dataset.href;
+    });
+    // Enter in a bulk field runs that group's action (the form's default button is a disabled
+    // placeholder, so without this file Enter does nothing rather than the wrong action).
+    bulk.addEventListener("keydown", function (e) {
+      var group = e.key === "Enter" && e.target.closest(".bulkgroup");
+      if (!group || e.target.tagName !== "INPUT") return;
+      e.preventDefault();
+      var button = group.querySelector(".bulk-action");
+      if (button && !button.disabled) bulk.requestSubmit(button);
     });
     syncBulk();
   }
@@ -245,6 +254,17 @@
     }
     if (ticked().length) bulk.submit();
   }
+  function openResolve() {                                 // r: the resolve note, ready to type
+    var group = document.getElementById("bulk-resolve-group");
+    if (!group) return false;
+    if (!ticked().length && rows()[cursor]) {
+      var box = rows()[cursor].querySelector("input[name=ids]");
+      if (box) { box.checked = true; syncBulk(); }
+    }
+    group.open = true;
+    document.getElementById("bulk-resolve-note").focus();
+    return true;
+  }
 
   var pendingG = false;
   document.addEventListener("keydown", function (e) {
@@ -273,6 +293,7 @@
         if (box) { box.checked = !box.checked; syncBulk(); }
         break;
       case "a": acknowledge(); break;
+      case "r": if (!openResolve()) return; break;
       case "/":
         var search = document.getElementById("search");
         if (!search) return;

@@ -52,8 +52,8 @@ def _list_context(request: HttpRequest) -> dict:
 
     tabs = [{"key": key, "label": TAB_LABELS[key], "count": tab_count(key), "current": key == form.tab}
             for key in STATE_TABS]
-    filtered = any(form.values.get(k) for k in ("severity", "tenant", "plugin", "rule", "assignee", "q", "range",
-                                                 "since", "until"))
+    filtered = any(form.values.get(k) for k in ("severity", "tenant", "plugin", "rule", "category", "assignee", "q",
+                                                 "range", "since", "until"))
     return {"form": form, "page": page, "alerts": page.object_list, "tabs": tabs, "tab": form.tab,
             "filtered": filtered, "can_operate": viewer.can_operate(), "sort": form.sort_key,
             "count_capped": total_capped, "count_cap": cap}
@@ -64,7 +64,9 @@ def _list_context(request: HttpRequest) -> dict:
 def alert_list_page(request: HttpRequest) -> HttpResponse:
     context = _list_context(request)
     context.update(choices=selectors.filter_choices(tenant_ids=request.viewer.tenant_ids),
-                   severities=Severity.choices, sorts=list(selectors.SORTS))
+                   severities=Severity.choices, sorts=list(selectors.SORTS),
+                   bulk_users=selectors.assignable_usernames(tenant_ids=request.viewer.tenant_ids)
+                   if context["can_operate"] else [])
     return render(request, "console/alert_list.html", context)
 
 

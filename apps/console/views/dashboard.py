@@ -42,6 +42,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     stats = dashboard_figures(tenant_ids=tenant_ids, now=now)
     buckets = selectors.hourly_counts(tenant_ids=tenant_ids, now=now, hours=HOURS)
     active = selectors.active_by_severity(tenant_ids=tenant_ids)
+    by_category = selectors.active_by_category(tenant_ids=tenant_ids)
+    most = max((n for _name, n in by_category), default=0)
     context = {
         "stats": stats,
         "delivery": stats["delivery"],
@@ -56,6 +58,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "tenants": viewer.tenant_slugs if viewer.tenant_ids is not None else list(
             Tenant.objects.order_by("slug").values_list("slug", flat=True)),
         "hours": HOURS,
+        "rules": selectors.rule_counts(),
+        "categories": [(name, n, charts.ratio_bar(n / most, label=f"{name or 'no category'}: {n} active"))
+                       for name, n in by_category],
         "severities": [s for s, _ in reversed(Severity.choices)],
     }
     return render(request, "console/dashboard.html", context)
