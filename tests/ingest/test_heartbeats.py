@@ -110,6 +110,8 @@ def test_scopes(api, make_token, tenant):
     assert ping(pinger).status_code == 200
     assert pinger.get(URL).status_code == 403
     assert reader.get(URL).status_code == 200
+    # The list route takes no POST (it must never reach the log intake it shares plumbing with).
+    assert reader.post(URL, data=b"[]", content_type="application/json").status_code == 405
     assert api().post(f"{URL}/x").status_code == 401
     assert Heartbeat.objects.count() == 1
 

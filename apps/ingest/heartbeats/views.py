@@ -7,6 +7,7 @@ deleting; reading needs ``alerts:read``. Another tenant's heartbeat is 404.
 from __future__ import annotations
 
 import orjson
+from django.db import InterfaceError, OperationalError
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiParameter,
@@ -14,14 +15,15 @@ from drf_spectacular.utils import (
     extend_schema,
 )
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from apps.core import clock
-from apps.core.errors import NotFound, Unprocessable
+from apps.core.errors import NotFound, ServiceUnavailable, Unprocessable
 from apps.core.pagination import NewestFirstCursorPagination
 from apps.core.scopes import ALERTS_INGEST, ALERTS_READ
 
 from ..integrations.intake import resolve_tenant
-from ..services import PayloadTooLarge
+from ..services import UNAVAILABLE_RETRY_AFTER, PayloadTooLarge
 from ..views import LogIntakeView, _Error
 from . import selectors, services
 from .params import check_name, parse_ping
@@ -37,8 +39,19 @@ _ERRORS = {401: OpenApiResponse(_Error, description="missing or invalid token"),
            404: OpenApiResponse(_Error, description="no such heartbeat in the tenant")}
 
 
-class _HeartbeatView(LogIntakeView):
-    """LogIntakeView's raw-body reading and its 503 when the database is down."""
+class _HeartbeatView(APIView):
+    """The log intake's raw-body reading and its 503 when the database is down (composed, not
+    inherited: inheriting LogIntakeView would also inherit its POST handler)."""
+
+    parser_classes: list = []
+    _read_body = staticmethod(LogIntakeView._read_body)
+
+    def handle_exception(self, exc):
+        # The database is also hit by authentication, before the handler runs.
+        if isinstance(exc, (OperationalError, InterfaceError)):
+            exc = ServiceUnavailable("database unavailable; retry later",
+                                     headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+        return super().handle_exception(exc)
 
     def _tenant_id(self, request) -> int:
         return resolve_tenant(bound_slug=request.user.tenant_slug, requested=request.query_params.get("tenant"))[0]
@@ -47,7 +60,7 @@ class _HeartbeatView(LogIntakeView):
 class HeartbeatView(_HeartbeatView):
     required_scopes = {"POST": ALERTS_INGEST, "DELETE": ALERTS_INGEST, "GET": ALERTS_READ}
 
-    @extend_schema(tags=["heartbeats"], parameters=[_TENANT, _TIMEOUT, _GRACE,
+    @extend_schema(tags=["heartbeats"], operation_id="heartbeat_ping", parameters=[_TENANT, _TIMEOUT, _GRACE,
                    OpenApiParameter("severity", str), OpenApiParameter("plugin", str)],
                    request={"application/json": {"type": "object"}},
                    responses={200: {"type": "object"}, 413: OpenApiResponse(_Error),
@@ -68,7 +81,8 @@ class HeartbeatView(_HeartbeatView):
         spec = parse_ping(dict(request.query_params.items()), _body(raw))
         return Response(services.heartbeat_ping(tenant_id=tenant_id, name=name, spec=spec).as_dict())
 
-    @extend_schema(tags=["heartbeats"], parameters=[_TENANT], responses={200: {"type": "object"}, **_ERRORS},
+    @extend_schema(tags=["heartbeats"], operation_id="heartbeat_get", parameters=[_TENANT],
+                   responses={200: {"type": "object"}, **_ERRORS},
                    summary="One heartbeat: state up/late/down, last seen, next due")
     def get(self, request, name: str):
         hb = selectors.heartbeats(tenant_ids=[self._tenant_id(request)]).filter(name=name).first()
@@ -76,7 +90,8 @@ class HeartbeatView(_HeartbeatView):
             raise NotFound(f"heartbeat {name!r} not found", details={"name": name})
         return Response(selectors.as_dict(hb, clock.now()))
 
-    @extend_schema(tags=["heartbeats"], parameters=[_TENANT], responses={204: None, **_ERRORS},
+    @extend_schema(tags=["heartbeats"], operation_id="heartbeat_delete", parameters=[_TENANT],
+                   responses={204: None, **_ERRORS},
                    summary="Delete a heartbeat (its open alert is resolved)")
     def delete(self, request, name: str):
         services.heartbeat_delete(tenant_id=self._tenant_id(request), name=name)
@@ -86,7 +101,7 @@ class HeartbeatView(_HeartbeatView):
 class HeartbeatListView(_HeartbeatView):
     required_scope = ALERTS_READ
 
-    @extend_schema(tags=["heartbeats"], parameters=[OpenApiParameter("tenant", str, description=(
+    @extend_schema(tags=["heartbeats"], operation_id="heartbeats_list", parameters=[OpenApiParameter("tenant", str, description=(
                    "Platform tokens: only this tenant's"))], responses={200: {"type": "object"}, **_ERRORS},
                    summary="List heartbeats, newest first (cursor pagination)")
     def get(self, request):
