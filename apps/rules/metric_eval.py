@@ -22,7 +22,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from django.conf import settings
@@ -41,7 +41,7 @@ from apps.rules.metric_math import Row
 from apps.rules.metric_spec import MetricRuleSpec
 from apps.rules.models import LogRule, MetricRollup, MetricRuleState, MetricSeries, RuleOverride
 from apps.rules.selectors import row_override
-from apps.rules.spec import RulePackError, parse_rule
+from apps.rules.spec import RulePackError, RuleSpec, parse_rule
 from apps.tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -107,11 +107,25 @@ def evaluate_due(*, limit: int = 200) -> int:
             logger.error("stored metric rule %s is invalid and is skipped: %s", rule.key, exc)
             continue
         try:
-            evaluate_rule(spec, now=now, rule_version=rule.version, rule_pk=rule.pk)
+            if isinstance(spec, RuleSpec):  # a spike or log anomaly rule: counted by the detect engine
+                evaluate_log_kind(spec, now=now, rule_version=rule.version, rule_pk=rule.pk)
+            else:
+                evaluate_rule(spec, now=now, rule_version=rule.version, rule_pk=rule.pk)
             done += 1
         except Exception:  # one broken rule must not stop the others
             logger.exception("metric rule evaluation failed", extra={"rule": rule.key})
     return done
+
+
+def evaluate_log_kind(spec: RuleSpec, *, now: datetime, rule_version: int = 0, rule_pk: int | None = None) -> dict:
+    """Scheduled evaluation of a spike or log anomaly rule (imported late: both import this module)."""
+    if spec.spike is not None:
+        from apps.rules import spike
+
+        return spike.evaluate_rule(spec, now=now, rule_version=rule_version, rule_pk=rule_pk)
+    from apps.rules import log_anomaly
+
+    return log_anomaly.evaluate_rule(spec, now=now, rule_version=rule_version, rule_pk=rule_pk)
 
 
 # --------------------------------------------------------------------------- reading rollups
@@ -227,7 +241,17 @@ def _absence(spec: MetricRuleSpec, groups: dict[tuple, list[int]], t: float) -> 
 
 def evaluate_rule(spec: MetricRuleSpec, *, now: datetime, rule_version: int = 0, rule_pk: int | None = None) -> dict:
     """Evaluate ``spec`` at ``now`` and apply the transitions; returns counts (fired/updated/resolved)."""
-    results = verdicts(spec, now)
+    return apply_verdicts(spec, verdicts(spec, now), now=now, rule_version=rule_version, rule_pk=rule_pk)
+
+
+def apply_verdicts(spec: MetricRuleSpec, results: list[GroupVerdict], *, now: datetime, rule_version: int = 0,
+                   rule_pk: int | None = None, fire: Callable | None = None, resolver: str = RESOLVER) -> dict:
+    """The transitions of every group of ``spec`` given this evaluation's ``results``.
+
+    ``fire(spec, tenant, state, verdict, now, rule_version)`` raises a group's alert (default: a
+    ``metric_rule`` alert); ``resolver`` is the actor that resolves cleared alerts. Log anomaly
+    rules (``apps.rules.log_anomaly``) pass their own, for alerts that name the plugin.
+    """
     tenants = {t.pk: t for t in Tenant.objects.filter(pk__in={v.tenant_id for v in results} | set(
         MetricRuleState.objects.filter(rule_key=spec.id).values_list("tenant_id", flat=True)))}
     overrides = ({row.tenant_id: row_override(row, row.tenant.slug)
@@ -253,19 +277,20 @@ def evaluate_rule(spec: MetricRuleSpec, *, now: datetime, rule_version: int = 0,
                     continue
                 state = states[key] = MetricRuleState(rule_key=spec.id, tenant=tenant, group_hash=key[1],
                                                       group_key=dict(v.values), updated_at=now)
-            _step(view, tenant, state, v, now, rule_version, counts)
+            _step(view, tenant, state, v, now, rule_version, counts, fire=fire, resolver=resolver)
         for key, state in states.items():
             if key not in seen and (state.alert_id or state.consecutive):
                 # No data any more (series gone or silent): the condition no longer holds.
                 gone = GroupVerdict(state.tenant_id, tuple(state.group_key.items()), [], False, None,
                                     summary="no samples in the window")
                 if spec.kind != "absence":
-                    _step(spec, tenants.get(state.tenant_id), state, gone, now, rule_version, counts)
+                    _step(spec, tenants.get(state.tenant_id), state, gone, now, rule_version, counts, fire=fire,
+                          resolver=resolver)
     return counts
 
 
 def _step(spec: MetricRuleSpec, tenant: Tenant | None, state: MetricRuleState, v: GroupVerdict, now: datetime,
-          rule_version: int, counts: dict) -> None:
+          rule_version: int, counts: dict, *, fire: Callable | None = None, resolver: str = RESOLVER) -> None:
     if v.violating:
         state.consecutive += 1
         state.pending_since = state.pending_since or now
@@ -278,12 +303,12 @@ def _step(spec: MetricRuleSpec, tenant: Tenant | None, state: MetricRuleState, v
             if state.alert_id and update_metric_value(alert_id=state.alert_id, value=v.value, baseline=baseline):
                 counts["updated"] += 1
             else:
-                _fire(spec, tenant, state, v, now, rule_version)
+                (fire or _fire)(spec, tenant, state, v, now, rule_version)
                 counts["fired"] += 1
     else:
         if state.alert_id:
             try:
-                alert_resolve(alert_id=state.alert_id, actor=RESOLVER, note=f"condition cleared: {v.summary}")
+                alert_resolve(alert_id=state.alert_id, actor=resolver, note=f"condition cleared: {v.summary}")
                 counts["resolved"] += 1
             except (Conflict, NotFound):
                 pass  # resolved by someone already

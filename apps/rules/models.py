@@ -30,8 +30,8 @@ class LogRule(models.Model):
     created_at = models.DateTimeField()
     updated_at = models.DateTimeField()
     updated_by = models.CharField(max_length=200, blank=True)
-    # "log", or a metric kind (threshold/anomaly/absence): metric rules are evaluated on a schedule,
-    # claimed by a conditional UPDATE of next_eval_at (apps.rules.metric_eval).
+    # "log", a log kind (spike/log_anomaly) or a metric kind (threshold/anomaly/absence): all but "log"
+    # are evaluated on a schedule, claimed by a conditional UPDATE of next_eval_at (apps.rules.metric_eval).
     kind = models.CharField(max_length=16, default="log")
     next_eval_at = models.DateTimeField(null=True, blank=True)
 
@@ -194,3 +194,37 @@ class MetricRuleState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.rule_key} {self.group_key}"
+
+
+class LogRateGroup(models.Model):
+    """One (log anomaly rule, tenant, plugin) whose matching events are counted per minute.
+
+    ``first_minute`` is when the rule first counted it: baseline minutes before it are unknown,
+    not zero, so a plugin that is new today is not judged against days it did not exist.
+    """
+
+    rule_key = models.CharField(max_length=64)
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    plugin = models.CharField(max_length=200)
+    first_minute = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["rule_key", "tenant", "plugin"], name="log_rate_group_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.rule_key} {self.tenant_id}/{self.plugin}"
+
+
+class LogRate(models.Model):
+    """Matching events of one ``LogRateGroup`` within one minute (a minute without a row had none)."""
+
+    group = models.ForeignKey(LogRateGroup, on_delete=models.CASCADE, related_name="minutes")
+    minute = models.DateTimeField(help_text="Start of the minute (UTC)")
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "minute"], name="log_rate_unique")]
+        indexes = [models.Index(fields=["minute"], name="log_rate_minute")]
+
+    def __str__(self) -> str:
+        return f"{self.group_id}@{self.minute:%Y-%m-%d %H:%M}: {self.count}"

@@ -100,6 +100,11 @@ def _columns(spec: RuleSpec | MetricRuleSpec) -> dict[str, Any]:
         # A changed metric rule is due at once (next_eval_at None), so its new condition applies now.
         return dict(common, kind=spec.kind, threshold_count=0, cooldown_seconds=0, next_eval_at=None,
                     window_seconds=spec.window_s if spec.kind != "absence" else spec.for_s)
+    if spec.kind != "log":
+        # Spike and log anomaly rules count in the detect worker and are judged on the metric schedule too.
+        window = spec.spike.timeframe_s if spec.spike else spec.anomaly.window_s
+        return dict(common, kind=spec.kind, threshold_count=0, window_seconds=window,
+                    cooldown_seconds=spec.cooldown_s, next_eval_at=None)
     return dict(common, kind="log", threshold_count=spec.threshold.count, window_seconds=spec.threshold.window_s,
                 cooldown_seconds=spec.cooldown_s, next_eval_at=None)
 

@@ -22,6 +22,9 @@ from typing import Any, Iterable, Sequence
 import yaml
 
 from apps.core.vocabulary import ID_RE, SEVERITIES, format_duration, parse_duration, parse_level
+from apps.rules.log_kind_spec import (KEYS as LOG_KIND_KEYS, LOG_KINDS, OVERRIDE_KEYS as LOG_KIND_OVERRIDE_KEYS,
+                                      LogAnomaly, Spike, log_anomaly_to_dict, parse_log_anomaly, parse_spike,
+                                      spike_to_dict)
 from apps.rules.matcher import pattern_error
 from apps.rules.metric_spec import METRIC_KINDS, MetricRuleSpec, metric_rule_to_dict, parse_metric_rule
 
@@ -97,16 +100,25 @@ class RuleSpec:
     auto_resolve_s: int | None = None
     labels: tuple[tuple[str, str], ...] = ()
     overrides: tuple[Override, ...] = field(default=())
+    # ``kind: spike`` / ``kind: log_anomaly`` (apps.rules.log_kind_spec); None for a count rule. A
+    # spike rule's ``threshold`` is derived: window = 2 x timeframe (its window row holds both).
+    spike: Spike | None = None
+    anomaly: LogAnomaly | None = None
+
+    @property
+    def kind(self) -> str:
+        return "spike" if self.spike else "log_anomaly" if self.anomaly else "log"
 
     def for_tenant(self, tenant: str) -> RuleSpec:
         """This rule as ``tenant`` sees it (its override applied, overrides dropped)."""
         for o in self.overrides:
             if o.tenant == tenant:
+                counted = self.kind == "log"  # the other kinds' overrides carry no threshold
                 return replace(
                     self,
                     threshold=Threshold(
-                        count=self.threshold.count if o.count is None else o.count,
-                        window_s=self.threshold.window_s if o.window_s is None else o.window_s),
+                        count=self.threshold.count if o.count is None or not counted else o.count,
+                        window_s=self.threshold.window_s if o.window_s is None or not counted else o.window_s),
                     severity=o.severity or self.severity,
                     enabled=self.enabled if o.enabled is None else o.enabled,
                     cooldown_s=self.cooldown_s if o.cooldown_s is None else o.cooldown_s,
@@ -237,20 +249,31 @@ class _RuleValidator:
         kind = raw.get("kind", "log")
         if kind in METRIC_KINDS:
             return parse_metric_rule(self)
-        if kind != "log":
-            self.err("kind", f"unknown kind {kind!r} (use log | {' | '.join(METRIC_KINDS)}; default log)")
+        if kind != "log" and kind not in LOG_KINDS:
+            self.err("kind", f"unknown kind {kind!r} (use log | {' | '.join(LOG_KINDS + METRIC_KINDS)}; default log)")
+            kind = "log"
+        known = _RULE_KEYS if kind == "log" else LOG_KIND_KEYS[kind]
         for key in raw:
             if key == "kind":
                 continue
-            if key not in _RULE_KEYS:
-                self.err(str(key), f"unknown key{_suggest(key, _RULE_KEYS)}")
+            if key not in known:
+                self.err(str(key), f"unknown key for kind {kind!r}{_suggest(key, known)}" if kind != "log"
+                         else f"unknown key{_suggest(key, _RULE_KEYS)}")
         rid = self.text("id", raw.get("id"), 64)
         if rid is not None and not ID_RE.fullmatch(rid):
             self.err("id", f"invalid {rid!r}: use 1-64 letters, digits, '_', '.', '-'")
         name = self.text("name", raw.get("name"), 200)
         category = self.text("category", raw.get("category"), 64)
         match = self.match(raw.get("match"))
-        threshold = self.threshold("threshold", raw.get("threshold"), partial=False)
+        spike = anomaly = None
+        if kind == "spike":
+            spike = parse_spike(self, raw)
+            threshold = Threshold(1, 2 * spike.timeframe_s) if spike else None
+        elif kind == "log_anomaly":
+            anomaly = parse_log_anomaly(self, raw)
+            threshold = Threshold(1, anomaly.window_s) if anomaly else None
+        else:
+            threshold = self.threshold("threshold", raw.get("threshold"), partial=False)
         severity = self.severity("severity", raw.get("severity"), required=True)
         def opt(key: str, default: Any) -> Any:
             # "description:" with nothing after it is YAML null: treat it as "not given".
@@ -267,7 +290,7 @@ class _RuleValidator:
                                 MAX_TEXT_CHARS, allow_empty=True)
         enabled = self.boolean("enabled", opt("enabled", True))
         labels = self.labels(opt("labels", {}))
-        overrides = self.overrides(opt("overrides", []))
+        overrides = self.overrides(opt("overrides", []), LOG_KIND_OVERRIDE_KEYS.get(kind, _OVERRIDE_KEYS))
 
         if self.errors:
             return None
@@ -275,7 +298,7 @@ class _RuleValidator:
             id=rid, name=name, category=category, match=match, threshold=threshold,
             severity=severity, group_by=group_by, cooldown_s=cooldown,
             recommended_action=action, enabled=enabled, description=description,
-            auto_resolve_s=auto_resolve, labels=labels, overrides=overrides)
+            auto_resolve_s=auto_resolve, labels=labels, overrides=overrides, spike=spike, anomaly=anomaly)
 
     # Each helper reports its own errors and returns None when the value is unusable.
 
@@ -436,14 +459,14 @@ class _RuleValidator:
                 out.append((key, text))
         return tuple(out)
 
-    def overrides(self, value: Any) -> tuple[Override, ...]:
+    def overrides(self, value: Any, keys: Sequence[str] = _OVERRIDE_KEYS) -> tuple[Override, ...]:
         if not isinstance(value, list):
             self.err("overrides", f"must be a list, got {type(value).__name__}")
             return ()
         out: list[Override] = []
         for i, raw in enumerate(value):
             where = f"overrides[{i}]"
-            o = self.mapping(where, raw, _OVERRIDE_KEYS)
+            o = self.mapping(where, raw, keys)
             if o is None:
                 continue
             tenant = o.get("tenant")
@@ -477,18 +500,28 @@ def rule_to_dict(spec: RuleSpec | MetricRuleSpec) -> dict[str, Any]:
     """Canonical mapping for ``spec``; optional fields at their defaults are left out."""
     if isinstance(spec, MetricRuleSpec):
         return metric_rule_to_dict(spec)
-    d: dict[str, Any] = {"id": spec.id, "name": spec.name, "category": spec.category}
+    d: dict[str, Any] = {"id": spec.id}
+    if spec.kind != "log":
+        d["kind"] = spec.kind
+    d.update(name=spec.name, category=spec.category)
     if not spec.enabled:
         d["enabled"] = False
     if spec.description:
         d["description"] = spec.description
     d["match"] = {"levels": list(spec.match.levels), "keywords": list(spec.match.keywords),
                   "patterns": list(spec.match.patterns)}
-    d["threshold"] = {"count": spec.threshold.count,
-                      "window": format_duration(spec.threshold.window_s)}
-    d["group_by"] = list(spec.group_by)
+    if spec.spike:
+        d.update(spike_to_dict(spec.spike))
+    elif spec.anomaly:
+        d.update(log_anomaly_to_dict(spec.anomaly))
+    else:
+        d["threshold"] = {"count": spec.threshold.count,
+                          "window": format_duration(spec.threshold.window_s)}
+    if not spec.anomaly:  # a log anomaly rule is always per (tenant, plugin), without a cooldown
+        d["group_by"] = list(spec.group_by)
     d["severity"] = spec.severity
-    d["cooldown"] = format_duration(spec.cooldown_s)
+    if not spec.anomaly:
+        d["cooldown"] = format_duration(spec.cooldown_s)
     if spec.auto_resolve_s is not None:
         d["auto_resolve"] = format_duration(spec.auto_resolve_s)
     d["recommended_action"] = spec.recommended_action
