@@ -25,7 +25,6 @@ from apps.audit.services import record as audit
 from apps.core import clock
 
 from apps.core.vocabulary import NOTIFY_EVENTS
-
 from apps.stream import services as stream
 from apps.stream.models import StreamEventType
 
@@ -107,7 +106,11 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
     )
     if not dirty:
         return {}
-    locked = {ep.pk: ep for ep in WebhookEndpoint.objects.select_for_update().filter(pk__in=dirty).order_by("pk")}
+    # NO KEY UPDATE: the streak is not a key, so inserting a delivery that references the endpoint (an
+    # escalation in another transaction takes FOR KEY SHARE for the foreign key) need not wait for us;
+    # with a plain FOR UPDATE the two deadlocked and PostgreSQL rolled this recording back.
+    locked = {ep.pk: ep for ep in WebhookEndpoint.objects.select_for_update(no_key=True).filter(pk__in=dirty)
+              .order_by("pk")}
     after: dict[int, WebhookEndpoint] = {}
     threshold = settings.DELIVERY_DOWNGRADE_AFTER_FAILURES
     for ep_id in dirty:
@@ -167,7 +170,8 @@ def _replay_channels(outcomes: list[Outcome], now: datetime) -> dict[int, Notifi
                           or o.delivery.notification_channel.downgraded_at for o in items))
     if not dirty:
         return {}
-    locked = {c.pk: c for c in NotificationChannel.objects.select_for_update().filter(pk__in=dirty).order_by("pk")}
+    locked = {c.pk: c for c in NotificationChannel.objects.select_for_update(no_key=True).filter(pk__in=dirty)
+              .order_by("pk")}  # NO KEY UPDATE: see _replay_endpoints
     after: dict[int, NotificationChannel] = {}
     threshold = settings.DELIVERY_DOWNGRADE_AFTER_FAILURES
     for cid in dirty:

@@ -89,11 +89,20 @@ def test_dead_claim_is_taken_back_after_the_app_clock_steps_back(step_clock, set
     assert again.claim_token != held.claim_token  # taken back after the lease, not 3 h later
 
 
-def test_recording_lost_to_a_deadlock_is_recorded_again_not_sent_twice(tenant, hook, due_delivery, caplog):
+@pytest.mark.parametrize("other_lock,deadlock", [
+    # An escalation: inserting its delivery checks the foreign key (FOR KEY SHARE on the endpoint).
+    # Recording locks endpoints FOR NO KEY UPDATE, which KEY SHARE does not wait for: no deadlock.
+    ("FOR KEY SHARE", False),
+    # A transaction that changes the endpoint itself after the alert: a real deadlock, which
+    # PostgreSQL breaks by rolling the recording back; it is recorded again, not sent again.
+    ("FOR NO KEY UPDATE", True),
+])
+def test_recording_beside_an_escalation_is_recorded_once_not_sent_twice(tenant, hook, due_delivery, caplog,
+                                                                         other_lock, deadlock):
     """The worker's recording transaction locks the endpoint (its failure streak changes), then the
-    alert; an escalation holds the alert and then needs the endpoint (inserting its delivery checks
-    the foreign key). PostgreSQL aborts the worker's transaction; before the fix the task failed,
-    the row stayed SENDING for the lease and the sweeper sent it again."""
+    alert; another transaction holds the alert and then needs the endpoint. Before the fixes the
+    escalation case deadlocked, the task failed, the row stayed SENDING for the lease and the sweeper
+    sent it again."""
     if connection.vendor != "postgresql":
         pytest.skip("row locks and deadlock detection are PostgreSQL's (SQLite serializes writers)")
     WebhookEndpoint.objects.filter(tenant=tenant).update(failure_streak=1)  # a first attempt had failed
@@ -114,7 +123,7 @@ def test_recording_lost_to_a_deadlock_is_recorded_again_not_sent_twice(tenant, h
                         saw_worker_wait.set()
                         break
                     time.sleep(0.02)
-                cur.execute("SELECT 1 FROM delivery_webhookendpoint WHERE id = %s FOR KEY SHARE", [endpoint_id])
+                cur.execute(f"SELECT 1 FROM delivery_webhookendpoint WHERE id = %s {other_lock}", [endpoint_id])
         except BaseException as exc:  # surfaced below
             errors.append(exc)
         finally:
@@ -130,8 +139,8 @@ def test_recording_lost_to_a_deadlock_is_recorded_again_not_sent_twice(tenant, h
         other.join(30)
     assert not errors, errors
     assert saw_worker_wait.is_set(), "the worker's recording never waited for the alert row"
-    assert any("rolled back by the database" in r.getMessage() for r in caplog.records), (
-        "no deadlock happened: the scenario this test reproduces did not occur")
+    rolled_back = any("rolled back by the database" in r.getMessage() for r in caplog.records)
+    assert rolled_back is deadlock, "the deadlock expected for this lock order did (not) happen"
     assert made == 1 and len(hook.requests) == 1
     row = Delivery.objects.get(pk=due_delivery.pk)
     assert (row.state, row.attempts, row.claim_token) == ("DELIVERED", 1, "")
