@@ -44,6 +44,7 @@ def alert_csv_rows(alerts: QuerySet[Alert], *, detail_url: str, counter: list[in
     prefix, _, suffix = detail_url.rpartition("0")
     yield writer.writerow(CSV_COLUMNS)
     for row in alerts.values_list(*_FIELDS).iterator(chunk_size=chunk_size):
-        yield writer.writerow([*(cell(v) for v in row), f"{prefix}{row[0]}{suffix}"])
-        if counter is not None:
+        line = writer.writerow([*(cell(v) for v in row), f"{prefix}{row[0]}{suffix}"])
+        if counter is not None:  # before the yield: a download broken off after this row still counts it
             counter[0] += 1
+        yield line
