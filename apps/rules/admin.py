@@ -70,6 +70,7 @@ class LogRuleAdmin(admin.ModelAdmin):
         (None, {"fields": ("key", "name", "category", "description", "enabled")}),
         ("Match: levels AND (keywords OR patterns)", {"fields": ("levels", "keywords", "patterns")}),
         ("Threshold", {"fields": ("threshold_count", "window", "group_by", "cooldown", "auto_resolve")}),
+        ("Spike / log anomaly", {"fields": ("kind_options",)}),
         ("Alert", {"fields": ("severity", "recommended_action", "labels", "overrides")}),
         ("History", {"fields": ("version", "source", "updated_at", "updated_by")}),
     )

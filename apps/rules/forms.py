@@ -12,6 +12,7 @@ from apps.core.vocabulary import format_duration
 from apps.rules.models import LogRule, RuleOverride
 from apps.rules.services import RuleInvalid, validate_override, validate_rule
 from apps.core.vocabulary import SEVERITIES
+from apps.rules.log_kind_spec import KEYS as LOG_KIND_KEYS
 
 _ERROR_RE = re.compile(r"^rule [^:]+: (?P<where>[^:]+): ")
 # First segment of the validator's location -> form field.
@@ -20,7 +21,14 @@ _FIELD_OF = {"id": "key", "name": "name", "category": "category", "description":
              "match.patterns": "patterns", "match": "levels", "threshold.count": "threshold_count",
              "threshold.window": "window", "threshold": "threshold_count", "group_by": "group_by",
              "severity": "severity", "cooldown": "cooldown", "auto_resolve": "auto_resolve",
-             "recommended_action": "recommended_action", "labels": "labels", "overrides": "overrides"}
+             "recommended_action": "recommended_action", "labels": "labels", "overrides": "overrides",
+             **{key: "kind_options" for key in ("kind",) + LOG_KIND_KEYS["spike"] + LOG_KIND_KEYS["log_anomaly"]
+                if key not in ("id", "name", "category", "enabled", "description", "match", "severity",
+                               "recommended_action", "labels", "overrides", "group_by", "cooldown")}}
+# Keys a spike / log anomaly rule has beyond the form's own fields, edited as one YAML mapping.
+_KIND_ONLY = ("kind", "timeframe", "spike_height", "spike_type", "threshold_ref", "threshold_cur",
+              "alert_on_new_data", "window", "baseline", "threshold", "min_samples", "floor", "direction", "for",
+              "consecutive")
 
 
 def _lines(text: str) -> list[str]:
@@ -55,8 +63,8 @@ class LogRuleForm(forms.ModelForm):
                                help_text="One per line; case-insensitive substrings of the message")
     patterns = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
                                help_text="One RE2 regular expression per line (no backreferences/lookaround)")
-    threshold_count = forms.IntegerField(min_value=1, initial=1)
-    window = forms.CharField(initial="5m", help_text="30s, 5m, 1h, 1h30m or seconds")
+    threshold_count = forms.IntegerField(min_value=1, initial=1, required=False, help_text="Count rules only")
+    window = forms.CharField(initial="5m", required=False, help_text="30s, 5m, 1h, 1h30m or seconds")
     group_by = forms.CharField(initial="tenant_id, plugin_id", required=False,
                                help_text="Comma-separated: tenant_id, plugin_id, trace_id, fields.<name>")
     severity = forms.ChoiceField(choices=[(s, s) for s in SEVERITIES])
@@ -67,6 +75,10 @@ class LogRuleForm(forms.ModelForm):
                              help_text="YAML mapping, e.g. {team: payments}")
     overrides = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False,
                                 help_text="YAML list as in a pack, e.g. [{tenant: acme, threshold: {count: 50}}]")
+    kind_options = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), required=False,
+        help_text="Spike / log anomaly rules only: YAML mapping as in a pack, e.g. {kind: spike, timeframe: 10m, "
+                  "spike_height: 3, spike_type: up}; the threshold above is then not used")
 
     class Meta:
         model = LogRule
@@ -91,7 +103,8 @@ class LogRuleForm(forms.ModelForm):
                 "window": t.get("window"), "group_by": ", ".join(spec.get("group_by", [])),
                 "severity": spec["severity"], "cooldown": spec.get("cooldown", format_duration(0)),
                 "auto_resolve": spec.get("auto_resolve", ""), "recommended_action": spec.get("recommended_action", ""),
-                "labels": dump(spec.get("labels")), "overrides": dump(spec.get("overrides"))}
+                "labels": dump(spec.get("labels")), "overrides": dump(spec.get("overrides")),
+                "kind_options": dump({k: spec[k] for k in _KIND_ONLY if k in spec and spec.get("kind")})}
 
     def _yaml(self, name: str, kind: type) -> Any:
         text = self.cleaned_data.get(name) or ""
@@ -112,14 +125,29 @@ class LogRuleForm(forms.ModelForm):
             "category": data["category"], "enabled": data["enabled"], "description": data["description"],
             "match": {"levels": _csv(data["levels"]), "keywords": _lines(data["keywords"]),
                       "patterns": _lines(data["patterns"])},
-            "threshold": {"count": data["threshold_count"], "window": data["window"].strip()},
+            "threshold": {"count": data["threshold_count"], "window": (data["window"] or "").strip()},
             "group_by": _csv(data["group_by"]), "severity": data["severity"],
             "cooldown": (data["cooldown"] or "0s").strip(), "recommended_action": data["recommended_action"],
         }
         if data["auto_resolve"].strip():
             raw["auto_resolve"] = data["auto_resolve"].strip()
         labels, overrides = self._yaml("labels", dict), self._yaml("overrides", list)
+        options = self._yaml("kind_options", dict)
         if self.errors:
+            return data
+        if options:
+            if not isinstance(options, dict):
+                self.add_error("kind_options", "must be a YAML mapping, e.g. {kind: spike, ...}")
+                return data
+            raw.pop("threshold")
+            raw.pop("auto_resolve", None)
+            if options.get("kind") == "log_anomaly":  # always per (tenant, plugin), no cooldown
+                raw.pop("group_by")
+                raw.pop("cooldown")
+            raw.update(options)
+        elif data["threshold_count"] is None or not data["window"].strip():
+            self.add_error("threshold_count" if data["threshold_count"] is None else "window",
+                           "required for a count rule (or give kind_options for a spike / log anomaly rule)")
             return data
         if labels:
             raw["labels"] = labels

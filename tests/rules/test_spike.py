@@ -24,6 +24,7 @@ from apps.rules.spec import dump_pack, load_pack
 from tests.alerts.conftest import Clock
 
 from .conftest import T0, burst, rule_dict
+from .test_admin import form_data, superuser_client  # noqa: F401 - a fixture
 
 
 def spike_rule(rid: str = "err-spike", **extra) -> dict:
@@ -258,3 +259,38 @@ def test_the_commented_examples_in_the_default_pack_validate():
     pack = "rules:\n" + "\n".join(line.replace("  # ", "  ", 1).rstrip("#") for line in block.splitlines())
     specs = load_pack(pack)
     assert [(s.id, s.kind) for s in specs] == [("error-spike", "spike"), ("error-rate-anomaly", "log_anomaly")]
+
+
+# --------------------------------------------------------------------------- admin
+
+
+ADMIN_ADD = "/admin/rules/logrule/add/"
+
+
+@pytest.mark.django_db
+def test_admin_creates_and_edits_a_spike_rule_with_errors_next_to_the_field(superuser_client):
+    options = "{kind: spike, timeframe: 10m, spike_height: 1, spike_type: up}"
+    r = superuser_client.post(ADMIN_ADD, form_data(threshold_count="", window="", kind_options=options))
+    assert r.status_code == 200
+    assert r.context["adminform"].form.errors["kind_options"] == ["rule 'errors': spike_height: must be > 1 (a ratio; "
+                                                                  "got 1)"]
+    r = superuser_client.post(ADMIN_ADD, form_data(threshold_count="", window="",
+                                                   kind_options=options.replace("1,", "4,")))
+    assert r.status_code == 302
+    rule = LogRule.objects.get()
+    assert rule.kind == "spike" and rule.spec["spike_height"] == 4 and "threshold" not in rule.spec
+    change = f"/admin/rules/logrule/{rule.pk}/change/"
+    page = superuser_client.get(change).content.decode()
+    assert "spike_height: 4" in page
+    initial = superuser_client.get(change).context["adminform"].form.initial
+    r = superuser_client.post(change, form_data(threshold_count="", window="", kind_options=initial["kind_options"],
+                                                severity="warning"))
+    assert r.status_code == 302
+    rule.refresh_from_db()
+    assert (rule.kind, rule.severity, rule.spec["timeframe"], rule.version) == ("spike", "warning", "10m", 2)
+
+
+@pytest.mark.django_db
+def test_admin_count_rule_still_needs_its_threshold(superuser_client):
+    r = superuser_client.post(ADMIN_ADD, form_data(threshold_count=""))
+    assert r.status_code == 200 and "required for a count rule" in r.context["adminform"].form.errors["threshold_count"][0]
