@@ -43,3 +43,43 @@ def test_tenant_members_see_their_tenant_figures_only(login, make_alert, other_t
 def test_empty_dashboard_renders(login):
     body = login("operator").get("/dashboard").content.decode()
     assert "No alerts in the last 24 h." in body and "—" in body
+
+
+def _rule(key: str, *, kind: str = "log", enabled: bool = True, category: str = "error"):
+    from apps.core import clock
+    from apps.rules.models import LogRule
+
+    now = clock.now()
+    return LogRule.objects.create(key=key, name=key, category=category, severity="warning", threshold_count=1,
+                                  window_seconds=60, spec={}, created_at=now, updated_at=now, kind=kind,
+                                  enabled=enabled)
+
+
+def test_rule_tile_counts_enabled_log_and_metric_rules(login):
+    _rule("errors"), _rule("auth-failures", category="security"), _rule("old", enabled=False)
+    _rule("cpu-high", kind="threshold", category="metrics"), _rule("latency", kind="anomaly", category="metrics")
+    _rule("gone-quiet", kind="absence", enabled=False)
+    resp = login("member").get("/dashboard")
+    assert resp.context["rules"] == {"log": 2, "metric": 2, "disabled": 2}
+    body = resp.content.decode()
+    assert 'data-fig="rules_enabled">4<' in body
+    assert 'data-fig="rules_log">2<' in body and 'data-fig="rules_metric">2<' in body and "2 off" in body
+
+
+def test_category_breakdown_counts_active_alerts_of_visible_tenants(login, make_alert, other_tenant):
+    for _ in range(3):
+        make_alert(category="error")
+    make_alert(category="security", state=AlertState.ACKNOWLEDGED)
+    make_alert(category="security", state=AlertState.RESOLVED)      # not active
+    make_alert(category="capacity", tenant=other_tenant, plugin=None)  # not visible to acme's member
+    resp = login("member").get("/dashboard")
+    assert [(name, n) for name, n, _bar in resp.context["categories"]] == [("error", 3), ("security", 1)]
+    body = resp.content.decode()
+    assert 'href="/?state=active&amp;category=security"' in body and 'data-category="error">3<' in body
+    assert 'aria-label="security: 1 active"' in body and "capacity" not in body
+    staff = login("operator").get("/dashboard?tenant=globex")
+    assert [(name, n) for name, n, _bar in staff.context["categories"]] == [("capacity", 1)]
+
+
+def test_no_active_alerts_no_bars(login):
+    assert "No active alerts." in login("operator").get("/dashboard").content.decode()
