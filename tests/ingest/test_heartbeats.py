@@ -243,6 +243,48 @@ def test_two_concurrent_sweeps_raise_one_alert_per_missed_heartbeat(tenant, froz
     assert set(Heartbeat.objects.values_list("state", flat=True)) == {"down"}
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_ping_racing_the_sweep_waits_for_it_and_resolves_the_alert_it_raised(ingest, tenant, frozen,
+                                                                               monkeypatch):
+    from apps.ingest.heartbeats import services
+
+    ping(ingest, query="?timeout=5m&grace=0")
+    frozen.advance(minutes=6)
+    claimed, release = threading.Event(), threading.Event()
+    fire = services.fire_external
+
+    def slow_fire(**kwargs):  # the sweep holds its claim (row lock) here until released
+        claimed.set()
+        release.wait(10)
+        return fire(**kwargs)
+
+    monkeypatch.setattr(services, "fire_external", slow_fire)
+    answers: list = []
+
+    def in_thread(fn):
+        def run():
+            try:
+                answers.append(fn())
+            finally:
+                connection.close()
+        t = threading.Thread(target=run)
+        t.start()
+        return t
+
+    sweeper = in_thread(sweep_missed)
+    assert claimed.wait(10)
+    pinger = in_thread(lambda: ping(ingest).json())
+    pinger.join(0.5)
+    assert pinger.is_alive()  # blocked on the sweep's row lock, not answered with a stale "up"
+    release.set()
+    sweeper.join(10)
+    pinger.join(10)
+    body = next(a for a in answers if isinstance(a, dict))
+    alert = Alert.objects.get()
+    assert (body["state"], body["resolved_alert_id"]) == ("up", alert.pk)
+    assert alert.state == AlertState.RESOLVED and Heartbeat.objects.get().state == "up"
+
+
 # --------------------------------------------------------------------------- console
 
 
