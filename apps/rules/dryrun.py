@@ -3,7 +3,9 @@
 Used by the admin page and ``POST /api/v1/rules/test``, which parse the pasted samples with
 ``apps.ingest.samples`` first. Pure: no database, no window rows, no alerts. Firing is simulated per (rule, group key) with the same window
 arithmetic as the engine, evaluating each event at its own timestamp; cooldowns and already
-open alerts are ignored (a dry run starts from empty windows).
+open alerts are ignored (a dry run starts from empty windows). Spike and log anomaly rules report
+their matches only (``would_fire`` false, ``threshold`` 0): their condition compares with history
+(a reference window, a baseline) that a list of samples does not have.
 """
 from __future__ import annotations
 
@@ -56,11 +58,14 @@ def dry_run(specs: Sequence[RuleSpec], events: Sequence[Event], indices: Sequenc
         window_s, threshold = spec.threshold.window_s, spec.threshold.count
         state: dict | None = None
         fires_at = None
-        for ts, idx in sorted(hits):
-            state = windows.add(state, [(ts, 1)], window_s=window_s, now=ts).state
-            if windows.count_in_window(state, ts, window_s) >= threshold:
-                fires_at = idx
-                break
+        if spec.kind != "log":  # judged against history: see the module docstring
+            window_s, threshold = (spec.spike.timeframe_s if spec.spike else window_s), 0
+        else:
+            for ts, idx in sorted(hits):
+                state = windows.add(state, [(ts, 1)], window_s=window_s, now=ts).state
+                if windows.count_in_window(state, ts, window_s) >= threshold:
+                    fires_at = idx
+                    break
         result.groups.append(GroupOutcome(
             rule=spec.id, group_key=dict(zip(spec.group_by, values)), matches=len(hits), threshold=threshold,
             window_seconds=window_s, would_fire=fires_at is not None, fires_at_index=fires_at))

@@ -294,3 +294,14 @@ def test_admin_creates_and_edits_a_spike_rule_with_errors_next_to_the_field(supe
 def test_admin_count_rule_still_needs_its_threshold(superuser_client):
     r = superuser_client.post(ADMIN_ADD, form_data(threshold_count=""))
     assert r.status_code == 200 and "required for a count rule" in r.context["adminform"].form.errors["threshold_count"][0]
+
+
+def test_dry_run_reports_matches_but_never_a_firing_for_history_based_kinds():
+    from apps.rules.dryrun import dry_run
+
+    rate = {"id": "rate", "kind": "log_anomaly", "name": "Rate", "category": "error", "match": {"levels": ["ERROR"]},
+            "severity": "warning"}
+    specs = [validate_rule(spike_rule()), validate_rule(rate)]
+    out = dry_run(specs, burst(50, start=T0))
+    assert [(g.rule, g.matches, g.would_fire, g.window_seconds) for g in out.groups] == [
+        ("err-spike", 50, False, 60), ("rate", 50, False, 300)]
