@@ -15,16 +15,16 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
-from apps.audit.services import record
+from apps.audit.services import record, record_many
 from apps.core import clock
 from apps.core.vocabulary import EVENT_TRIGGERED, AlertSource
 from apps.tenants.models import Plugin, Tenant
 
 from . import fastpath
-from .history import emit, log_change
+from .history import actor_label, emit, emit_many, log_change, stream_events
 from .matching import fingerprint_for
-from .models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
-from .policies import first_escalation_at
+from .models import ACTIVE_STATES, Alert, AlertState, Silence, TimelineEntry
+from .policies import first_escalation_at, first_escalations
 from .silences import active_silences, silence_covering
 
 MAX_TRACE_IDS = 20
@@ -73,11 +73,14 @@ def fire_alert(
     ours and we absorb into theirs. Events: alert.triggered for created/reopened alerts that are
     not suppressed; absorbing sends nothing (the alert is already known).
     """
-    if "tenant_id" not in group_key:
-        group_key = {**group_key, "tenant_id": tenant.pk}
-    fingerprint = fingerprint_for(rule_key if source == AlertSource.LOG_RULE else f"{source}:{rule_key}", group_key)
-    batch = dict(occurrences=occurrences, first_seen=first_seen, last_seen=last_seen, trace_ids=trace_ids or [],
-                 samples=samples or [], auto_resolve_seconds=auto_resolve_seconds)
+    fingerprint, args = _prepare(
+        tenant=tenant, plugin=plugin, rule_key=rule_key, rule_version=rule_version, category=category,
+        severity=severity, title=title, summary=summary, recommended_action=recommended_action, group_key=group_key,
+        labels=labels, window_seconds=window_seconds, occurrences=occurrences, first_seen=first_seen,
+        last_seen=last_seen, trace_ids=trace_ids, samples=samples, source_received_at=source_received_at,
+        auto_resolve_seconds=auto_resolve_seconds, source=source, annotations=annotations, value=value,
+        threshold=threshold, baseline=baseline)
+    batch = {k: args[k] for k in _ABSORBED}
     for _ in range(_ATTEMPTS):
         active_id, resolved_id = _find(fingerprint)
         if active_id is not None:
@@ -92,12 +95,7 @@ def fire_alert(
                 return FireResult(reopened, reopened=True)
         try:
             with transaction.atomic():
-                alert = _create(
-                    tenant=tenant, plugin=plugin, fingerprint=fingerprint, rule_key=rule_key,
-                    rule_version=rule_version, category=category, severity=severity, title=title, summary=summary,
-                    recommended_action=recommended_action, group_key=group_key, labels=labels,
-                    window_seconds=window_seconds, source_received_at=source_received_at, source=source,
-                    annotations=annotations or {}, value=value, threshold=threshold, baseline=baseline or {}, **batch)
+                alert = _create(**args)
             return FireResult(alert, created=True)
         except IntegrityError:
             continue  # lost the race to a concurrent creator: absorb into its alert on the next pass
@@ -162,34 +160,141 @@ def _try_reopen(candidate: int, *, occurrences: int, last_seen: datetime) -> Ale
         return None  # someone reopened it or created a new active alert meanwhile: the loop absorbs
 
 
-def _create(*, tenant: Tenant, plugin: Plugin | None, fingerprint: str, severity: str, labels: dict,
-            occurrences: int, last_seen: datetime, auto_resolve_seconds: int | None, **fields) -> Alert:
+_ABSORBED = ("occurrences", "first_seen", "last_seen", "trace_ids", "samples", "auto_resolve_seconds")
+
+
+def _prepare(*, tenant: Tenant, rule_key: str, group_key: dict, source: str = AlertSource.LOG_RULE,
+             trace_ids: list[str] | None, samples: list[str] | None, annotations: dict | None = None,
+             baseline: dict | None = None, **fields) -> tuple[str, dict]:
+    """(fingerprint, the keyword arguments of ``_create``) for ``fire_alert``'s arguments."""
+    if "tenant_id" not in group_key:
+        group_key = {**group_key, "tenant_id": tenant.pk}
+    fingerprint = fingerprint_for(rule_key if source == AlertSource.LOG_RULE else f"{source}:{rule_key}", group_key)
+    return fingerprint, dict(
+        tenant=tenant, fingerprint=fingerprint, rule_key=rule_key, group_key=group_key, source=source,
+        trace_ids=trace_ids or [], samples=samples or [], annotations=annotations or {}, baseline=baseline or {},
+        **fields)
+
+
+def _create(**args) -> Alert:
     now = clock.now()
+    tenant, plugin = args["tenant"], args["plugin"]
     silence = silence_covering(active_silences(tenant_id=tenant.pk, at=now), tenant_id=tenant.pk,
-                               plugin_slug=plugin.slug if plugin else None, rule_key=fields["rule_key"],
-                               severity=severity, labels=labels or {})
+                               plugin_slug=plugin.slug if plugin else None, rule_key=args["rule_key"],
+                               severity=args["severity"], labels=args["labels"] or {})
+    escalation_at = None if silence is not None else first_escalation_at(
+        tenant_id=tenant.pk, plugin_id=plugin.pk if plugin else None, severity=args["severity"], opened_at=now)
+    alert = _unsaved(args, silence=silence, escalation_at=escalation_at, now=now)
+    alert.save(force_insert=True)
+    message, data, audit = _created_history(alert, silence, args["occurrences"])
+    log_change(alert, kind=TimelineEntry.Kind.CREATED, actor=None, message=message, data=data)
+    record("alert.created", target=alert, tenant=tenant.pk, data=audit)
+    emit(alert, EVENT_TRIGGERED, {"state": alert.state})
+    return alert
+
+
+def _unsaved(args: dict, *, silence: Silence | None, escalation_at: datetime | None, now: datetime) -> Alert:
+    """The new Alert row for ``_create``'s arguments: SUPPRESSED under ``silence``, else OPEN."""
+    fields = dict(args)
+    occurrences, last_seen = fields.pop("occurrences"), fields["last_seen"]
+    auto_resolve_seconds = fields["auto_resolve_seconds"]
     if silence is not None:
         state_fields = dict(state=AlertState.SUPPRESSED, silence=silence, suppressed_until=silence.ends_at,
                             suppressed_reason=f"silence {silence.pk}: {silence.reason}"[:500])
     else:
-        state_fields = dict(state=AlertState.OPEN, next_escalation_at=first_escalation_at(
-            tenant_id=tenant.pk, plugin_id=plugin.pk if plugin else None, severity=severity, opened_at=now))
-    alert = Alert.objects.create(
-        tenant=tenant, plugin=plugin, fingerprint=fingerprint, severity=severity, labels=labels or {},
-        count=occurrences, last_seen=last_seen, trace_ids=_merge([], fields.pop("trace_ids"), MAX_TRACE_IDS),
-        samples=_merge([], fields.pop("samples"), MAX_SAMPLES), auto_resolve_seconds=auto_resolve_seconds,
+        state_fields = dict(state=AlertState.OPEN, next_escalation_at=escalation_at)
+    fields.update(
+        labels=fields["labels"] or {}, count=occurrences,
+        trace_ids=_merge([], fields["trace_ids"], MAX_TRACE_IDS), samples=_merge([], fields["samples"], MAX_SAMPLES),
         auto_resolve_at=last_seen + timedelta(seconds=auto_resolve_seconds) if auto_resolve_seconds else None,
-        created_at=now, updated_at=now, **state_fields, **fields,
-    )
+        created_at=now, updated_at=now, **state_fields)
+    return Alert(**fields)
+
+
+def _created_history(alert: Alert, silence: Silence | None, occurrences: int) -> tuple[str, dict, dict]:
+    """(timeline message, timeline data, audit data) of a created alert."""
     data = {"state": alert.state, "occurrences": occurrences}
     if silence is not None:
         data["silence_id"] = silence.pk
-    log_change(alert, kind=TimelineEntry.Kind.CREATED, actor=None,
-               message=f"silenced by silence {silence.pk}" if silence else f"{occurrences} occurrences", data=data)
-    record("alert.created", target=alert, tenant=tenant.pk,
-           data={"rule": alert.rule_key, "severity": severity, "state": alert.state, "fingerprint": fingerprint})
-    emit(alert, EVENT_TRIGGERED, {"state": alert.state})
-    return alert
+    message = f"silenced by silence {silence.pk}" if silence else f"{occurrences} occurrences"
+    audit = {"rule": alert.rule_key, "severity": alert.severity, "state": alert.state,
+             "fingerprint": alert.fingerprint}
+    return message, data, audit
+
+
+# --------------------------------------------------------------------------- bulk create
+
+
+def fire_alerts_bulk(items: Sequence[dict]) -> list[FireResult]:
+    """``fire_alert`` for every item (its keyword arguments) of one detection batch; results in order.
+
+    Items whose fingerprint has neither an active alert nor one resolved within the reopen window
+    (in a storm: nearly all) are created together, with a constant number of statements however
+    many there are: one read of their fingerprints, one of the silences and one of the escalation
+    policies in force (matched in memory), one multi-row INSERT of the alerts, one INSERT each of
+    their timeline lines, stream events and audit rows, and one ``outbox.notify`` for their
+    notifications. Everything else goes through ``fire_alert`` one at a time: absorbs, reopens,
+    a fingerprint repeated in ``items``, and any row the partial unique index refused because a
+    concurrent batch created that active fingerprint first (``fire_alert`` then absorbs into the
+    winner's alert). Outcomes, history and notifications are those of calling ``fire_alert`` per
+    item. Runs in the caller's transaction; any database error propagates.
+    """
+    prepared = [_prepare(**item) for item in items]
+    now = clock.now()
+    taken = _taken_fingerprints({fp for fp, _ in prepared}, now)
+    fresh: dict[str, int] = {}
+    for i, (fp, _) in enumerate(prepared):
+        if fp not in taken and fp not in fresh:
+            fresh[fp] = i
+    results: list[FireResult | None] = [None] * len(items)
+    if fresh:
+        alerts = _new_alerts([prepared[i][1] for i in fresh.values()], now)
+        fastpath.insert_alerts([a for a, _ in alerts])
+        created = [(i, a, s) for i, (a, s) in zip(fresh.values(), alerts) if a.pk is not None]
+        _record_created([(a, s, prepared[i][1]["occurrences"]) for i, a, s in created], now)
+        for i, alert, _ in created:
+            results[i] = FireResult(alert, created=True)
+    return [r if r is not None else fire_alert(**items[i]) for i, r in enumerate(results)]
+
+
+def _taken_fingerprints(fingerprints: set[str], now: datetime) -> set[str]:
+    """Of ``fingerprints``, those ``fire_alert`` would absorb into or reopen (``_find``, for many)."""
+    window = settings.ALERT_REOPEN_WINDOW_SECONDS
+    wanted = Q(state__in=ACTIVE_STATES)
+    if window > 0:
+        wanted |= Q(state=AlertState.RESOLVED, resolved_at__gte=now - timedelta(seconds=window))
+    return set(Alert.objects.filter(wanted, fingerprint__in=fingerprints).order_by()
+               .values_list("fingerprint", flat=True).distinct())
+
+
+def _new_alerts(batch: list[dict], now: datetime) -> list[tuple[Alert, Silence | None]]:
+    """Unsaved alerts for ``_create`` arguments, with silences and escalation matched in memory."""
+    tenant_ids = {args["tenant"].pk for args in batch}
+    silences = list(active_silences(at=now).filter(Q(tenant_id__in=tenant_ids) | Q(tenant__isnull=True)))
+    covering = [silence_covering(silences, tenant_id=args["tenant"].pk, rule_key=args["rule_key"],
+                                 plugin_slug=args["plugin"].slug if args["plugin"] else None,
+                                 severity=args["severity"], labels=args["labels"] or {}) for args in batch]
+    keys = [(args["tenant"].pk, args["plugin"].pk if args["plugin"] else None, args["severity"]) for args in batch]
+    escalations = first_escalations({k for k, s in zip(keys, covering) if s is None}, opened_at=now)
+    return [(_unsaved(args, silence=s, escalation_at=escalations.get(k), now=now), s)
+            for args, k, s in zip(batch, keys, covering)]
+
+
+def _record_created(created: list[tuple[Alert, Silence | None, int]], now: datetime) -> None:
+    """``_create``'s history for many new alerts: one INSERT per table and one ``outbox.notify``."""
+    if not created:
+        return
+    lines, audits = [], []
+    for alert, silence, occurrences in created:
+        message, data, audit = _created_history(alert, silence, occurrences)
+        lines.append(TimelineEntry(alert=alert, at=now, kind=TimelineEntry.Kind.CREATED,
+                                   actor_label=actor_label(None), message=message, data=data))
+        audits.append({"target_type": "alerts.alert", "target_id": alert.pk, "tenant": alert.tenant_id,
+                       "data": audit})
+    TimelineEntry.objects.bulk_create(lines)
+    stream_events([(line.alert, line.kind, line.message) for line in lines])
+    record_many("alert.created", audits)
+    emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED)
 
 
 # --------------------------------------------------------------------------- bulk absorb

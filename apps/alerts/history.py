@@ -55,6 +55,12 @@ def log_change(alert: Alert, *, kind: str, actor: Any, message: str = "", data: 
     return entry
 
 
+def stream_events(changes: Sequence[tuple[Alert, str, str]]) -> None:
+    """The live-stream events of changes whose timeline lines were written in bulk: (alert, kind, message)."""
+    stream.append_many([_stream_event(a.pk, a.tenant_id, kind, message, a.state, a.severity, a.title, a.delivery_state)
+                        for a, kind, message in changes])
+
+
 def log_changes(changes: Sequence[tuple[int, int, str, dict]], *, kind: str, actor: Any,
                 audit_action: str) -> None:
     """``log_change`` for many alerts at once: ``changes`` are (alert_id, tenant_id, message, data);

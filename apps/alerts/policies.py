@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Iterable
 
 from django.db.models import Q
 
@@ -34,6 +34,25 @@ def first_escalation_at(*, tenant_id: int, plugin_id: int | None, severity: str,
     """When an alert that (re)opened at ``opened_at`` first escalates, or None for never."""
     steps, repeat = policy_for(tenant_id=tenant_id, plugin_id=plugin_id, severity=severity)
     return next_escalation_time(steps, repeat, 0, opened_at)
+
+
+def first_escalations(keys: Iterable[tuple[int, int | None, str]], *, opened_at: datetime) -> dict[tuple, datetime | None]:
+    """``first_escalation_at`` for many (tenant_id, plugin_id, severity) keys from one read: the
+    enabled policies of those tenants and severities, chosen in memory as ``policy_for`` does."""
+    keys = set(keys)
+    if not keys:
+        return {}
+    rows = list(EscalationPolicy.objects.filter(
+        Q(tenant__isnull=True) | Q(tenant_id__in={t for t, _, _ in keys}),
+        severity__in={s for _, _, s in keys}, enabled=True).only("tenant_id", "plugin_id", "severity", "steps", "repeat"))
+    out = {}
+    for tenant_id, plugin_id, severity in keys:
+        fits = [p for p in rows if p.severity == severity and p.tenant_id in (None, tenant_id)
+                and p.plugin_id in (None, plugin_id)]
+        best = max(fits, key=lambda p: (p.plugin_id is not None, p.tenant_id is not None), default=None)
+        steps, repeat = (best.steps, best.repeat) if best else DEFAULT_ESCALATION.get(severity, ([], 0))
+        out[(tenant_id, plugin_id, severity)] = next_escalation_time(steps, repeat, 0, opened_at)
+    return out
 
 
 def validate_policy_steps(*, tenant_id: int | None, steps: Any, repeat: int) -> list[dict]:

@@ -4,16 +4,17 @@
 aggregates the matches per (rule, tenant, group key) in memory, then updates each touched
 group's ``WindowState`` once under a row lock, feeds the groups' active alerts in bulk
 (``apps.alerts.services.alerts_absorb_bulk``) and fires the groups that cross their threshold
-without one (``apps.alerts.services.fire_alert``). Because the caller marks the batch processed
+without one (``apps.alerts.firing.fire_alerts_bulk``). Because the caller marks the batch processed
 in the same transaction, every event is counted exactly once even when workers crash or race.
 
 Cost per batch: one query for the ruleset version (compiled sets are cached per process and per
 version, and shared by tenants whose overrides are identical), one tenant query, one
 ``INSERT .. ON CONFLICT DO NOTHING`` plus one ``SELECT .. FOR UPDATE`` over all touched groups,
 a handful of statements that feed every group's active alert at once (however many there are),
-one bulk UPDATE of the windows, and a ``fire_alert`` call only for a group that fires anew (rare:
-once a group has an active alert, later batches are absorbed by the bulk statements); the
-plugins of the firing groups are looked up (and registered) together, in one query. A group
+one bulk UPDATE of the windows, and for the groups that fire anew one ``fire_alerts_bulk`` call
+(a constant number of statements for all the new alerts of the batch, however many: an alert
+storm costs a few statements per batch, not ten per alert); the plugins of the firing groups
+are looked up (and registered) together, in one query. A group
 whose alert is no longer active (resolved, even concurrently) absorbs nothing and is judged
 like a group without one: it fires only when its window crosses the threshold out of cooldown.
 
@@ -45,10 +46,11 @@ import orjson
 from django.db import transaction
 
 from apps.alerts import storm_guard
-from apps.alerts.services import Absorb, alerts_absorb_bulk, fire_alert
+from apps.alerts.firing import fire_alerts_bulk
+from apps.alerts.services import Absorb, alerts_absorb_bulk
 from apps.core import clock
 from apps.core.events import Event
-from apps.rules import fastpath, windows
+from apps.rules import fastpath, log_anomaly, spike, windows
 from apps.core.vocabulary import format_duration
 from apps.rules.effective import override_signature, tenant_specs
 from apps.rules.matcher import CompiledRuleSet, group_key
@@ -231,6 +233,9 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
             continue
         g.tenant, g.hash = tenant, group_hash(g.spec.id, g.tenant_slug, g.values)
         work.append(g)
+    if any(g.spec.anomaly for g in work):  # log anomaly rules count per minute, not in windows
+        log_anomaly.record([g for g in work if g.spec.anomaly])
+        work = [g for g in work if not g.spec.anomaly]
     if not work:
         return
     work.sort(key=lambda g: (g.spec.id, g.tenant.pk, g.hash))
@@ -241,10 +246,13 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
     touched: list[LockedWindow] = []
     feeds: list[_Pending] = []  # groups whose window points at an alert: absorb if it is still active
     fires: list[_Pending] = []  # groups that may fire (rare)
+    spikes: list[_Pending] = []  # spike rules' groups: judged by apps.rules.spike
     for g in work:
         ws = rows[(g.spec.id, g.tenant.pk, g.hash)]
         window_s = g.spec.threshold.window_s
         state, dropped = windows.add(ws.state or None, g.ts_counts.items(), window_s=window_s, now=now_s)
+        if g.spec.spike:
+            state = spike.carry_since(ws.state, state, now_s, g.spec.spike, g.first.timestamp())
         ws.state, ws.updated_at = state, now
         touched.append(ws)
         result.groups += 1
@@ -253,7 +261,7 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
         if counted <= 0:
             continue
         p = _Pending(g, ws, state, counted)
-        (feeds if ws.alert_id else fires).append(p)
+        (spikes if g.spec.spike else feeds if ws.alert_id else fires).append(p)
 
     if feeds:
         # One statement for all of them; an alert resolved meanwhile (or long ago) absorbs nothing,
@@ -284,9 +292,10 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
     folded = {key: [firing[i][0] for i in indices] for key, indices in verdict.folded.items()}
     firing = [firing[i] for i in verdict.admitted]
     plugins = _plugins([p.g for p, _ in firing])
-    for p, in_window in firing:
+    outcomes = fire_alerts_bulk([_fire_args(p.g, snapshot, p.state, in_window, received_at,
+                                            plugins.get(_plugin_key(p.g))) for p, in_window in firing])
+    for (p, in_window), outcome in zip(firing, outcomes):
         g, ws = p.g, p.ws
-        outcome = _fire(g, snapshot, p.state, in_window, received_at, plugins.get(_plugin_key(g)))
         ws.last_fired_at = received_at
         ws.alert_id = outcome.alert.pk
         result.alert_ids.append(outcome.alert.pk)
@@ -297,6 +306,9 @@ def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, resu
         else:
             result.alerts_absorbed += 1
     _fold_storm(folded, snapshot, received_at, result)
+    if spikes:
+        spike.on_batch(spikes, rule_versions=snapshot.rule_versions, received_at=received_at, plugins_of=_plugins,
+                       result=result)
     fastpath.save_windows(touched)
 
 
@@ -371,8 +383,9 @@ def _plugins(groups: list[_Group]) -> dict[tuple[int, str], Plugin]:
     return found
 
 
-def _fire(g: _Group, snapshot: Snapshot, state: dict, occurrences: int, received_at: datetime,
-          plugin: Plugin | None):
+def _fire_args(g: _Group, snapshot: Snapshot, state: dict, occurrences: int, received_at: datetime,
+               plugin: Plugin | None) -> dict:
+    """``fire_alert``'s keyword arguments for a group that fires."""
     spec = g.spec
     window_s = spec.threshold.window_s
     # The alert starts at the oldest event still in the window, which may be from an earlier batch.
@@ -388,7 +401,7 @@ def _fire(g: _Group, snapshot: Snapshot, state: dict, occurrences: int, received
     summary = f"{occurrences} {levels} events in {format_duration(window_s)} from {where}"
     if extra:
         summary += f" ({extra})"
-    return fire_alert(
+    return dict(
         tenant=g.tenant, plugin=plugin, rule_key=spec.id, rule_version=snapshot.rule_versions.get(spec.id, 0),
         category=spec.category, severity=spec.severity,
         title=f"{spec.name}: {'/'.join(v for v in g.values if v) or g.tenant_slug}"[:300],
