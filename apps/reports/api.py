@@ -7,7 +7,12 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import reverse
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -22,6 +27,9 @@ from apps.tenants.models import Tenant
 from .healthmap import health_map
 from .services import issue_report_links
 
+# Asking for report links reads the alert, so POST needs alerts:read only.
+_READ_SCOPES = {"GET": ALERTS_READ}
+_LINK_SCOPES = {"POST": ALERTS_READ}
 _ERRORS = {403: OpenApiResponse(description="Token lacks alerts:read"),
            404: OpenApiResponse(description="No such alert or tenant (or another tenant's)")}
 
@@ -47,7 +55,7 @@ def _visible_tenants(request) -> list[int] | None:
 
 
 class HealthMapView(APIView):
-    required_scopes = {"GET": ALERTS_READ}
+    required_scopes = _READ_SCOPES
 
     @extend_schema(parameters=[OpenApiParameter("tenant", str, description="Only this tenant (slug)")],
                    responses={200: _Map, **_ERRORS}, summary="Health map: per tenant and plugin")
@@ -67,7 +75,7 @@ class HealthMapView(APIView):
 
 
 class ReportLinkView(APIView):
-    required_scopes = {"POST": ALERTS_READ}
+    required_scopes = _LINK_SCOPES
 
     @extend_schema(request=None, responses={201: _Links, **_ERRORS},
                    summary="Signed, expiring download links for an alert's diagnostic report")

@@ -17,9 +17,9 @@ labels); "none" otherwise.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Collection
 
 from django.conf import settings
 from django.db.models import Count, OuterRef, Q, Subquery

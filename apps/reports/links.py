@@ -9,7 +9,7 @@ against ``apps.core.clock`` so tests and the chaos bench can move it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.core import signing
@@ -62,8 +62,8 @@ def verify(token: str, *, now: datetime | None = None) -> LinkClaim:
         raise BadLink("diagnostic report link not valid") from None
     try:
         claim = LinkClaim(tenant_id=int(payload["t"]), alert_id=int(payload["a"]),
-                          expires_at=datetime.fromtimestamp(int(payload["e"]), tz=timezone.utc),
-                          issued_at=datetime.fromtimestamp(signing.b62_decode(stamp), tz=timezone.utc))
+                          expires_at=datetime.fromtimestamp(int(payload["e"]), tz=UTC),
+                          issued_at=datetime.fromtimestamp(signing.b62_decode(stamp), tz=UTC))
     except (KeyError, TypeError, ValueError):
         raise BadLink("diagnostic report link not valid") from None
     if (now or clock.now()) >= claim.expires_at:

@@ -1,9 +1,10 @@
 """Writes of the reports app: issuing download links and serving a download, each audited."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from apps.alerts.models import Alert
 from apps.audit.services import record
