@@ -13,6 +13,7 @@ through it, naming the rule and the field; they return None when a value is unus
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,8 +63,7 @@ class LogAnomaly:
 
 
 def _number(v: Any, where: str, value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or value in (
-            float("inf"), float("-inf")):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         v.err(where, f"must be a finite number, got {value!r}")
         return None
     return float(value)

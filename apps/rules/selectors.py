@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 
 from apps.core.errors import NotFound
+from apps.rules.log_kind_spec import LOG_KINDS
 from apps.rules.models import LogRule, RuleOverride, RuleRevision, RulesetVersion
 from apps.rules.spec import Override, RulePackError, RuleSpec, parse_rule
 
@@ -53,8 +54,9 @@ def load_snapshot(version: tuple[int, str] | None = None) -> Snapshot:
     if version is None:
         version = ruleset_stamp()
     specs, versions = [], {}
-    # Metric rules are evaluated on their own schedule (apps.rules.metric_eval), not by the log engine.
-    for key, raw, rule_version in (LogRule.objects.filter(kind="log").order_by("key")
+    # Metric rules are evaluated on their own schedule (apps.rules.metric_eval), not by the log engine;
+    # spike and log anomaly rules match log lines, so the engine compiles them like count rules.
+    for key, raw, rule_version in (LogRule.objects.filter(kind__in=("log",) + LOG_KINDS).order_by("key")
                                    .values_list("key", "spec", "version")):
         try:
             specs.append(parse_rule(raw))

@@ -9,9 +9,9 @@ import pytest
 
 from apps.alerts.models import ACTIVE_STATES, Alert, AlertState
 from apps.core import clock
+from apps.ingest import tenancy
 from apps.ingest.codec import encode_events
 from apps.ingest.models import BatchStatus, IngestBatch
-from apps.ingest import tenancy
 from apps.ingest.processing import process_batch
 from apps.rules import metric_eval
 from apps.rules.engine import detect

@@ -7,13 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from apps.alerts.models import ACTIVE_STATES, Alert, AlertState
 from apps.alerts.services import alert_resolve
 from apps.core import clock
+from apps.ingest import tenancy
 from apps.ingest.codec import encode_events
 from apps.ingest.models import BatchStatus, IngestBatch
-from apps.ingest import tenancy
 from apps.ingest.processing import process_batch
 from apps.rules import metric_eval, spike
 from apps.rules.engine import detect
@@ -24,7 +25,7 @@ from apps.rules.spec import dump_pack, load_pack
 from tests.alerts.conftest import Clock
 
 from .conftest import T0, burst, rule_dict
-from .test_admin import form_data, superuser_client  # noqa: F401 - a fixture
+from .test_admin import form_data
 
 
 def spike_rule(rid: str = "err-spike", **extra) -> dict:
@@ -267,13 +268,20 @@ def test_the_commented_examples_in_the_default_pack_validate():
 ADMIN_ADD = "/admin/rules/logrule/add/"
 
 
+@pytest.fixture
+def superuser_client(client):
+    user = get_user_model().objects.create_superuser("root", "root@example.com", "a-long-password")
+    client.force_login(user)
+    return client
+
+
 @pytest.mark.django_db
 def test_admin_creates_and_edits_a_spike_rule_with_errors_next_to_the_field(superuser_client):
     options = "{kind: spike, timeframe: 10m, spike_height: 1, spike_type: up}"
     r = superuser_client.post(ADMIN_ADD, form_data(threshold_count="", window="", kind_options=options))
     assert r.status_code == 200
-    assert r.context["adminform"].form.errors["kind_options"] == ["rule 'errors': spike_height: must be > 1 (a ratio; "
-                                                                  "got 1)"]
+    assert r.context["adminform"].form.errors["kind_options"] == [
+        "rule 'errors': spike_height: must be > 1 (a ratio; got 1)"]
     r = superuser_client.post(ADMIN_ADD, form_data(threshold_count="", window="",
                                                    kind_options=options.replace("1,", "4,")))
     assert r.status_code == 302
