@@ -95,6 +95,7 @@ INSTALLED_APPS = [
     "apps.ops",
     "apps.stream",
     "apps.actions",
+    "apps.reports",
 ]
 
 MIDDLEWARE = [
@@ -198,6 +199,8 @@ CELERY_BEAT_SCHEDULE = {
     "alerts-unsuppress": {"task": "alerts.unsuppress", "schedule": 30.0},
     # Metric rules (apps.rules.metric_eval): each due rule is claimed, so two beats never double-evaluate.
     "rules-evaluate-metrics": {"task": "rules.evaluate_metrics", "schedule": 15.0},
+    # Missed heartbeats (apps.ingest.heartbeats): each due heartbeat is claimed, so two beats raise one alert.
+    "heartbeats-sweep": {"task": "heartbeats.sweep", "schedule": 15.0},
     # Tickets (auto-create, resolve comment/close) and automatic remediation runs (apps.actions.sweeps).
     "actions-sweep": {"task": "actions.sweep", "schedule": 15.0},
     # Self-monitoring and watchdog (apps.ops.self_monitoring); cron can run `manage.py system_checks` too.
@@ -269,6 +272,16 @@ STREAM_RETENTION_DAYS = _positive_int("STREAM_RETENTION_DAYS", 7)
 # Redis pub/sub channels are server-wide (not per database number): deployments sharing one Redis
 # server may give each its own channel.
 STREAM_REDIS_CHANNEL = _read("STREAM_REDIS_CHANNEL", env.str, "alertcenter:events")
+
+# --- Health map and diagnostic reports (README "Health map", "Diagnostic reports") --------------
+# A plugin whose newest stored event (or registration, if none) is older than this shows as stale.
+HEALTH_MAP_STALE_SECONDS = _positive_int("HEALTH_MAP_STALE_SECONDS", 900)
+# A report holds the alert's trace lines from this long before first_seen to this long after last_seen.
+DIAGNOSTIC_WINDOW_SECONDS = _positive_int("DIAGNOSTIC_WINDOW_SECONDS", 1800)
+# Trace lines per report at most (the report says "truncated" past it).
+DIAGNOSTIC_MAX_LINES = _positive_int("DIAGNOSTIC_MAX_LINES", 10_000)
+# How long a signed report download link works.
+DIAGNOSTIC_LINK_MAX_AGE_SECONDS = _positive_int("DIAGNOSTIC_LINK_MAX_AGE_SECONDS", 86_400)
 
 CACHE_URL = _read("CACHE_URL", env.str, "") or (
     f"{REDIS_URL.rstrip('/')}" if REDIS_URL else f"filecache://{VAR_DIR / 'cache'}"
@@ -354,6 +367,32 @@ METRICS_MAX_SERIES_PER_TENANT = _positive_int("METRICS_MAX_SERIES_PER_TENANT", 1
 METRICS_MAX_SAMPLES = _positive_int("METRICS_MAX_SAMPLES", 50_000)
 # How often each metric rule is evaluated (beat rings every 15 s; rules are claimed per evaluation).
 METRIC_RULES_EVAL_SECONDS = _positive_int("METRIC_RULES_EVAL_SECONDS", 15)
+
+# --- Heartbeats (README "Heartbeats") ------------------------------------------------------------
+
+
+def _duration(name: str, default: str) -> int:
+    """A duration in the one spelling every setting and rule uses ("5m", "26h", "300"), as seconds."""
+    from apps.core.vocabulary import parse_duration
+
+    raw = _read(name, env.str, default)
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name}: {exc}") from None
+
+
+# A heartbeat's timeout when its first ping names none; pings may name 1 minute to 30 days.
+HEARTBEAT_DEFAULT_TIMEOUT = _duration("HEARTBEAT_DEFAULT_TIMEOUT", "5m")
+HEARTBEAT_DEFAULT_GRACE = _duration("HEARTBEAT_DEFAULT_GRACE", "1m")
+HEARTBEAT_MIN_TIMEOUT = _duration("HEARTBEAT_MIN_TIMEOUT", "1m")
+HEARTBEAT_MAX_TIMEOUT = _duration("HEARTBEAT_MAX_TIMEOUT", "30d")
+if not 0 < HEARTBEAT_MIN_TIMEOUT <= HEARTBEAT_DEFAULT_TIMEOUT <= HEARTBEAT_MAX_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"HEARTBEAT_DEFAULT_TIMEOUT: {HEARTBEAT_DEFAULT_TIMEOUT} s must lie between HEARTBEAT_MIN_TIMEOUT "
+        f"({HEARTBEAT_MIN_TIMEOUT} s, > 0) and HEARTBEAT_MAX_TIMEOUT ({HEARTBEAT_MAX_TIMEOUT} s)")
+# Heartbeats a tenant may have; a first ping past it is refused with 422.
+HEARTBEAT_MAX_PER_TENANT = _positive_int("HEARTBEAT_MAX_PER_TENANT", 1000)
 
 # --- Inbound integrations (Alertmanager, Grafana, events) --------------------------------------
 # Source severity label value -> our severity ("name=severity,..."); values not listed map to warning.

@@ -1,7 +1,8 @@
 """The operator console, mounted at "/" by alertcenter.urls."""
 from django.urls import path
 
-from .views import actions, alerts, audit, auth, bulk, channels, dashboard, export, remediation, silences
+from .views import actions, alerts, audit, auth, bulk, channels, dashboard, export, remediation, reports, silences
+from .views.heartbeats import heartbeat_list
 
 app_name = "console"
 
@@ -24,9 +25,11 @@ urlpatterns = [
     path("alerts/<int:alert_id>/suppress", actions.suppress, name="alert-suppress"),
     path("alerts/<int:alert_id>/unsuppress", actions.unsuppress, name="alert-unsuppress"),
     path("alerts/<int:alert_id>/fallback", actions.fallback, name="alert-fallback"),
+    path("alerts/<int:alert_id>/report", reports.diagnostic_report_page, name="alert-report"),
     path("alerts/<int:alert_id>/ticket", remediation.create_ticket, name="alert-ticket"),
     path("alerts/<int:alert_id>/actions/<slug:name>", remediation.run_action, name="alert-action-run"),
     path("dashboard", dashboard.dashboard, name="dashboard"),
+    path("health-map", reports.health_map_page, name="health-map"),
     path("audit", audit.audit_log, name="audit"),
     path("audit/export.csv", audit.audit_export, name="audit-export"),
     path("silences", silences.silence_page, name="silences"),
@@ -35,4 +38,5 @@ urlpatterns = [
     path("channels", channels.channel_list, name="channels"),
     path("channels/<int:channel_id>/test", channels.channel_test, name="channel-test"),
     path("policies", channels.policy_list, name="policies"),
+    path("heartbeats", heartbeat_list, name="heartbeats"),
 ]
