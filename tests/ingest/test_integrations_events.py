@@ -89,6 +89,10 @@ def test_a_body_that_can_never_be_valid_is_422(ev, no_doorbell):
         assert resp.json()["error"]["message"].startswith("body:")
     resp = post(ev, EVENTS_URL, orjson.dumps([event(status="open")]))
     assert resp.status_code == 422 and "status" in resp.json()["error"]["message"]
+    for empty in (b"[]", b'{"events": []}'):  # was a 500 (found by schemathesis)
+        resp = post(ev, EVENTS_URL, empty)
+        assert resp.status_code == 422, empty
+        assert resp.json()["error"]["message"] == "the body holds no entries: send at least one"
     assert not IngestBatch.objects.exists()
 
 

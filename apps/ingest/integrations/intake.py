@@ -68,6 +68,9 @@ def resolve_tenant(*, bound_slug: str | None, requested: str | None) -> tuple[in
 
 
 def nothing_valid(rejected: list[dict]) -> Unprocessable:
+    if not rejected:  # an empty list: nothing to reject, and nothing to store either
+        return Unprocessable("the body holds no entries: send at least one", code="invalid_body",
+                             details={"rejected": []})
     return Unprocessable(f"no entry of the body is valid; first: {rejected[0]['error']}", code="invalid_body",
                          details={"rejected": rejected[:100]})
 
