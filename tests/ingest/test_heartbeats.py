@@ -15,7 +15,7 @@ from django.test import Client, override_settings
 from alertcenter.celery import app
 from apps.alerts.models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
 from apps.delivery.services import create_endpoint
-from apps.ingest.heartbeats import sql
+from apps.ingest.heartbeats import services
 from apps.ingest.heartbeats.services import sweep_missed
 from apps.ingest.models import Heartbeat, HeartbeatState
 from apps.tenants.models import Plugin, TenantMembership
@@ -148,20 +148,19 @@ def test_per_tenant_limit(ingest, api, make_token, other_tenant, settings):
     assert Heartbeat.objects.filter(tenant__slug="acme").count() == 2
 
 
-def test_fast_path_and_portable_twin_agree(tenant, frozen):
-    for name in ("pg", "orm"):
-        Heartbeat.objects.create(tenant=tenant, name=name, timeout_seconds=300, grace_seconds=60, last_seen_at=T0,
-                                 next_due_at=T0 + timedelta(minutes=6), created_at=T0)
+def test_ping_of_an_up_heartbeat_moves_it_and_leaves_down_ones_to_the_slow_path(tenant, frozen):
+    Heartbeat.objects.create(tenant=tenant, name="nightly", timeout_seconds=300, grace_seconds=60, last_seen_at=T0,
+                             next_due_at=T0 + timedelta(minutes=6), created_at=T0)
     now = T0 + timedelta(minutes=2)
-    args = {"tenant_id": tenant.pk, "now": now, "timeout": 600, "grace": None, "severity": None, "plugin_id": None}
-    pg = sql.ping_up_postgresql(name="pg", **args)
-    orm = sql.ping_up_portable(name="orm", **args)
-    assert pg.next_due_at == orm.next_due_at == now + timedelta(minutes=11)
-    assert (pg.timeout_seconds, pg.grace_seconds, pg.severity) == (orm.timeout_seconds, orm.grace_seconds,
-                                                                    orm.severity) == (600, 60, "critical")
-    assert set(Heartbeat.objects.values_list("last_seen_at", "timeout_seconds")) == {(now, 600)}
+    args = {"tenant_id": tenant.pk, "name": "nightly", "now": now, "timeout": 600, "grace": None, "severity": None,
+            "plugin_id": None}
+    done = services.ping_up(**args)
+    assert done.next_due_at == now + timedelta(minutes=11)
+    assert (done.timeout_seconds, done.grace_seconds, done.severity) == (600, 60, "critical")
+    assert list(Heartbeat.objects.values_list("last_seen_at", "timeout_seconds")) == [(now, 600)]
     Heartbeat.objects.update(state=HeartbeatState.DOWN)  # DOWN rows are the slow path's
-    assert sql.ping_up_postgresql(name="pg", **args) is None and sql.ping_up_portable(name="orm", **args) is None
+    assert services.ping_up(**args) is None
+    assert services.ping_up(**{**args, "name": "unknown"}) is None
 
 
 # --------------------------------------------------------------------------- missed heartbeats

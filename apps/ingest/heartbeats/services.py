@@ -24,7 +24,6 @@ from apps.tenants.models import Tenant
 
 from .. import tenancy
 from ..models import Heartbeat, HeartbeatState
-from . import sql
 from .params import PingSpec
 
 log = logging.getLogger(__name__)
@@ -62,8 +61,8 @@ def heartbeat_ping(*, tenant_id: int, name: str, spec: PingSpec) -> PingResult:
     now = clock.now()
     with transaction.atomic():
         plugin_id = _plugin_id(tenant_id, spec.plugin)
-        done = sql.ping_up(tenant_id=tenant_id, name=name, now=now, timeout=spec.timeout, grace=spec.grace,
-                           severity=spec.severity, plugin_id=plugin_id)
+        done = ping_up(tenant_id=tenant_id, name=name, now=now, timeout=spec.timeout, grace=spec.grace,
+                       severity=spec.severity, plugin_id=plugin_id)
         if done is not None:
             return PingResult(name, HeartbeatState.UP, done.timeout_seconds, done.grace_seconds, done.severity,
                               now, done.next_due_at)
@@ -172,3 +171,31 @@ def _miss(pk: int, due_at: datetime, now: datetime) -> bool:
     log.warning("heartbeat: missed", extra={"tenant_id": hb.tenant_id, "heartbeat": hb.name,
                                             "alert_id": result.alert.pk})
     return True
+
+@dataclass(frozen=True)
+class Pinged:
+    id: int
+    timeout_seconds: int
+    grace_seconds: int
+    severity: str
+    next_due_at: datetime
+
+
+def ping_up(*, tenant_id: int, name: str, now: datetime, timeout: int | None, grace: int | None,
+            severity: str | None, plugin_id: int | None) -> Pinged | None:
+    """The ping's common case: the UP heartbeat (tenant, name) moves its last-seen and due times (and
+    any setting the ping names) under its row lock; None when there is no UP one (the caller's slow
+    path creates or recovers those). Plain ORM: a ping is rare per heartbeat, so no raw SQL is kept."""
+    hb = (Heartbeat.objects.select_for_update()
+          .filter(tenant_id=tenant_id, name=name, state=HeartbeatState.UP).first())
+    if hb is None:
+        return None
+    hb.timeout_seconds = timeout if timeout is not None else hb.timeout_seconds
+    hb.grace_seconds = grace if grace is not None else hb.grace_seconds
+    hb.severity = severity or hb.severity
+    hb.plugin_id = plugin_id or hb.plugin_id
+    hb.last_seen_at = now
+    hb.next_due_at = now + timedelta(seconds=hb.timeout_seconds + hb.grace_seconds)
+    hb.save(update_fields=["timeout_seconds", "grace_seconds", "severity", "plugin_id", "last_seen_at",
+                           "next_due_at"])
+    return Pinged(hb.pk, hb.timeout_seconds, hb.grace_seconds, hb.severity, hb.next_due_at)
