@@ -1,13 +1,16 @@
 """Metrics benchmark: samples/s accepted over HTTP, and metric rule evaluation time at 10,000 series.
 
-    .venv/bin/python bench/metrics.py [--seconds 10] [--clients 4] [--series 10000]
+    .venv/bin/python bench/metrics.py [--seconds 10] [--clients 4] [--series 10000] [--format json|text|both]
 
-Creates its own PostgreSQL database (ac_bench_metrics, dropped and recreated) and uses Redis db 15.
-  1. intake: starts gunicorn (2 workers, the 2-core box) and posts Prometheus text bodies of 5,000
-     samples (5,000 series of one tenant, new timestamps each time) from --clients threads for
-     --seconds: samples/s accepted (202, rolled up and committed);
-  2. baseline, same bodies in this process: bare ``prometheus_client`` parse + dict aggregation
-     per (series, minute): samples/s on one core;
+Creates its own PostgreSQL database (ac_bench_metrics, dropped and recreated) and uses Redis db 15
+(BENCH_DB / BENCH_REDIS_URL override both).
+  1. intake, per --format (default both): starts gunicorn (2 workers, the 2-core box) and posts
+     bodies of 5,000 samples (5,000 series of one tenant, new timestamps each time) from --clients
+     threads for --seconds: samples/s accepted (202, rolled up and committed). "text" bodies are
+     Prometheus exposition text, "json" bodies the ``[{name, labels, value, ts}]`` array;
+  2. baseline per format, same bodies in this process, one core: the bare parse
+     (``prometheus_client``'s text parser / ``orjson.loads``) alone, and the parse + dict
+     aggregation per (series, minute);
   3. evaluation: --series series with 65 minutes of rollups, then one threshold rule (avg over
      5 min, 1 % of series violating), one absence rule and one anomaly rule (previous-hour
      baseline) over all of them, timed with ``apps.rules.metric_eval.evaluate_rule`` (second run:
@@ -22,8 +25,10 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC
 from pathlib import Path
 
+import orjson
 import requests
 
 BASE = Path(__file__).resolve().parent.parent
@@ -64,16 +69,28 @@ def body(t: float) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def intake(seconds: float, clients: int, token: str) -> tuple[float, int]:
+def json_body(t: float) -> bytes:
+    return orjson.dumps([{"name": "bench_cpu", "labels": {"instance": f"host-{i // 10:04d}", "cpu": str(i % 10)},
+                          "value": round(i % 97 / 97, 4), "ts": t} for i in range(PER_BODY)])
+
+
+FORMATS = {  # name -> (body maker, Content-Type)
+    "text": (body, "text/plain; version=0.0.4"),
+    "json": (json_body, "application/json"),
+}
+
+
+def intake(seconds: float, clients: int, token: str, fmt: str) -> tuple[float, int]:
     url = f"http://127.0.0.1:{PORT}/api/v1/metrics"
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": "text/plain; version=0.0.4"}
+    make_body, content_type = FORMATS[fmt]
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": content_type}
     accepted = [0] * clients
     stop = time.monotonic() + seconds
 
     def run(slot: int) -> None:
         s = requests.Session()
         while time.monotonic() < stop:
-            r = s.post(url, data=body(time.time()), headers=headers, timeout=60)
+            r = s.post(url, data=make_body(time.time()), headers=headers, timeout=60)
             r.raise_for_status()
             accepted[slot] += r.json()["accepted"]
 
@@ -86,28 +103,42 @@ def intake(seconds: float, clients: int, token: str) -> tuple[float, int]:
     return sum(accepted) / (time.monotonic() - t0), sum(accepted)
 
 
-def baseline(seconds: float) -> float:
+def _parsed(fmt: str, raw: bytes) -> list[tuple[str, dict, float, float | None]]:
+    """(name, labels, value, ts) of every sample of a body: the bare parse, nothing else."""
+    if fmt == "json":
+        return [(d["name"], d["labels"], d["value"], d["ts"]) for d in orjson.loads(raw)]
     from prometheus_client.parser import text_string_to_metric_families
 
-    done, t0 = 0, time.monotonic()
-    while time.monotonic() - t0 < seconds:
+    return [(s.name, s.labels, s.value, s.timestamp)
+            for family in text_string_to_metric_families(raw.decode()) for s in family.samples]
+
+
+def baseline(seconds: float, fmt: str, *, aggregate: bool) -> float:
+    """Samples/s on one core of the bare parse (and, with ``aggregate``, a dict rollup per
+    (series, minute)) of the bench's bodies; building the bodies is not timed."""
+    make_body = FORMATS[fmt][0]
+    done, spent = 0, 0.0
+    while spent < seconds:
+        raw = make_body(time.time())
+        t0 = time.monotonic()
         agg: dict[tuple, list] = {}
-        for family in text_string_to_metric_families(body(time.time()).decode()):
-            for s in family.samples:
-                key = (s.name, tuple(sorted(s.labels.items())), int((s.timestamp or 0) // 60))
+        for name, labels, value, ts in _parsed(fmt, raw):
+            if aggregate:
+                key = (name, tuple(sorted(labels.items())), int((ts or 0) // 60))
                 acc = agg.get(key)
                 if acc is None:
-                    agg[key] = [1, s.value, s.value, s.value, s.value * s.value, s.value]
+                    agg[key] = [1, value, value, value, value * value, value]
                 else:
                     acc[0] += 1
-                    acc[1] += s.value
-                    acc[5] = s.value
-                done += 1
-    return done / (time.monotonic() - t0)
+                    acc[1] += value
+                    acc[5] = value
+            done += 1
+        spent += time.monotonic() - t0
+    return done / spent
 
 
 def evaluation(n_series: int) -> list[tuple[str, float, dict]]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from apps.rules import fastpath, metric_eval
     from apps.rules.models import MetricSeries
@@ -115,7 +146,7 @@ def evaluation(n_series: int) -> list[tuple[str, float, dict]]:
     from apps.tenants.models import Tenant
 
     tenant = Tenant.objects.create(slug="evalbench", name="Eval bench")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     t_end = int(now.timestamp() // 60) * 60
     ids = fastpath.insert_series(tenant.pk, [(f"h{i}", "eval_load", {"instance": f"i{i:05d}"})
                                              for i in range(n_series)], now)
@@ -140,7 +171,7 @@ def evaluation(n_series: int) -> list[tuple[str, float, dict]]:
                                   "window": "5m", "baseline": "previous", "severity": "warning"},
     }
     out = []
-    at = datetime.fromtimestamp(t_end + 55, timezone.utc)
+    at = datetime.fromtimestamp(t_end + 55, UTC)
     for label, raw in specs.items():
         spec = parse_rule(raw)
         metric_eval.evaluate_rule(spec, now=at)  # first run opens the alerts
@@ -155,8 +186,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--series", type=int, default=10_000)
+    parser.add_argument("--series", type=int, default=10_000, help="series for the evaluation part (0 skips it)")
+    parser.add_argument("--format", choices=["json", "text", "both"], default="both",
+                        help="body format(s) of the intake part")
     args = parser.parse_args()
+    formats = ["json", "text"] if args.format == "both" else [args.format]
     setup_database()
     os.environ.update(env())
     sys.path.insert(0, str(BASE))
@@ -182,16 +216,23 @@ def main() -> None:
                     break
             except requests.RequestException:
                 time.sleep(0.2)
-        intake(2, 1, token)  # warm-up: creates the 5,000 series
-        rate, total = intake(args.seconds, args.clients, token)
+        intake(2, 1, token, formats[0])  # warm-up: creates the 5,000 series (both formats: the same ones)
+        rates = {fmt: intake(args.seconds, args.clients, token, fmt) for fmt in formats}
     finally:
         os.killpg(web.pid, 15)
         web.wait(15)
-    base_rate = baseline(min(args.seconds, 5))
-    print(f"\nintake, Prometheus text, {PER_BODY:,} samples per body, {args.clients} clients, gunicorn 2 workers:")
-    print(f"  samples/s accepted (HTTP 202, rolled up, committed)   {rate:>12,.0f}   ({total:,} in {args.seconds:.0f} s)")
-    print(f"  baseline: bare prometheus_client parse + dict rollup  {base_rate:>12,.0f}   (one core, no HTTP/DB)")
-    print(f"  accepted / baseline                                   {rate / base_rate:>12.1%}")
+    parser_name = {"text": "prometheus_client text parser", "json": "orjson.loads"}
+    for fmt in formats:
+        rate, total = rates[fmt]
+        parse_only = baseline(min(args.seconds, 5), fmt, aggregate=False)
+        base_rate = baseline(min(args.seconds, 5), fmt, aggregate=True)
+        print(f"\nintake, {fmt}, {PER_BODY:,} samples per body, {args.clients} clients, gunicorn 2 workers:")
+        print(f"  samples/s accepted (HTTP 202, rolled up, committed)   {rate:>12,.0f}   ({total:,} in {args.seconds:.0f} s)")
+        print(f"  parse only: {parser_name[fmt]:<30}            {parse_only:>12,.0f}   (one core, no HTTP/DB)")
+        print(f"  baseline: parse + dict rollup                         {base_rate:>12,.0f}   (one core, no HTTP/DB)")
+        print(f"  accepted / baseline                                   {rate / base_rate:>12.1%}")
+    if not args.series:
+        return
     print(f"\nevaluation, {args.series:,} series (steady state, second run):")
     for label, seconds, counts in evaluation(args.series):
         equivalent = args.series * 20 / seconds
