@@ -33,7 +33,7 @@ from django.db.models.functions import Now
 
 from apps.core import clock, ratelimit
 
-from . import messages
+from . import fastpath, messages
 from .crypto import CryptoError
 from .models import DUE_STATES, Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
 from .secrets import active_secrets, channel_secrets
@@ -69,33 +69,14 @@ def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
     """Claim ``ids`` (or renew the sweeper's claim ``claim_token`` on them); return the rows held,
     with their endpoint and tenant loaded.
 
-    One conditional ``UPDATE ... RETURNING`` (the rows as this claim left them), then the batch's
-    endpoints and tenants in one query each (a batch has few of them). Rows someone else holds,
+    One conditional UPDATE (``fastpath.claim_rows``: the rows as this claim left them), then the
+    batch's endpoints and tenants in one query each (a batch has few of them). Rows someone else holds,
     already finished or not yet due are silently left out.
     """
     ids = list(ids)
     if not ids:
         return []
-    now = clock.now()
-    if connection.vendor != "postgresql":
-        return _claim_portable(ids, claim_token, now)
-    table = connection.ops.quote_name(Delivery._meta.db_table)
-    sending = str(DeliveryState.SENDING)
-    if claim_token:
-        assign, cond = "claimed_at = statement_timestamp()", "d.state = %s AND d.claim_token = %s"
-        params = [ids, sending, claim_token]
-    else:
-        claim_token = uuid.uuid4().hex
-        # due_q(now), in SQL: due rows, and SENDING ones whose lease expired.
-        assign = "state = %s, claim_token = %s, claimed_at = statement_timestamp()"
-        cond = ("((d.state = ANY(%s) AND d.next_attempt_at <= %s)"
-                " OR (d.state = %s AND d.claimed_at < statement_timestamp() - %s))")
-        params = [sending, claim_token, ids, [str(s) for s in DUE_STATES], now, sending, lease()]
-    sql = f"""
-        WITH c AS (UPDATE {table} d SET {assign} WHERE d.id = ANY(%s::bigint[]) AND {cond} RETURNING d.*)
-        SELECT * FROM c ORDER BY created_at DESC, id DESC
-    """
-    rows = list(Delivery.objects.raw(sql, params))
+    rows = fastpath.claim_rows(ids, claim_token, clock.now())
     if not rows:
         return []
     endpoint_ids = {d.endpoint_id for d in rows if d.endpoint_id}
@@ -109,20 +90,6 @@ def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
         if d.tenant_id in tenants:
             tenant_field.set_cached_value(d, tenants[d.tenant_id])
     return rows
-
-
-def _claim_portable(ids: list[int], claim_token: str | None, now: datetime) -> list[Delivery]:
-    """``claim`` for the embedded SQLite database: the same conditions through the ORM (two
-    statements instead of one; SQLite serializes writers, so the UPDATE alone decides who holds)."""
-    if claim_token:
-        Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token).update(
-            claimed_at=Now())
-    else:
-        claim_token = uuid.uuid4().hex
-        Delivery.objects.filter(pk__in=ids).filter(due_q(now)).update(
-            state=DeliveryState.SENDING, claim_token=claim_token, claimed_at=Now())
-    return list(Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token)
-                .select_related("endpoint", "tenant").order_by("-created_at", "-id"))
 
 
 def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:

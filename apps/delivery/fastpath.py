@@ -1,5 +1,9 @@
 """The delivery app's vendor-specific SQL, each operation beside its portable ORM twin.
 
+``claim_rows``: the claim of a batch of deliveries in one PostgreSQL ``UPDATE ... RETURNING`` (the
+claim decides who sends; the lease is judged by the database's clock), instead of an UPDATE and a
+SELECT: it runs for every batch a worker sends, before any network call.
+
 ``insert_attempts``: a recorded batch's attempt rows plus its successes marked DELIVERED (only
 where the claim still holds) in one PostgreSQL statement (arrays in, ``RETURNING`` the marked ids)
 instead of one INSERT and one UPDATE per delivery: recording is on the drain's critical path, where
@@ -13,7 +17,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import uuid
+
 from django.db import connection
+from django.db.models.functions import Now
 
 from .models import Delivery, DeliveryAttempt, DeliveryState
 
@@ -74,3 +81,46 @@ def _insert_attempts_portable(outcomes: list[Outcome], numbers: list[int], now: 
                 claim_token="", last_error="", last_status_code=o.status_code):
             marked.add(o.delivery.pk)
     return marked
+
+
+def claim_rows(ids: list[int], claim_token: str | None, now: datetime) -> list[Delivery]:
+    """Claim the due ones of ``ids`` (or renew the sweeper's claim ``claim_token`` on them) and return
+    the rows held, newest first; see ``dispatch.claim`` for the contract (``now`` is business time for
+    ``next_attempt_at``; claims and leases use the database's clock)."""
+    from .dispatch import DUE_STATES, lease
+
+    if connection.vendor != "postgresql":
+        return _claim_rows_portable(ids, claim_token, now)
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    sending = str(DeliveryState.SENDING)
+    if claim_token:
+        assign, cond = "claimed_at = statement_timestamp()", "d.state = %s AND d.claim_token = %s"
+        params = [ids, sending, claim_token]
+    else:
+        claim_token = uuid.uuid4().hex
+        # dispatch.due_q(now), in SQL: due rows, and SENDING ones whose lease expired.
+        assign = "state = %s, claim_token = %s, claimed_at = statement_timestamp()"
+        cond = ("((d.state = ANY(%s) AND d.next_attempt_at <= %s)"
+                " OR (d.state = %s AND d.claimed_at < statement_timestamp() - %s))")
+        params = [sending, claim_token, ids, [str(s) for s in DUE_STATES], now, sending, lease()]
+    sql = f"""
+        WITH c AS (UPDATE {table} d SET {assign} WHERE d.id = ANY(%s::bigint[]) AND {cond} RETURNING d.*)
+        SELECT * FROM c ORDER BY created_at DESC, id DESC
+    """
+    return list(Delivery.objects.raw(sql, params))
+
+
+def _claim_rows_portable(ids: list[int], claim_token: str | None, now: datetime) -> list[Delivery]:
+    """``claim_rows`` for the embedded SQLite database: the same conditions through the ORM (two
+    statements instead of one; SQLite serializes writers, so the UPDATE alone decides who holds)."""
+    from .dispatch import due_q
+
+    if claim_token:
+        Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token).update(
+            claimed_at=Now())
+    else:
+        claim_token = uuid.uuid4().hex
+        Delivery.objects.filter(pk__in=ids).filter(due_q(now)).update(
+            state=DeliveryState.SENDING, claim_token=claim_token, claimed_at=Now())
+    return list(Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token)
+                .order_by("-created_at", "-id"))

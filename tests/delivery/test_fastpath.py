@@ -61,3 +61,37 @@ def test_insert_attempts_with_only_failures_marks_nothing(tenant):
                                       timezone.now())
     assert marked == set()
     assert DeliveryAttempt.objects.get().success is False
+
+
+def _due(tenant, n: int, **fields) -> list[Delivery]:
+    now = timezone.now()
+    rows = Delivery.objects.bulk_create([
+        Delivery(tenant=tenant, channel="email", event_type="alert.triggered", msg_id=f"msg_claim_{i}_{id(fields)}",
+                 body=b"{}", recipients=["ops@example.com"], next_attempt_at=now, created_at=now,
+                 expires_at=now + timedelta(hours=1), **fields)
+        for i in range(n)])
+    return [r.pk for r in rows]
+
+
+def test_claim_rows_takes_due_rows_once_and_renews_its_own_claim(tenant):
+    due = _due(tenant, 2)
+    (later,) = _due(tenant, 1, state="PENDING")
+    Delivery.objects.filter(pk=later).update(next_attempt_at=timezone.now() + timedelta(hours=1))
+    claimed = fastpath.claim_rows(due + [later], None, timezone.now())
+    assert sorted(d.pk for d in claimed) == sorted(due)  # the not-yet-due row is left alone
+    token = claimed[0].claim_token
+    assert token and all(d.state == "SENDING" and d.claim_token == token for d in claimed)
+    assert fastpath.claim_rows(due, None, timezone.now()) == []  # held: a second claim gets nothing
+    renewed = fastpath.claim_rows(due, token, timezone.now())
+    assert sorted(d.pk for d in renewed) == sorted(due) and {d.claim_token for d in renewed} == {token}
+    assert fastpath.claim_rows(due, "someone-else", timezone.now()) == []
+
+
+def test_claim_rows_takes_back_a_row_whose_lease_expired(tenant, settings):
+    settings.DELIVERY_CLAIM_LEASE_SECONDS = 60
+    (row,) = _due(tenant, 1)
+    [held] = fastpath.claim_rows([row], None, timezone.now())
+    # The sender died: its claim is older than the lease by the database's clock.
+    Delivery.objects.filter(pk=row).update(claimed_at=timezone.now() - timedelta(minutes=5))
+    [again] = fastpath.claim_rows([row], None, timezone.now())
+    assert again.claim_token != held.claim_token and again.state == "SENDING"
