@@ -176,6 +176,10 @@ def _upsert_rollups_postgresql(rows: Sequence[RollupRow]) -> None:
 
     table = MetricRollup._meta.db_table
     cols = list(zip(*rows))
+    # Each column goes as one array literal in text ('{1,2,3}'): psycopg adapting a list element
+    # by element cost ~25 ms per 5,000-row request, the join ~3 ms. repr() of a float is its
+    # shortest round-trip form, which float8 reads back exactly; the timestamps are the ISO
+    # forms of the same datetimes the ORM twin stores.
     with connection.cursor() as cursor:
         cursor.execute(
             f'INSERT INTO "{table}" AS r ("series_id", "minute", "count", "sum", "min", "max", "sumsq", "last", '
@@ -186,8 +190,17 @@ def _upsert_rollups_postgresql(rows: Sequence[RollupRow]) -> None:
             f'"max" = GREATEST(r."max", EXCLUDED."max"), "sumsq" = r."sumsq" + EXCLUDED."sumsq", '
             f'"last" = CASE WHEN EXCLUDED."last_ts" >= r."last_ts" THEN EXCLUDED."last" ELSE r."last" END, '
             f'"last_ts" = GREATEST(r."last_ts", EXCLUDED."last_ts")',
-            [list(cols[0]), [_utc(m) for m in cols[1]], list(cols[2]), list(cols[3]), list(cols[4]), list(cols[5]),
-             list(cols[6]), list(cols[7]), [_utc(t) for t in cols[8]]])
+            [_array(map(str, cols[0])), _timestamps(cols[1]), _array(map(str, cols[2]))]
+            + [_array(map(repr, map(float, col))) for col in cols[3:8]] + [_timestamps(cols[8])])
+
+
+def _array(texts) -> str:
+    return "{" + ",".join(texts) + "}"
+
+
+def _timestamps(epochs) -> str:
+    cache: dict[float, str] = {}  # a request's minutes repeat for every series
+    return _array(cache.get(t) or cache.setdefault(t, _utc(t).isoformat()) for t in epochs)
 
 
 def _upsert_rollups_portable(rows: Sequence[RollupRow]) -> None:
