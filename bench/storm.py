@@ -91,10 +91,11 @@ class H(BaseHTTPRequestHandler):
             out.write("".join(lines))
         self._reply()
 
-srv = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H)
-srv.daemon_threads = True
-srv.request_queue_size = 1024
-srv.serve_forever(0.2)
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 1024  # listen() backlog: a burst of new connections must not be reset
+
+Server(("127.0.0.1", int(sys.argv[1])), H).serve_forever(0.2)
 '''
 
 
@@ -441,6 +442,7 @@ def main() -> None:
         wait_until("receiver up", lambda: received(receiver, "storm") == 0, 30)
         wait_until("gunicorn up", lambda: requests.get(url.replace("/logs", "/health"), timeout=2).status_code
                    in (200, 503), 60)
+        print("warm-up ...", flush=True)
         # Warm-up: both web workers and both worker processes load code and compile the rules.
         warm_sent: dict = {}
         s = requests.Session()
