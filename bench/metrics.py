@@ -80,6 +80,27 @@ FORMATS = {  # name -> (body maker, Content-Type)
 }
 
 
+def cpu_seconds(web_pgid: int) -> dict[str, float]:
+    """CPU seconds so far of the gunicorn processes, this database's PostgreSQL backends and this
+    process (the posting clients), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"web": 0.0, "postgres": 0.0}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if int(fields[2]) == web_pgid:
+            out["web"] += used
+        elif cmdline.startswith("postgres: ") and f" {DB} " in cmdline:
+            out["postgres"] += used
+    times = os.times()
+    out["client"] = times.user + times.system
+    return out
+
+
 def intake(seconds: float, clients: int, token: str, fmt: str) -> tuple[float, int]:
     url = f"http://127.0.0.1:{PORT}/api/v1/metrics"
     make_body, content_type = FORMATS[fmt]
@@ -217,7 +238,12 @@ def main() -> None:
             except requests.RequestException:
                 time.sleep(0.2)
         intake(2, 1, token, formats[0])  # warm-up: creates the 5,000 series (both formats: the same ones)
-        rates = {fmt: intake(args.seconds, args.clients, token, fmt) for fmt in formats}
+        rates, cpu = {}, {}
+        for fmt in formats:
+            before = cpu_seconds(web.pid)
+            rates[fmt] = intake(args.seconds, args.clients, token, fmt)
+            after = cpu_seconds(web.pid)
+            cpu[fmt] = {k: (after[k] - before[k]) * 1000 / (rates[fmt][1] / 1000) for k in after}
     finally:
         os.killpg(web.pid, 15)
         web.wait(15)
@@ -231,6 +257,8 @@ def main() -> None:
         print(f"  parse only: {parser_name[fmt]:<30}            {parse_only:>12,.0f}   (one core, no HTTP/DB)")
         print(f"  baseline: parse + dict rollup                         {base_rate:>12,.0f}   (one core, no HTTP/DB)")
         print(f"  accepted / baseline                                   {rate / base_rate:>12.1%}")
+        print("  CPU ms per 1,000 samples: web / PostgreSQL / posting client   "
+              f"{cpu[fmt]['web']:.1f} / {cpu[fmt]['postgres']:.1f} / {cpu[fmt]['client']:.1f}")
     if not args.series:
         return
     print(f"\nevaluation, {args.series:,} series (steady state, second run):")
