@@ -16,7 +16,9 @@ Speed (bench/metrics.py, issue 14): a series' label checks and digest are memois
 bounded LRU (``SERIES_IDS``), so a request of known series skips the series lookup and sends one
 upsert. Entries are added only after the transaction that read or created them commits (a
 rolled-back id never enters); a series that disappeared under a cached id (its tenant deleted)
-makes the upsert fail on the foreign key, and the request is redone once without the cache.
+fails the rollup's foreign key when the transaction commits (the constraint is deferred), and the
+request is redone once without the cache. Inside a caller's transaction that check, and so the
+failure, comes at the caller's commit. The cyclic GC is held off while a body is parsed and rolled up.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ MAX_LABELS = 30
 MAX_LABEL_VALUE_CHARS = 200
 PROMETHEUS_CONTENT_TYPES = ("text/plain", "application/openmetrics-text")
 SAMPLE_FIELDS = frozenset({"name", "labels", "value", "ts"})
-MEMO_SIZE = 100_000  # distinct (name, labels) whose checks and digest are memoised per process
+MEMO_SIZE = 50_000  # distinct (name, labels) whose checks and digest are memoised per process (~35 MB full)
 
 
 class MetricsBodyError(ValueError):
@@ -109,7 +111,7 @@ class SeriesIdCache:
         return len(self._ids)
 
 
-SERIES_IDS = SeriesIdCache(size=200_000)
+SERIES_IDS = SeriesIdCache(size=100_000)  # ~15 MB full: ten tenants at the default series limit
 
 
 @functools.lru_cache(maxsize=MEMO_SIZE)
