@@ -51,29 +51,7 @@ for _kind in ("slack", "teams", "pagerduty", "opsgenie", "email", "sms"):
 
 # bench/delivery.py sets the shared bench environment (retry schedule, log level, broker = REDIS_URL) at import.
 from delivery import consume, fire, reset_database
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_by_pid(*, pgid: int | None = None, cmdline_has: str | None = None) -> dict[int, float]:
-    """user+sys CPU seconds per live process, selected as ``proc_cpu.cpu_seconds`` selects them."""
-    out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if pgid is not None and int(fields[2]) != pgid:
-                continue
-            if cmdline_has is not None:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if cmdline_has.encode() not in f.read():
-                        continue
-            out[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
-        except (OSError, IndexError, ValueError):
-            continue
-    return out
+from proc_cpu import cpu_by_pid
 
 
 class CpuMeter:

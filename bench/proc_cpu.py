@@ -7,11 +7,11 @@ import os
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> float:
-    """user+sys CPU of the live processes in process group ``pgid`` (a service we started) or
-    whose command line contains ``cmdline_has`` (PostgreSQL backends of the bench database).
-    CPU time, unlike wall time, hardly moves when other work shares the machine."""
-    total = 0
+def cpu_by_pid(*, pgid: int | None = None, cmdline_has: str | None = None) -> dict[int, float]:
+    """user+sys CPU seconds per live process in process group ``pgid`` (a service we started) or
+    whose command line contains ``cmdline_has`` (PostgreSQL backends of the bench database). Per
+    process, so a bench that polls can keep the last reading of a process that has exited."""
+    out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -24,7 +24,12 @@ def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> f
                 with open(f"/proc/{entry}/cmdline", "rb") as f:
                     if cmdline_has.encode() not in f.read():
                         continue
-            total += int(fields[11]) + int(fields[12])
+            out[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
         except (OSError, IndexError, ValueError):
             continue
-    return total / _TICK
+    return out
+
+
+def cpu_seconds(*, pgid: int | None = None, cmdline_has: str | None = None) -> float:
+    """The summed CPU of ``cpu_by_pid``'s processes."""
+    return sum(cpu_by_pid(pgid=pgid, cmdline_has=cmdline_has).values())

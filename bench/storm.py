@@ -243,22 +243,9 @@ class BackendCpu:
 
     @staticmethod
     def _read() -> dict[int, float]:
-        from proc_cpu import _TICK
+        from proc_cpu import cpu_by_pid
 
-        out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if f" {DB} ".encode() not in f.read():
-                        continue
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-                out[int(entry)] = (int(fields[11]) + int(fields[12])) / _TICK
-            except (OSError, IndexError, ValueError):
-                continue
-        return out
+        return cpu_by_pid(cmdline_has=f" {DB} ")
 
     def _poll(self) -> None:
         while not self._stop.wait(0.2):
