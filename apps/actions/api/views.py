@@ -12,10 +12,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.alerts.models import Alert
-from apps.core.errors import ApplicationError, NotFound, Unprocessable
+from apps.core.errors import ApplicationError, NotFound
 from apps.core.permissions import tenant_filter
 from apps.core.scopes import ACTIONS_READ, ACTIONS_WRITE, ALERTS_READ, ALERTS_WRITE
-from apps.tenants.models import Tenant
+from apps.tenants.selectors import tenant_of_request
 
 from .. import config, remediation, tickets
 from ..models import ActionRun, RemediationAction, Ticket, TicketBridge
@@ -26,20 +26,6 @@ ERRORS = {400: OpenApiResponse(description="Invalid input"), 403: OpenApiRespons
           404: OpenApiResponse(description="Not found (or another tenant's)"),
           409: OpenApiResponse(description="Conflict; the message says what is missing"),
           422: OpenApiResponse(description="Refused (unsafe URL, bad template, severity not allowed)")}
-
-
-def _tenant(request, slug: str | None) -> Tenant:
-    principal = request.user
-    if principal.tenant_id is not None:
-        if slug and slug != principal.tenant_slug:
-            raise NotFound(f"no tenant {slug!r}")
-        return Tenant.objects.get(pk=principal.tenant_id)
-    if not slug:
-        raise Unprocessable("tenant: a platform token must name the tenant (slug)", details={"tenant": ["required"]})
-    tenant = Tenant.objects.filter(slug=slug).first()
-    if tenant is None:
-        raise NotFound(f"no tenant {slug!r}")
-    return tenant
 
 
 def _get(request, queryset, what: str, **lookup):
@@ -68,7 +54,7 @@ class BridgeListView(APIView):
         body = s.TicketBridgeCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        tenant = _tenant(request, data.pop("tenant", None))
+        tenant = tenant_of_request(request.user, data.pop("tenant", None))
         bridge = config.bridge_save(tenant=tenant, actor=request.user, data=data)
         return Response(s.TicketBridgeSerializer(bridge).data, status=status.HTTP_201_CREATED)
 
@@ -113,7 +99,7 @@ class ActionListView(APIView):
         body = s.ActionCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = dict(body.validated_data)
-        tenant = _tenant(request, data.pop("tenant", None))
+        tenant = tenant_of_request(request.user, data.pop("tenant", None))
         action, secret = config.action_save(tenant=tenant, actor=request.user, data=data)
         return Response({**s.ActionSerializer(action).data, "secret": secret}, status=status.HTTP_201_CREATED)
 

@@ -24,6 +24,7 @@ from apps.core.scopes import CHANNELS_READ, CHANNELS_WRITE
 from apps.core.vocabulary import SEVERITIES
 from apps.rules.api.parsers import PACK_PARSERS
 from apps.tenants.models import Tenant
+from apps.tenants.selectors import tenant_of_request
 
 from .. import channel_services as services
 from .. import policies, policy_files, selectors
@@ -47,21 +48,6 @@ def _valid(serializer_class, data, *, partial: bool = False) -> dict:
 
 def _visible(request) -> list[int] | None:
     return None if request.user.tenant_id is None else [request.user.tenant_id]
-
-
-def _tenant(request, slug: str | None) -> Tenant:
-    """The token's tenant, or for platform tokens the named one (404 for an unknown slug)."""
-    principal = request.user
-    if principal.tenant_id is not None:
-        if slug and slug != principal.tenant_slug:
-            raise NotFound(f"no tenant {slug!r}")
-        return Tenant.objects.get(pk=principal.tenant_id)
-    if not slug:
-        raise Unprocessable("tenant: a platform token must name the tenant (slug)", details={"tenant": "required"})
-    tenant = Tenant.objects.filter(slug=slug).first()
-    if tenant is None:
-        raise NotFound(f"no tenant {slug!r}")
-    return tenant
 
 
 def _newest_alert(tenant_id: int) -> dict | None:
@@ -95,7 +81,7 @@ class ChannelListView(APIView):
                    summary="Create a channel; secret config keys are stored encrypted and never shown again")
     def post(self, request):
         data = _valid(s.ChannelCreateSerializer, request.data)
-        tenant = _tenant(request, data.pop("tenant", None))
+        tenant = tenant_of_request(request.user, data.pop("tenant", None))
         channel, preview = services.create_channel(tenant=tenant, alert=_newest_alert(tenant.pk), actor=request.user,
                                                    **data)
         return Response({**s.ChannelSerializer(channel).data, "preview": preview}, status=status.HTTP_201_CREATED)
@@ -154,7 +140,7 @@ class PolicyListView(APIView):
     def post(self, request):
         _valid(s.PolicyWriteSerializer, request.data)
         data = dict(request.data)  # the service checks values; the raw body keeps JSON types as sent
-        tenant = _tenant(request, data.pop("tenant", None))
+        tenant = tenant_of_request(request.user, data.pop("tenant", None))
         policy = services.create_policy(tenant=tenant, actor=request.user, **data)
         return Response(s.PolicySerializer(policy).data, status=status.HTTP_201_CREATED)
 
@@ -191,7 +177,7 @@ class PolicyReorderView(APIView):
                    summary="Set the evaluation order: every policy id of the tenant, once")
     def post(self, request):
         data = _valid(s.ReorderSerializer, request.data)
-        tenant = _tenant(request, data.get("tenant") or request.query_params.get("tenant"))
+        tenant = tenant_of_request(request.user, data.get("tenant") or request.query_params.get("tenant"))
         rows = services.reorder_policies(tenant=tenant, order=data["order"], actor=request.user)
         return Response(s.PolicySerializer(rows, many=True).data)
 
@@ -228,7 +214,7 @@ class PolicyPreviewView(APIView):
             return Response(policies.preview(tenant_id=alert.tenant_id, alert=alert_payload(alert), at=at))
         if data.get("alert") is None:
             raise Unprocessable("alert_id: give alert_id or an alert object", details={"alert_id": "required"})
-        tenant = _tenant(request, data.get("tenant"))
+        tenant = tenant_of_request(request.user, data.get("tenant"))
         return Response(policies.preview(tenant_id=tenant.pk, alert=_alert_like(data["alert"], tenant), at=at))
 
 
@@ -250,7 +236,7 @@ class PolicyExportView(APIView):
         fmt = request.query_params.get("format", "yaml")
         if fmt not in ("yaml", "json"):
             raise Unprocessable(f"format: must be yaml or json, got {fmt!r}", details={"format": "unknown"})
-        tenant = _tenant(request, request.query_params.get("tenant"))
+        tenant = tenant_of_request(request.user, request.query_params.get("tenant"))
         response = HttpResponse(policy_files.export_text(tenant, fmt),
                                 content_type="application/json" if fmt == "json" else "application/yaml; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="policies-{tenant.slug}.{fmt}"'
@@ -266,7 +252,7 @@ class PolicyImportView(APIView):
                    responses={200: s.ImportReportSerializer, **ERRORS},
                    summary="Replace the tenant's policies with a YAML/JSON document (all-or-nothing)")
     def post(self, request):
-        tenant = _tenant(request, request.query_params.get("tenant"))
+        tenant = tenant_of_request(request.user, request.query_params.get("tenant"))
         data = request.data
         if isinstance(data, str):
             report = policy_files.import_policies(tenant=tenant, text=data, actor=request.user)

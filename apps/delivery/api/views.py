@@ -12,9 +12,9 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.errors import NotFound, Unprocessable
 from apps.core.pagination import NewestFirstCursorPagination
 from apps.core.scopes import WEBHOOKS_WRITE
+from apps.tenants.selectors import tenant_of_request
 
 from .. import selectors, services
 from . import serializers as s
@@ -54,25 +54,9 @@ class WebhookListView(APIView):
         ser = s.EndpointCreateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         data = dict(ser.validated_data)
-        tenant = self._tenant(request, data.pop("tenant", None))
+        tenant = tenant_of_request(request.user, data.pop("tenant", None))
         endpoint, secret = services.create_endpoint(tenant=tenant, actor=request.user, **data)
         return Response(_with_secret(endpoint, secret), status=status.HTTP_201_CREATED)
-
-    @staticmethod
-    def _tenant(request, slug: str | None):
-        from apps.tenants.models import Tenant
-
-        principal = request.user
-        if principal.tenant_id is not None:
-            if slug and slug != principal.tenant_slug:
-                raise NotFound(f"no tenant {slug!r}")
-            return Tenant.objects.get(pk=principal.tenant_id)
-        if not slug:
-            raise Unprocessable("tenant: a platform token must name the tenant (slug)")
-        tenant = Tenant.objects.filter(slug=slug).first()
-        if tenant is None:
-            raise NotFound(f"no tenant {slug!r}")
-        return tenant
 
 
 class WebhookDetailView(APIView):
