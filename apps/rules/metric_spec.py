@@ -264,20 +264,8 @@ def _group_by(v: Any, value: Any) -> tuple[str, ...] | None:
 
 
 def _overrides(v: Any, value: Any) -> tuple[MetricOverride, ...]:
-    if not isinstance(value, list):
-        v.err("overrides", f"must be a list, got {type(value).__name__}")
-        return ()
     out: list[MetricOverride] = []
-    for i, raw in enumerate(value):
-        where = f"overrides[{i}]"
-        o = v.mapping(where, raw, _OVERRIDE_KEYS)
-        if o is None:
-            continue
-        tenant = o.get("tenant")
-        if not isinstance(tenant, str) or not ID_RE.fullmatch(tenant):
-            v.err(f"{where}.tenant", f"required tenant id, got {tenant!r}")
-        elif any(x.tenant == tenant for x in out):
-            v.err(f"{where}.tenant", f"duplicate override for {tenant!r}")
+    for where, o, tenant in v.override_entries(value, _OVERRIDE_KEYS):
         out.append(MetricOverride(tenant=tenant, severity=v.severity(f"{where}.severity", o.get("severity")),
                                   enabled=v.boolean(f"{where}.enabled", o["enabled"]) if "enabled" in o else None))
     return tuple(out)

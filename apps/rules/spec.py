@@ -17,7 +17,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import yaml
 
@@ -459,11 +459,14 @@ class _RuleValidator:
                 out.append((key, text))
         return tuple(out)
 
-    def overrides(self, value: Any, keys: Sequence[str] = _OVERRIDE_KEYS) -> tuple[Override, ...]:
+    def override_entries(self, value: Any, keys: Sequence[str]) -> Iterator[tuple[str, dict, Any]]:
+        """(where, mapping, tenant) for each override entry that is a mapping of known ``keys``; a
+        non-list, a bad tenant id and a second override of one tenant are reported here, so every
+        rule kind's overrides (log, metric) say the same things."""
         if not isinstance(value, list):
             self.err("overrides", f"must be a list, got {type(value).__name__}")
-            return ()
-        out: list[Override] = []
+            return
+        seen: list[Any] = []
         for i, raw in enumerate(value):
             where = f"overrides[{i}]"
             o = self.mapping(where, raw, keys)
@@ -472,8 +475,14 @@ class _RuleValidator:
             tenant = o.get("tenant")
             if not isinstance(tenant, str) or not ID_RE.fullmatch(tenant):
                 self.err(f"{where}.tenant", f"required tenant id, got {tenant!r}")
-            elif any(x.tenant == tenant for x in out):
+            elif tenant in seen:
                 self.err(f"{where}.tenant", f"duplicate override for {tenant!r}")
+            seen.append(tenant)
+            yield where, o, tenant
+
+    def overrides(self, value: Any, keys: Sequence[str] = _OVERRIDE_KEYS) -> tuple[Override, ...]:
+        out: list[Override] = []
+        for where, o, tenant in self.override_entries(value, keys):
             t = self.threshold(f"{where}.threshold", o.get("threshold"), partial=True)
             out.append(Override(
                 tenant=tenant,
