@@ -283,3 +283,16 @@ def test_deeply_nested_pack_is_refused_not_a_crash():
     for text in ("[" * 5000 + "]" * 5000, "rules: " + "[" * 5000 + "]" * 5000):
         with pytest.raises(RulePackError, match="nested too deeply"):
             load_pack(text)
+
+
+@pytest.mark.parametrize("extra", [
+    {},  # a log rule
+    {"kind": "threshold", "metric": "cpu", "aggregation": "avg", "window": "1m", "op": ">", "value": 0.9,
+     "match": None, "threshold": None},  # a metric rule: the same override walk, the same messages
+])
+def test_overrides_refuse_bad_and_duplicate_tenants_for_every_rule_kind(extra):
+    r = {k: v for k, v in rule(**extra).items() if v is not None}
+    errs = errors_of({**r, "overrides": [{"tenant": "acme"}, {"tenant": "acme"}, {"tenant": "no such!"}]})
+    assert any(e.endswith("overrides[1].tenant: duplicate override for 'acme'") for e in errs), errs
+    assert any("overrides[2].tenant: required tenant id, got 'no such!'" in e for e in errs), errs
+    assert any(e.endswith("overrides: must be a list, got str") for e in errors_of({**r, "overrides": "acme"}))
