@@ -17,6 +17,7 @@ from django.db.models import Q
 
 from apps.audit.services import record, record_many
 from apps.core import clock
+from apps.core.fastpath import bulk_insert
 from apps.core.vocabulary import EVENT_TRIGGERED, AlertSource
 from apps.tenants.models import Plugin, Tenant
 
@@ -291,7 +292,7 @@ def _record_created(created: list[tuple[Alert, Silence | None, int]], now: datet
                                    actor_label=actor_label(None), message=message, data=data))
         audits.append({"target_type": "alerts.alert", "target_id": alert.pk, "tenant": alert.tenant_id,
                        "data": audit})
-    TimelineEntry.objects.bulk_create(lines)
+    bulk_insert(lines)
     stream_events([(line.alert, line.kind, line.message) for line in lines])
     record_many("alert.created", audits)
     emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED)

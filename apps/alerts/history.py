@@ -10,6 +10,7 @@ from typing import Any
 
 from apps.audit.services import describe_actor, record, record_many
 from apps.core import clock
+from apps.core.fastpath import bulk_insert
 from apps.delivery import outbox
 from apps.stream import services as stream
 from apps.stream.models import StreamEventType
@@ -68,7 +69,7 @@ def log_changes(changes: Sequence[tuple[int, int, str, dict]], *, kind: str, act
     if not changes:
         return
     now, label, user = clock.now(), actor_label(actor), _actor_user(actor)
-    TimelineEntry.objects.bulk_create([
+    bulk_insert([
         TimelineEntry(alert_id=alert_id, at=now, kind=kind, actor_label=label, actor_user=user, message=message,
                       data=data)
         for alert_id, _tenant, message, data in changes

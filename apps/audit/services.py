@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.core import clock
+from apps.core.fastpath import bulk_insert
 
 from .models import AuditEvent
 
@@ -69,7 +70,7 @@ def record_many(action: str, entries: list[dict], *, actor: Any = None) -> list[
         return []
     actor_type, actor_id, actor_label = describe_actor(actor)
     now = clock.now()
-    return AuditEvent.objects.bulk_create([
+    return bulk_insert([
         AuditEvent(at=now, actor_type=actor_type, actor_id=actor_id, actor_label=actor_label[:200], action=action,
                    target_type=e.get("target_type", ""), target_id=str(e.get("target_id", "")),
                    tenant_id=getattr(e.get("tenant"), "pk", e.get("tenant")), data=e.get("data") or {},

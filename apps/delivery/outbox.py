@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.core import clock
+from apps.core.fastpath import bulk_insert
 from apps.core.vocabulary import NOTIFY_EVENTS, severity_rank
 from apps.tenants.models import FallbackContact
 
@@ -154,7 +155,7 @@ def notify(notifications: Sequence[Notification], *,
         rows += mine
         plan.append((n, mine))
     if rows:
-        Delivery.objects.bulk_create(rows)
+        bulk_insert(rows)
     to_ring = [r.pk for r in rows]
     reports = []
     for n, mine in plan:

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.core import clock
+from apps.core.fastpath import bulk_insert
 
 from .models import StreamEvent, StreamEventType
 
@@ -44,7 +45,7 @@ def append_many(events: Sequence[NewEvent]) -> list[StreamEvent]:
     if unknown:
         raise ValueError(f"unknown stream event type(s) {', '.join(unknown)}; known: {', '.join(sorted(TYPES))}")
     now = clock.now()
-    rows = StreamEvent.objects.bulk_create([
+    rows = bulk_insert([
         StreamEvent(tenant_id=tenant_id, type=type_, alert_id=alert_id, data=data, created_at=now)
         for tenant_id, type_, alert_id, data in events
     ])

@@ -1,0 +1,67 @@
+"""Core's database fast path: ``bulk_insert``, model rows by ``COPY .. FROM STDIN`` on PostgreSQL,
+by ``bulk_create`` elsewhere (SQLite, the embedded ``make run``).
+
+Raw SQL kept: the COPY and the id pre-allocation. Justification (bench/README.md, "Alert storms",
+``bench/storm.py`` under py-spy): Django 5.2's ``bulk_create`` on PostgreSQL sends each column as
+one list parameter (``INSERT .. SELECT * FROM unnest(%s::type[], ..)``), and psycopg's client-side
+binding turns every list into an array literal element by element in Python (its ``ListDumper``):
+13 % of the storm worker's CPU went there, another 9 % into splitting the placeholders of the
+long statements. COPY's rows are formatted by psycopg's C dumpers instead; measured on the
+storm's writes (timeline lines, audit rows, stream events, deliveries: 100-row batches) the
+insert costs about a third of ``bulk_create``'s CPU (``tests/core/test_fastpath.py`` checks that
+rows, ids, defaults and JSON come out the same).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, connection, connections
+from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
+
+# Below this many rows one plain INSERT is as cheap as the nextval round trip + COPY.
+COPY_MIN_ROWS = 4
+
+_sequences: dict[str, str] = {}
+
+
+def bulk_insert(objs: Sequence[M]) -> Sequence[M]:
+    """Insert unsaved instances of one model in the caller's transaction and set their ``pk``, as
+    ``bulk_create(objs)`` does (field defaults and ``auto_now_add`` applied, ``_state`` updated),
+    in order: the ids ascend with ``objs``."""
+    if not objs:
+        return objs
+    model = type(objs[0])
+    if connection.vendor != "postgresql" or len(objs) < COPY_MIN_ROWS:
+        return model.objects.bulk_create(objs)
+    meta = model._meta
+    pk = meta.pk
+    fields = [f for f in meta.concrete_fields if f is not pk]
+    table = connection.ops.quote_name(meta.db_table)
+    # The thread's own connection object, not the ``connection`` proxy: each attribute read through
+    # the proxy is a thread-local lookup, thousands per batch in ``get_db_prep_save``.
+    conn = connections[DEFAULT_DB_ALIAS]
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1",
+                       [_sequence(cursor, meta.db_table, pk.column), len(objs)])
+        ids = [row[0] for row in cursor.fetchall()]
+        columns = ", ".join(connection.ops.quote_name(f.column) for f in [pk, *fields])
+        prep = [(f.get_db_prep_save, f.pre_save) for f in fields]
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for obj, pk_value in zip(objs, ids):
+                copy.write_row([pk_value, *[to_db(pre(obj, True), conn) for to_db, pre in prep]])
+    for obj, pk_value in zip(objs, ids):
+        obj.pk = pk_value
+        obj._state.adding, obj._state.db = False, conn.alias
+    return objs
+
+
+def _sequence(cursor, table: str, column: str) -> str:
+    """The sequence behind ``table.column`` (serial or identity), looked up once per process."""
+    name = _sequences.get(table)
+    if name is None:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [connection.ops.quote_name(table), column])
+        name = _sequences[table] = cursor.fetchone()[0]
+    return name

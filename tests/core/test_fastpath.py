@@ -1,0 +1,58 @@
+"""apps.core.fastpath.bulk_insert on real PostgreSQL (COPY) and, via tests/test_fastpaths_on_sqlite.py,
+real SQLite (bulk_create): the same rows, ids, defaults and JSON as ``bulk_create``."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+
+from apps.audit.models import AuditEvent
+from apps.core import clock
+from apps.core.fastpath import COPY_MIN_ROWS, bulk_insert
+from apps.stream.models import StreamEvent, StreamEventType
+
+pytestmark = [pytest.mark.both_databases, pytest.mark.django_db]
+
+FIELDS = ("at", "actor_type", "actor_id", "actor_label", "action", "target_type", "target_id", "tenant_id", "data", "ip")
+
+
+def audit_rows(n: int, tenant, tag: str, now) -> list[AuditEvent]:
+    return [AuditEvent(at=now - timedelta(seconds=i), actor_type="system", actor_label=f"quote \" tab\t{i}",
+                       action=f"{tag}.{i}", target_type="alerts.alert", target_id=str(i), tenant_id=tenant.pk,
+                       data={"n": i, "list": [1, "two", None], "text": "back\\slash\nnewline \u00e9"},
+                       ip="10.0.0.1" if i % 2 else None)
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [1, COPY_MIN_ROWS, 50])
+def test_bulk_insert_stores_what_bulk_create_stores_and_sets_ascending_ids(tenant, n):
+    now = clock.now()
+    with transaction.atomic():
+        ours = bulk_insert(audit_rows(n, tenant, "ours", now))
+        theirs = AuditEvent.objects.bulk_create(audit_rows(n, tenant, "theirs", now))
+    ids = [e.pk for e in ours]
+    assert all(isinstance(pk, int) for pk in ids) and ids == sorted(ids) and len(set(ids)) == n
+    assert all(not e._state.adding for e in ours)
+
+    def stored(tag):
+        return [{**row, "action": row["action"].split(".", 1)[1]}
+                for row in AuditEvent.objects.filter(action__startswith=f"{tag}.").order_by("pk").values(*FIELDS)]
+
+    assert stored("ours") == stored("theirs")
+    assert [AuditEvent.objects.get(pk=e.pk).action for e in ours] == [f"ours.{i}" for i in range(n)]
+    assert max(e.pk for e in theirs) > max(ids)  # the same sequence: later rows get later ids
+
+
+def test_bulk_insert_applies_field_defaults_and_rolls_back_with_the_transaction(tenant):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        bulk_insert([StreamEvent(tenant=tenant, type=StreamEventType.ALERT_CREATED, alert_id=i,
+                                 created_at=clock.now()) for i in range(10)])
+        assert StreamEvent.objects.count() == 10
+        raise RuntimeError("roll back")
+    assert StreamEvent.objects.count() == 0
+    rows = bulk_insert([StreamEvent(tenant=tenant, type=StreamEventType.ALERT_UPDATED, alert_id=i,
+                                    created_at=clock.now()) for i in range(10)])
+    assert [r.data for r in StreamEvent.objects.order_by("pk")] == [{}] * 10  # default=dict
+    assert list(StreamEvent.objects.order_by("pk").values_list("pk", flat=True)) == [r.pk for r in rows]
+    assert bulk_insert([]) == []
