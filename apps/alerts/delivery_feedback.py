@@ -6,7 +6,8 @@ Once per batch, inside the sender's transaction: lock the reported alerts in id 
 finishing deliveries of one alert must not both read the other's row as in flight), read their
 state from the delivery rows (``apps.delivery.state``), and for each alert whose state changed set
 it (one UPDATE per state), write its timeline line and audit row (one INSERT each), and for
-DELIVERED / FAILED / DOWNGRADED send ``alert.updated`` so endpoints subscribed to updates hear it.
+DELIVERED / FAILED / DOWNGRADED send ``alert.updated`` so endpoints subscribed to updates hear it
+(alerts of tenants with no endpoint or policy for it are not even loaded).
 Deliveries of alert.updated are never reported back, so this cannot loop.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 
 from apps.core import clock
 from apps.core.vocabulary import EVENT_UPDATED, AlertDeliveryState
+from apps.delivery import outbox
 from apps.delivery.feedback import DeliveryReport
 from apps.delivery.state import alert_delivery_states
 
@@ -58,6 +60,10 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
         if pk in instances:
             instances[pk].delivery_state = state
     announce = sorted(pk for pk, state in changed.items() if state in ANNOUNCED and current[pk][2] is None)
+    if announce:
+        # Only alerts whose tenant may hear alert.updated are loaded and described.
+        listening = outbox.tenants_listening({current[pk][1] for pk in announce}, EVENT_UPDATED)
+        announce = [pk for pk in announce if current[pk][1] in listening]
     if announce:
         loaded = Alert.objects.select_related("tenant", "plugin", "assignee").in_bulk(
             [pk for pk in announce if pk not in instances])

@@ -22,7 +22,8 @@ from apps.tenants.models import FallbackContact
 
 from . import grouping, messages, policies, routing
 from .feedback import DeliveryReport
-from .models import GROUPABLE_KINDS, Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
+from .models import (GROUPABLE_KINDS, Channel, Delivery, DeliveryState, NotificationChannel, NotificationPolicy,
+                     WebhookEndpoint)
 from .notifications import Notification
 
 logger = logging.getLogger("apps.delivery")
@@ -37,6 +38,23 @@ def subscribed(endpoint: WebhookEndpoint, event_type: str, severity: str) -> boo
     """Does ``endpoint`` want ``event_type`` for an alert of ``severity``?"""
     return endpoint.enabled and event_type in (endpoint.event_types or []) and severity_rank(severity) >= severity_rank(
         endpoint.min_severity)
+
+
+def tenants_listening(tenant_ids: Iterable[int], event_type: str) -> set[int]:
+    """Of ``tenant_ids``, those that may have a destination for ``event_type``: an enabled endpoint
+    subscribed to it, or an enabled policy (which may route it to a channel). Two small queries, so a
+    caller can skip building notifications nobody would receive (a storm's alert.updated for every
+    delivered alert, when endpoints subscribe to alert.triggered only)."""
+    tenant_ids = list(set(tenant_ids))
+    if not tenant_ids:
+        return set()
+    found = {tenant_id for tenant_id, types in WebhookEndpoint.objects.filter(tenant_id__in=tenant_ids, enabled=True)
+             .values_list("tenant_id", "event_types") if event_type in (types or [])}
+    rest = [t for t in tenant_ids if t not in found]
+    if rest:
+        found.update(NotificationPolicy.objects.filter(tenant_id__in=rest, enabled=True)
+                     .values_list("tenant_id", flat=True).distinct())
+    return found
 
 
 def expires(now: datetime) -> datetime:

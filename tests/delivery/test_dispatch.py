@@ -105,6 +105,30 @@ def test_delivered_signed_and_verifiable(tenant, plugin):
     assert AuditEvent.objects.filter(action="alert.delivery_state", target_id=str(alert.pk)).count() == 2
 
 
+def test_delivered_is_not_announced_to_a_tenant_nobody_hears_updates_of(tenant, other_tenant, plugin):
+    from apps.delivery.models import NotificationPolicy
+    from apps.delivery.outbox import tenants_listening
+    from apps.tenants.models import Tenant
+    from tests.delivery.peers import Hook
+
+    third = Tenant.objects.create(name="third", slug="third")
+    with Hook() as hook:
+        endpoint(tenant, hook.url, event_types=["alert.triggered"])
+        endpoint(other_tenant, hook.url, event_types=["alert.triggered", "alert.updated"])
+        disabled, _ = endpoint(third, hook.url, event_types=["alert.updated"])
+        WebhookEndpoint.objects.filter(pk=disabled.pk).update(enabled=False)
+        assert tenants_listening([tenant.pk, other_tenant.pk, third.pk], "alert.updated") == {other_tenant.pk}
+        NotificationPolicy.objects.create(tenant=third, name="p", webhooks=True)  # may route it to a channel
+        assert tenants_listening([tenant.pk, other_tenant.pk, third.pk], "alert.updated") == {other_tenant.pk, third.pk}
+
+        alert = fire_alert(tenant, plugin=plugin)
+        assert run_due() == 1
+    alert.refresh_from_db()
+    assert alert.delivery_state == "DELIVERED"
+    assert not Delivery.objects.filter(event_type="alert.updated").exists()
+    assert len(hook.requests) == 1
+
+
 def test_escalated_title_prefixed(tenant):
     from tests.delivery.peers import Hook
 
