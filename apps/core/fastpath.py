@@ -49,7 +49,8 @@ def bulk_insert(objs: Sequence[M]) -> Sequence[M]:
         ids = [row[0] for row in cursor.fetchall()]
         columns = ", ".join(connection.ops.quote_name(f.column) for f in [pk, *fields])
         prep = [(f.get_db_prep_save, f.pre_save) for f in fields]
-        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        # wrap_database_errors: a constraint violation raises Django's IntegrityError, as an INSERT would.
+        with conn.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
             for obj, pk_value in zip(objs, ids):
                 copy.write_row([pk_value, *[to_db(pre(obj, True), conn) for to_db, pre in prep]])
     for obj, pk_value in zip(objs, ids):

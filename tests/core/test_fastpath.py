@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.audit.models import AuditEvent
 from apps.core import clock
@@ -56,3 +56,12 @@ def test_bulk_insert_applies_field_defaults_and_rolls_back_with_the_transaction(
     assert [r.data for r in StreamEvent.objects.order_by("pk")] == [{}] * 10  # default=dict
     assert list(StreamEvent.objects.order_by("pk").values_list("pk", flat=True)) == [r.pk for r in rows]
     assert bulk_insert([]) == []
+
+
+def test_a_constraint_violation_raises_integrity_error_and_writes_nothing(tenant):
+    rows = [StreamEvent(tenant_id=tenant.pk, type=StreamEventType.ALERT_CREATED, created_at=clock.now())
+            for _ in range(COPY_MIN_ROWS)]
+    rows[-1].type = None  # NOT NULL refuses the last row
+    with pytest.raises(IntegrityError), transaction.atomic():
+        bulk_insert(rows)
+    assert StreamEvent.objects.count() == 0 and all(r.pk is None for r in rows)
