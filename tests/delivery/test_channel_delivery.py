@@ -17,6 +17,7 @@ from django.db import connection
 from django.test import Client, override_settings
 
 from apps.alerts.models import Alert
+from apps.core import clock
 from apps.delivery import dispatch, tasks
 from apps.delivery.models import Delivery, DeliveryAttempt, NotificationChannel, NotificationPolicy
 from apps.delivery.secrets import seal_channel_secrets
@@ -244,3 +245,23 @@ def test_rate_limit_defers_the_excess_without_an_attempt(tenant, settings):
     waiting = Delivery.objects.filter(notification_channel=chat, state="PENDING")
     assert waiting.count() == 2 and not DeliveryAttempt.objects.filter(delivery__in=waiting).exists()
     assert all(d.attempts == 0 and d.claim_token == "" for d in waiting)
+
+
+@pytest.mark.django_db
+def test_rate_limits_of_several_channels_in_one_batch_and_across_batches(tenant, settings, clean_redis):
+    settings.WEBHOOK_ALLOWED_NETWORKS = LOOPBACK
+    settings.WEBHOOK_ALLOW_HTTP = True
+    with SlackServer() as slack, TeamsServer() as teams:
+        chat = make_channel(tenant, "slack", "chat", {"webhook_url": slack.url}, rate_limit_per_minute=2)
+        room = make_channel(tenant, "teams", "room", {"webhook_url": teams.url}, rate_limit_per_minute=3)
+        route_to(tenant, chat, room)
+        for i in range(4):
+            fire_alert(tenant, title=f"a{i}")
+        rows = list(Delivery.objects.order_by("pk").values_list("pk", flat=True))
+        assert dispatch.process(rows[:2]) == 2  # one of each: both within their limits
+        assert dispatch.process(rows) == 3  # chat has 1 left of 2, room 2 left of 3
+        Delivery.objects.filter(state="PENDING").update(next_attempt_at=clock.now())  # due again at once
+        assert dispatch.process(rows) == 0  # both windows are full, for every later batch too
+    assert (len(slack.requests), len(teams.requests)) == (2, 3)
+    assert Delivery.objects.filter(notification_channel=chat, state="PENDING", attempts=0).count() == 2
+    assert Delivery.objects.filter(notification_channel=room, state="PENDING", attempts=0).count() == 1
