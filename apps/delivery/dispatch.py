@@ -188,7 +188,7 @@ def send_to_channel(delivery: Delivery) -> AttemptResult:
     except CryptoError as exc:
         raise TransportError(str(exc), latency_ms=0) from exc
     request = channel_kinds.ChannelRequest.decode(bytes(delivery.body))
-    return channel_kinds.send(channel.kind, request, config, timeout=settings.CHANNEL_TIMEOUT_SECONDS)
+    return channel_kinds.send(channel.kind, request, config, timeout=settings.CHANNEL_TIMEOUT_SECONDS, keep_alive=True)
 
 
 def send(delivery: Delivery) -> Outcome:

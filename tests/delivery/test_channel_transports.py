@@ -306,6 +306,16 @@ def test_vendor_failure_is_mapped(kind, answer, status, permanent, retry_after):
     assert str(server.port) not in err.message  # names the vendor and host only
 
 
+@pytest.mark.parametrize("kind", VENDOR_KINDS)
+def test_kept_connection_is_reused_only_when_asked(kind):
+    with server_for(kind) as server:
+        for keep_alive in (True, True, True, False, False):
+            send(kind, triggered(kind), config_for(kind, server), timeout=5, keep_alive=keep_alive)
+    ports = [r.client_port for r in server.requests]
+    assert len(ports) == 5 and ports[0] == ports[1] == ports[2]  # the deliver threads: one connection
+    assert len({ports[0], ports[3], ports[4]}) == 3  # one-off sends (the API's test action): their own
+
+
 def test_slack_error_names_the_slack_code():
     with SlackServer("channel_is_archived") as slack:
         with pytest.raises(TransportError, match=r"HTTP 410 from Slack \(127.0.0.1\): channel_is_archived"):

@@ -50,6 +50,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     at: float
+    client_port: int = 0  # the sender's port: one port across requests = one kept connection
 
     @property
     def json(self) -> Any:
@@ -79,13 +80,16 @@ class VendorServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # as the vendors' APIs: connections are kept between requests
+            disable_nagle_algorithm = True  # headers and body go out in two writes
+
             def log_message(self, *args: object) -> None:
                 pass
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 request = Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                  time.monotonic())
+                                  time.monotonic(), self.client_address[1])
                 with server._lock:
                     server.requests.append(request)
                     scripted = server._script.pop(0) if server._script else None

@@ -82,8 +82,10 @@ def render(kind: str, event_type: str, alert: dict, *, templates: dict[str, str]
     return module.render(change, alert, texts)
 
 
-def send(kind: str, request: ChannelRequest, config: Mapping[str, str], *, timeout: float) -> AttemptResult:
-    """One attempt; see the module docstring. ``timeout`` is the total budget of the attempt."""
+def send(kind: str, request: ChannelRequest, config: Mapping[str, str], *, timeout: float,
+         keep_alive: bool = False) -> AttemptResult:
+    """One attempt; see the module docstring. ``timeout`` is the total budget of the attempt;
+    ``keep_alive`` reuses this thread's connection to the vendor (the deliver workers' send threads)."""
     if _kind(kind) == "email":
         recipients = _split(config.get("recipients", ""))
         message = OutboundMessage(msg_id="channel", recipients=tuple(recipients), subject=request.payload["subject"],
@@ -93,7 +95,7 @@ def send(kind: str, request: ChannelRequest, config: Mapping[str, str], *, timeo
         sms = SmsTransport(config=replace(SmsConfig.from_settings(), timeout=timeout))
         return sms.send(OutboundMessage(msg_id="channel", recipients=tuple(_split(config.get("numbers", ""))),
                                         text=request.payload["text"]))
-    return _VENDORS[kind].send(request, config, timeout=timeout)
+    return _VENDORS[kind].send(request, config, timeout=timeout, keep_alive=keep_alive)
 
 
 def _render_email(change: str, event_type: str, alert: dict, templates: Mapping[str, str] | None) -> ChannelRequest:

@@ -95,11 +95,12 @@ def render(change: str, alert: dict, texts: Mapping[str, str]) -> ChannelRequest
     })
 
 
-def send(request: ChannelRequest, config: Mapping[str, str], *, timeout: float) -> AttemptResult:
+def send(request: ChannelRequest, config: Mapping[str, str], *, timeout: float,
+         keep_alive: bool = False) -> AttemptResult:
     """One Alert API request; see the module docstring for what each answer means."""
     key = required(config, "api_key", KIND)
     base = (config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-    reply = post_json(base + request.path, request.payload, vendor=VENDOR, timeout=timeout,
+    reply = post_json(base + request.path, request.payload, vendor=VENDOR, timeout=timeout, keep_alive=keep_alive,
                       headers={"Authorization": f"GenieKey {key}"})
     if 200 <= reply.status < 300:
         return reply.success()

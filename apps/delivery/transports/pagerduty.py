@@ -97,11 +97,12 @@ def render(change: str, alert: dict, texts: Mapping[str, str]) -> ChannelRequest
     return ChannelRequest(path=PATH, payload=event)
 
 
-def send(request: ChannelRequest, config: Mapping[str, str], *, timeout: float) -> AttemptResult:
+def send(request: ChannelRequest, config: Mapping[str, str], *, timeout: float,
+         keep_alive: bool = False) -> AttemptResult:
     """One event to the Events API; see the module docstring for what each answer means."""
     key = required(config, "routing_key", KIND)
     base = (config.get("base_url") or DEFAULT_BASE_URL).rstrip("/")
-    reply = post_json(base + request.path, {"routing_key": key, **request.payload}, vendor=VENDOR, timeout=timeout)
+    reply = post_json(base + request.path, {"routing_key": key, **request.payload}, vendor=VENDOR, timeout=timeout, keep_alive=keep_alive)
     if 200 <= reply.status < 300:
         return reply.success()
     data = reply.json()

@@ -80,10 +80,11 @@ def render(change: str, alert: dict, texts: Mapping[str, str]) -> ChannelRequest
     return ChannelRequest(path="", payload={"text": _cut(title, SECTION_MAX), "blocks": blocks})
 
 
-def send(request: ChannelRequest, config: Mapping[str, str], *, timeout: float) -> AttemptResult:
+def send(request: ChannelRequest, config: Mapping[str, str], *, timeout: float,
+         keep_alive: bool = False) -> AttemptResult:
     """One POST to the channel's webhook URL; see the module docstring for what each answer means."""
     url = required(config, "webhook_url", KIND) + request.path
-    reply = post_json(url, request.payload, vendor=VENDOR, timeout=timeout)
+    reply = post_json(url, request.payload, vendor=VENDOR, timeout=timeout, keep_alive=keep_alive)
     if 200 <= reply.status < 300:
         return reply.success()
     fail_http(reply, reply.text.strip()[:200])

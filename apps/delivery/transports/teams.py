@@ -55,10 +55,11 @@ def render(change: str, alert: dict, texts: Mapping[str, str]) -> ChannelRequest
     return ChannelRequest(path="", payload=envelope)
 
 
-def send(request: ChannelRequest, config: Mapping[str, str], *, timeout: float) -> AttemptResult:
+def send(request: ChannelRequest, config: Mapping[str, str], *, timeout: float,
+         keep_alive: bool = False) -> AttemptResult:
     """One POST to the channel's Workflows URL; see the module docstring for what each answer means."""
     url = required(config, "webhook_url", KIND) + request.path
-    reply = post_json(url, request.payload, vendor=VENDOR, timeout=timeout)
+    reply = post_json(url, request.payload, vendor=VENDOR, timeout=timeout, keep_alive=keep_alive)
     if 200 <= reply.status < 300:
         if UPSTREAM_429 in reply.text:
             reply.fail(f"HTTP {reply.status} from {reply.where} reports Teams rate limiting (upstream 429)",
