@@ -447,6 +447,12 @@ DELIVERY_DOWNGRADE_AFTER_FAILURES = _positive_int("DELIVERY_DOWNGRADE_AFTER_FAIL
 # concurrently, recorded in one transaction).
 DELIVERY_BATCH_SIZE = _positive_int("DELIVERY_BATCH_SIZE", 25)
 DELIVERY_CLAIM_LEASE_SECONDS = _positive_int("DELIVERY_CLAIM_LEASE_SECONDS", 60)
+# A deliver task waits this long for its batch's sends; the ones still running are recorded later by
+# the process's straggler thread, so a receiver that never answers holds its own rows, not the
+# worker. A destination holding this many stragglers in a process gets no new sends there until
+# they end (its rows wait one send timeout).
+DELIVERY_STRAGGLER_SECONDS = _read("DELIVERY_STRAGGLER_SECONDS", env.float, 0.5)
+DELIVERY_STRAGGLERS_PER_DESTINATION = _positive_int("DELIVERY_STRAGGLERS_PER_DESTINATION", 2)
 # Configured channels (Slack, Teams, PagerDuty, Opsgenie, email lists, SMS numbers): total budget of one
 # send, and messages per minute per channel unless the channel sets its own (the excess waits).
 CHANNEL_TIMEOUT_SECONDS = _read("CHANNEL_TIMEOUT_SECONDS", env.float, 10.0)

@@ -20,6 +20,10 @@ web processes, the worker and PostgreSQL (from /proc). In the same run:
 * floor: N rows in one multi-row INSERT plus N ``requests.post`` through one keep-alive session to
   the same receiver.
 
+``--blackhole``: the N storm again with one more tenant whose endpoint accepts connections and never
+answers (every attempt waits out WEBHOOK_TIMEOUT_SECONDS); every 50th line is that tenant's, and
+the row shows the other tenants' post -> webhook figures, to compare with the plain storm's.
+
 ``--sustained``: 1,000 new alerts/s (ten 100-line batches a second) for ``--seconds`` (60): the
 notification backlog (posted minus received) every 5 s, and whether it grows.
 
@@ -46,6 +50,7 @@ PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
 DB = "ac_storm"
 REDIS = "redis://127.0.0.1:6379/15"
 TENANTS, BATCH = 50, 100
+HOLE = "hole"  # --blackhole's tenant
 AM_BINARY = "/usr/bin/prometheus-alertmanager"
 
 RECEIVER = r'''
@@ -177,6 +182,31 @@ def seed(receiver: str) -> tuple[str, dict[str, str]]:
     return token, secrets
 
 
+def black_hole() -> str:
+    """A listener that accepts connections and never answers (kept open, never read); its URL."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1024)
+    held = []
+
+    def accept() -> None:
+        while True:
+            held.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}/hole"
+
+
+def seed_hole(url: str) -> None:
+    from apps.delivery.services import create_endpoint
+    from apps.tenants.models import Tenant
+
+    create_endpoint(tenant=Tenant.objects.create(slug=HOLE, name=HOLE), url=url, event_types=["alert.triggered"])
+
+
 def pairs(n: int, prefix: str) -> list[tuple[str, str]]:
     return [(f"t{i % TENANTS:02d}", f"{prefix}-{i:06d}") for i in range(n)]
 
@@ -258,14 +288,19 @@ class BackendCpu:
         return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._last.items())
 
 
-def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict) -> dict:
-    """Post N FATAL lines for N new pairs; wait for N webhooks; return the figures."""
+def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict, hole: bool = False) -> dict:
+    """Post N FATAL lines for N new pairs; wait for N webhooks; return the figures. ``hole``: every
+    50th line is the black-holed tenant's; the figures are the other tenants'."""
     import requests
     from proc_cpu import cpu_seconds
 
     from apps.alerts.models import Alert
 
-    chosen = pairs(n, f"s{n}")
+    prefix = f"h{n}" if hole else f"s{n}"
+    chosen = pairs(n, prefix)
+    if hole:
+        chosen = [(HOLE, p) if i % 50 == 49 else (t, p) for i, (t, p) in enumerate(chosen)]
+    measured = [pair for pair in chosen if pair[0] != HOLE]
     already = received(receiver, "storm")
     cpu0 = {k: cpu_seconds(pgid=p.pid) for k, p in procs.items()}
     pg = BackendCpu()
@@ -274,21 +309,22 @@ def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict) -
     for i in range(0, n, BATCH):
         post_logs(session, url, token, chosen[i:i + BATCH], sent)
     t_posted = time.time()
-    wait_until(f"{n} webhooks (storm)", lambda: received(receiver, "storm") - already >= n, timeout=1800, interval=0.2)
+    wait_until(f"{len(measured)} webhooks (storm)", lambda: received(receiver, "storm") - already >= len(measured),
+               timeout=1800, interval=0.2)
     cpu = {k: (cpu_seconds(pgid=p.pid) - cpu0[k]) * 1e6 / n for k, p in procs.items()}
     cpu["pg"] = pg.seconds() * 1e6 / n
     got = arrivals(log, "storm")
     created = {(t, p): at.timestamp() for t, p, at in Alert.objects.filter(
-        plugin__slug__startswith=f"s{n}-", rule_key="fatal-error").values_list("tenant__slug", "plugin__slug", "created_at")}
-    missing = [pair for pair in chosen if pair not in got or pair not in created]
+        plugin__slug__startswith=f"{prefix}-", rule_key="fatal-error").values_list("tenant__slug", "plugin__slug", "created_at")}
+    missing = [pair for pair in measured if pair not in got or pair not in created]
     if missing:
         raise SystemExit(f"{len(missing)} pairs without an alert or a webhook, e.g. {missing[:3]}")
     return {
         "accepted": n / (t_posted - t0),
         "created": n / (max(created.values()) - t0),
-        "post_alert": [created[p] - sent[p] for p in chosen],
-        "post_hook": [got[p] - sent[p] for p in chosen],
-        "done": max(got[p] for p in chosen) - t0,
+        "post_alert": [created[p] - sent[p] for p in measured],
+        "post_hook": [got[p] - sent[p] for p in measured],
+        "done": max(got[p] for p in measured) - t0,
         "cpu": cpu,
     }
 
@@ -393,6 +429,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, action="append", help="storm size (repeatable; default 2000)")
     parser.add_argument("--sustained", action="store_true", help="also 1,000 new alerts/s for --seconds")
+    parser.add_argument("--blackhole", action="store_true",
+                        help="also each N storm with one more tenant whose endpoint never answers")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--no-alertmanager", action="store_true")
@@ -444,6 +482,11 @@ def main() -> None:
             if not args.no_alertmanager:
                 print(f"alertmanager: N={n:,} ...", flush=True)
                 results[n]["am"] = alertmanager_peer(n, receiver, arrivals_log, workdir)
+        if args.blackhole:
+            seed_hole(black_hole())
+            for n in sizes:
+                print(f"storm with a black-holed endpoint: N={n:,} ...", flush=True)
+                results[n]["hole"] = storm(n, url, token, receiver, arrivals_log, procs, hole=True)
         if args.sustained:
             print(f"sustained: {args.rate:,} new alerts/s for {args.seconds:.0f} s ...", flush=True)
             results["sustained"] = sustained(url, token, receiver, args.seconds, args.rate)
@@ -476,6 +519,10 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
              " / ".join(f"{ours['cpu'][k]:,.0f}" for k in ("web", "worker", "pg")) + " ms",
              f"{am['cpu']:,.0f} ms" if am else "-", "-"),
         ]
+        if "hole" in r:
+            h = r["hole"]
+            rows.append(("the same with 1 endpoint black-holed (2 %): the other tenants' post -> webhook",
+                         dist(h["post_hook"]), "-", "-"))
         print(f"\nN = {n:,}")
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:

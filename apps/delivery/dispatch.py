@@ -22,7 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -33,7 +33,7 @@ from django.db.models.functions import Now
 
 from apps.core import clock, ratelimit
 
-from . import fastpath, messages
+from . import fastpath, messages, stragglers
 from .crypto import CryptoError
 from .models import DUE_STATES, Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
 from .secrets import active_secrets, channel_secrets
@@ -222,21 +222,60 @@ def _executor() -> ThreadPoolExecutor:
     return _pool[1]
 
 
-def process(ids: Iterable[int], claim_token: str | None = None) -> int:
-    """Claim, send (concurrently when several), record together. Returns how many attempts were made."""
+def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wait: float | None = None) -> int:
+    """Claim, send (concurrently when several), record together. Returns how many attempts were made.
+
+    ``straggler_wait`` (the deliver tasks pass DELIVERY_STRAGGLER_SECONDS): record the sends that
+    finished within it and leave the rest to this process's straggler thread (``stragglers``), and
+    put back the rows of destinations already holding DELIVERY_STRAGGLERS_PER_DESTINATION of them.
+    None (direct calls, tests): wait for every send and record them all before returning.
+    """
     rows = claim(ids, claim_token)
     if not rows:
         return 0
     _share_endpoints(rows)
     rows = _within_rate_limits(rows)
+    if straggler_wait is not None:
+        rows = _without_clogged_destinations(rows)
     if not rows:
         return 0
-    if len(rows) == 1:
-        outcomes = [send(rows[0])]
-    else:
-        outcomes = list(_executor().map(send, rows))
-    _record(outcomes)
-    return len(outcomes)
+    if len(rows) == 1 and straggler_wait is None:
+        _record([send(rows[0])])
+        return 1
+    futures = [(_executor().submit(send, d), d) for d in rows]
+    done, late = wait([f for f, _ in futures], timeout=straggler_wait)
+    if late:
+        _stragglers().add((f, destination(d)) for f, d in futures if f in late)
+    if done:
+        _record([f.result() for f, _ in futures if f in done])
+    return len(rows)
+
+
+def destination(delivery: Delivery) -> str:
+    """Where a row goes, for the per-destination straggler cap: its endpoint, its channel, or the
+    email/SMS provider."""
+    if delivery.endpoint_id:
+        return f"endpoint:{delivery.endpoint_id}"
+    if delivery.notification_channel_id:
+        return f"channel:{delivery.notification_channel_id}"
+    return str(delivery.channel)
+
+
+def _stragglers() -> stragglers.Stragglers:
+    return stragglers.for_process(_record)
+
+
+def _without_clogged_destinations(rows: list[Delivery]) -> list[Delivery]:
+    """Rows whose destination can take another send now; the rows of a destination already holding
+    its cap of stragglers (a receiver that does not answer) wait one send timeout, no attempt counted."""
+    clogged = _stragglers().clogged(settings.DELIVERY_STRAGGLERS_PER_DESTINATION)
+    if not clogged:
+        return rows
+    until = clock.now() + timedelta(seconds=max(settings.WEBHOOK_TIMEOUT_SECONDS, settings.CHANNEL_TIMEOUT_SECONDS))
+    held = [d for d in rows if destination(d) in clogged]
+    _put_back([(d, until) for d in held])
+    logger.info("destination not answering: deliveries wait for its pending sends", extra={"count": len(held)})
+    return [d for d in rows if destination(d) not in clogged]
 
 
 RECORD_TRIES = 3
@@ -318,13 +357,7 @@ def _within_rate_limits(rows: list[Delivery]) -> list[Delivery]:
             allowed.append(d)
         else:
             deferred.append((d, now + timedelta(seconds=budget[channel.pk][1])))
-    for d, until in deferred:
-        # The sweeper takes first attempts FIRST_ATTEMPT_GRACE after they are due (they are normally
-        # rung); a deferred one has no doorbell left, so it is made due that much earlier.
-        due = until - FIRST_ATTEMPT_GRACE if d.attempts == 0 else until
-        Delivery.objects.filter(pk=d.pk, state=DeliveryState.SENDING, claim_token=d.claim_token).update(
-            state=DeliveryState.DOWNGRADED if d.downgraded_at else DeliveryState.PENDING, claim_token="",
-            next_attempt_at=due)
+    _put_back(deferred)
     if deferred:
         logger.info("channel rate limit: deliveries wait for the next window", extra={"count": len(deferred)})
     return allowed
@@ -349,3 +382,14 @@ def _channel_budgets(channels: dict[int, NotificationChannel], wanted: dict[int,
         before = totals[keys[pk]] - n
         budgets[pk] = [max(0, min(n, limit - before)), window.retry_after]
     return budgets
+
+
+def _put_back(rows: list[tuple[Delivery, datetime]]) -> None:
+    """Release claimed rows unsent, due again at the given time (no attempt counted, nothing dropped)."""
+    for d, until in rows:
+        # The sweeper takes first attempts FIRST_ATTEMPT_GRACE after they are due (they are normally
+        # rung); a deferred one has no doorbell left, so it is made due that much earlier.
+        due = until - FIRST_ATTEMPT_GRACE if d.attempts == 0 else until
+        Delivery.objects.filter(pk=d.pk, state=DeliveryState.SENDING, claim_token=d.claim_token).update(
+            state=DeliveryState.DOWNGRADED if d.downgraded_at else DeliveryState.PENDING, claim_token="",
+            next_attempt_at=due)

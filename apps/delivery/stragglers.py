@@ -1,0 +1,112 @@
+"""Sends still running when their batch is recorded: recorded later by one thread per process, so a
+receiver that never answers holds its own rows, not the worker.
+
+A deliver task waits ``DELIVERY_STRAGGLER_SECONDS`` for its batch's sends, records those that
+finished and hands the rest here; the task returns and the worker takes the next batch while the
+stragglers run out their own deadline (``WEBHOOK_TIMEOUT_SECONDS`` / ``CHANNEL_TIMEOUT_SECONDS``).
+Their rows stay claimed (SENDING, the batch's claim token) until this thread records them, well
+within the claim lease; if the process dies first, the lease ends and the sweeper sends them again
+(at-least-once, as for any send cut short).
+
+Per destination (a webhook endpoint, a channel, or the email/SMS provider) a process holds at most
+``DELIVERY_STRAGGLERS_PER_DESTINATION`` stragglers; ``clogged`` names the destinations at that cap,
+whose new rows the dispatcher puts back to wait instead of sending, so one black-holed endpoint
+costs its own tenant's rows a timeout each and nobody else anything.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+
+from django.db import close_old_connections
+
+logger = logging.getLogger("apps.delivery")
+
+POLL_SECONDS = 0.05
+
+
+class Stragglers:
+    """One process's stragglers and the thread that records them (``record`` takes a list of outcomes)."""
+
+    def __init__(self, record: Callable[[list], None]) -> None:
+        self._record = record
+        self._lock = threading.Condition()
+        self._waiting: dict[Future, str] = {}
+        self._held: dict[str, int] = {}
+        self._thread = threading.Thread(target=self._run, name="deliver-stragglers", daemon=True)
+        self._thread.start()
+
+    def add(self, futures: Iterable[tuple[Future, str]]) -> None:
+        """Take over these sends (future of an ``Outcome``, destination key)."""
+        with self._lock:
+            for future, key in futures:
+                self._waiting[future] = key
+                self._held[key] = self._held.get(key, 0) + 1
+            self._lock.notify_all()
+
+    def held(self, key: str) -> int:
+        with self._lock:
+            return self._held.get(key, 0)
+
+    def clogged(self, limit: int) -> set[str]:
+        """Destinations holding ``limit`` or more stragglers."""
+        with self._lock:
+            return {key for key, n in self._held.items() if n >= limit}
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every straggler is recorded (worker shutdown, tests); False on timeout."""
+        end = time.monotonic() + timeout
+        with self._lock:
+            while self._waiting or self._held:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, POLL_SECONDS))
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting:
+                    self._lock.wait()
+                pending = list(self._waiting)
+            done, _ = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            if not done:
+                continue
+            with self._lock:
+                keys = [self._waiting.pop(f) for f in done]
+            try:
+                close_old_connections()
+                self._record([f.result() for f in done])  # send() never raises: a result each
+            except Exception:  # noqa: BLE001 - the rows stay claimed; the lease and sweeper recover them
+                logger.exception("recording late outcomes failed; the sweeper retries after the lease",
+                                 extra={"count": len(done)})
+            finally:
+                with self._lock:
+                    for key in keys:
+                        self._held[key] -= 1
+                        if not self._held[key]:
+                            del self._held[key]
+                    self._lock.notify_all()
+
+
+_instance: tuple[int, Stragglers] | None = None
+
+
+def for_process(record: Callable[[list], None]) -> Stragglers:
+    """This process's instance (made after a prefork fork: threads do not survive fork)."""
+    global _instance
+    if _instance is None or _instance[0] != os.getpid():
+        _instance = (os.getpid(), Stragglers(record))
+    return _instance[1]
+
+
+def drain(timeout: float) -> bool:
+    """Wait for this process's stragglers, if it has any (``worker_process_shutdown``)."""
+    if _instance is None or _instance[0] != os.getpid():
+        return True
+    return _instance[1].drain(timeout)

@@ -1,0 +1,105 @@
+"""A receiver that never answers holds its own rows, not the batch: the deliver task records the
+sends that finished within DELIVERY_STRAGGLER_SECONDS, the process's straggler thread records the
+rest when their deadline ends, and a destination holding its cap of stragglers gets no new sends."""
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from ipaddress import ip_network
+
+import pytest
+
+from apps.delivery import dispatch, stragglers
+from apps.delivery.models import Delivery, DeliveryAttempt
+from apps.delivery.services import create_endpoint
+from tests.delivery.peers import Hook, fire_alert
+
+pytestmark = pytest.mark.django_db(transaction=True)  # the straggler thread has its own connection
+TIMEOUT = 3.0
+
+
+class BlackHole:
+    """Accepts connections and never reads or answers them."""
+
+    def __init__(self) -> None:
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.accepted: list[socket.socket] = []
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+
+    def _accept(self) -> None:
+        try:
+            while True:
+                self.accepted.append(self.listener.accept()[0])
+        except OSError:  # closed by __exit__
+            pass
+
+    def __enter__(self) -> BlackHole:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def net(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = [ip_network("127.0.0.0/8")]
+    settings.WEBHOOK_TIMEOUT_SECONDS = TIMEOUT
+    settings.DELIVERY_STRAGGLERS_PER_DESTINATION = 2
+
+
+def rows_of(endpoint) -> list[int]:
+    return list(Delivery.objects.filter(endpoint=endpoint).order_by("pk").values_list("pk", flat=True))
+
+
+def test_a_black_holed_endpoint_holds_its_own_rows_not_the_batch(net, tenant, other_tenant):
+    with BlackHole() as hole, Hook() as hook:
+        dead, _ = create_endpoint(tenant=tenant, url=hole.url, event_types=["alert.triggered"])
+        live, _ = create_endpoint(tenant=other_tenant, url=hook.url, event_types=["alert.triggered"])
+        for i in range(3):
+            fire_alert(tenant, title=f"dead {i}")
+            fire_alert(other_tenant, title=f"live {i}")
+        dead_rows, live_rows = rows_of(dead), rows_of(live)
+
+        started = time.monotonic()
+        assert dispatch.process(dead_rows[:2] + live_rows, straggler_wait=0.3) == 5
+        assert time.monotonic() - started < TIMEOUT - 0.5  # did not wait out the black hole
+        assert len(hook.requests) == 3
+        assert set(Delivery.objects.filter(pk__in=live_rows).values_list("state", flat=True)) == {"DELIVERED"}
+        # Still claimed: the straggler thread records them when their deadline ends.
+        assert set(Delivery.objects.filter(pk__in=dead_rows[:2]).values_list("state", flat=True)) == {"SENDING"}
+
+        # The endpoint holds its cap of stragglers: its next row waits, unsent, no attempt counted.
+        assert dispatch.process(dead_rows[2:], straggler_wait=0.3) == 0
+        waiting = Delivery.objects.get(pk=dead_rows[2])
+        assert (waiting.state, waiting.attempts, waiting.claim_token) == ("PENDING", 0, "")
+        # Another tenant's row is not held up by it.
+        fire_alert(other_tenant, title="live again")
+        assert dispatch.process(rows_of(live)[3:], straggler_wait=0.3) == 1
+        assert len(hook.requests) == 4
+
+        assert stragglers.drain(TIMEOUT + 10)
+        assert len(hole.accepted) == 2
+    for pk in dead_rows[:2]:
+        row = Delivery.objects.get(pk=pk)
+        assert (row.state, row.attempts, row.claim_token) == ("PENDING", 1, "")
+        [attempt] = DeliveryAttempt.objects.filter(delivery_id=pk)
+        assert not attempt.success and attempt.latency_ms >= (TIMEOUT - 0.5) * 1000
+    assert dispatch._stragglers().held(f"endpoint:{dead.pk}") == 0
+
+
+def test_without_a_wait_every_send_is_recorded_before_returning(net, tenant):
+    with BlackHole() as hole:
+        dead, _ = create_endpoint(tenant=tenant, url=hole.url, event_types=["alert.triggered"])
+        fire_alert(tenant)
+        fire_alert(tenant)
+        started = time.monotonic()
+        assert dispatch.process(rows_of(dead)) == 2
+        assert time.monotonic() - started >= TIMEOUT - 0.5
+    assert set(Delivery.objects.filter(endpoint=dead).values_list("attempts", flat=True)) == {1}
+    assert DeliveryAttempt.objects.filter(success=False).count() == 2
