@@ -218,6 +218,11 @@ METRICS_BEARER_TOKEN = _read("METRICS_BEARER_TOKEN", env.str, "")
 METRICS_STATEMENT_TIMEOUT_MS = _positive_int("METRICS_STATEMENT_TIMEOUT_MS", 5000)
 # Above this many tenants the tenant label collapses to "_all" (bounded series count).
 METRICS_TENANT_LABEL_LIMIT = _positive_int("METRICS_TENANT_LABEL_LIMIT", 100)
+# apps.ops.folds: all-time counters count rows once they are older than the delay (their ids were
+# allocated that long ago, so no open transaction can still add below them); scrapes fold at most
+# this often per process.
+METRICS_FOLD_DELAY_SECONDS = _positive_int("METRICS_FOLD_DELAY_SECONDS", 120)
+METRICS_FOLD_EVERY_SECONDS = _positive_int("METRICS_FOLD_EVERY_SECONDS", 30)
 # P1 when the first-attempt webhook success ratio over 15 min is below this, given enough attempts.
 SELF_MONITOR_SUCCESS_THRESHOLD = _read("SELF_MONITOR_SUCCESS_THRESHOLD", env.float, 0.95)
 SELF_MONITOR_MIN_ATTEMPTS = _positive_int("SELF_MONITOR_MIN_ATTEMPTS", 20)

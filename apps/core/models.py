@@ -35,3 +35,19 @@ class MetricRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}{{{self.labels}}} = {self.value}"
+
+
+class MetricFold(models.Model):
+    """How far a counter fold has gone (apps.ops.folds): rows of its table with ``id <= folded_to``
+    are counted in ``MetricRollup`` rows named ``fold:<name>:...``, the rest are counted at scrape
+    time. ``candidates`` are [unix time, max id] pairs seen at earlier folds: a fold only goes up to an
+    id that was already allocated METRICS_FOLD_DELAY_SECONDS ago, so rows of transactions still open
+    are never skipped."""
+
+    name = models.CharField(max_length=50, unique=True)
+    folded_to = models.BigIntegerField(default=0)
+    candidates = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} folded to id {self.folded_to}"

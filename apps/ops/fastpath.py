@@ -77,39 +77,50 @@ def begin_scrape_snapshot_pg(*, outermost: bool, timeout_ms: int) -> None:
 
 # --- latency histograms ---------------------------------------------------------------------------
 
-def log_to_alert_latency() -> Histogram:
-    """Seconds from a log line's arrival to the alert it fired (alerts with a source line only)."""
-    return log_to_alert_latency_pg() if on_postgresql() else log_to_alert_latency_portable()
+def log_to_alert_latency(lo: int = 0, hi: int | None = None) -> Histogram:
+    """Seconds from a log line's arrival to the alert it fired (alerts with a source line only),
+    over the alerts with ``lo < id <= hi`` (``hi`` None: no upper bound; apps.ops.folds)."""
+    return log_to_alert_latency_pg(lo, hi) if on_postgresql() else log_to_alert_latency_portable(lo, hi)
 
 
-def alert_to_delivery_latency() -> Histogram:
+def alert_to_delivery_latency(lo: int = 0, hi: int | None = None) -> Histogram:
     """Seconds from an alert's creation to its first delivered ``alert.triggered`` notification,
-    any channel; alerts never delivered are not observed."""
-    return alert_to_delivery_latency_pg() if on_postgresql() else alert_to_delivery_latency_portable()
+    any channel, over the alerts with ``lo < id <= hi``; alerts never delivered are not observed."""
+    return alert_to_delivery_latency_pg(lo, hi) if on_postgresql() else alert_to_delivery_latency_portable(lo, hi)
 
 
-def log_to_alert_latency_pg() -> Histogram:
+def _id_range_sql(column: str, lo: int, hi: int | None) -> str:
+    return f"{column} > {int(lo)}" + (f" AND {column} <= {int(hi)}" if hi is not None else "")
+
+
+def log_to_alert_latency_pg(lo: int = 0, hi: int | None = None) -> Histogram:
     alert = Alert._meta.db_table
     return _histogram_pg(f"SELECT {_seconds_pg('created_at', 'source_received_at')} AS lat "
-                         f"FROM {alert} WHERE source_received_at IS NOT NULL")
+                         f"FROM {alert} WHERE source_received_at IS NOT NULL AND {_id_range_sql('id', lo, hi)}")
 
 
-def alert_to_delivery_latency_pg() -> Histogram:
+def alert_to_delivery_latency_pg(lo: int = 0, hi: int | None = None) -> Histogram:
     alert, delivery = Alert._meta.db_table, Delivery._meta.db_table
     return _histogram_pg(
         f"SELECT {_seconds_pg('MIN(d.delivered_at)', 'a.created_at')} AS lat "
         f"FROM {delivery} d JOIN {alert} a ON a.id = d.alert_id "
-        f"WHERE d.delivered_at IS NOT NULL AND d.event_type = 'alert.triggered' GROUP BY a.id, a.created_at")
+        f"WHERE d.delivered_at IS NOT NULL AND d.event_type = 'alert.triggered' "
+        f"AND {_id_range_sql('d.alert_id', lo, hi)} GROUP BY a.id, a.created_at")
 
 
-def log_to_alert_latency_portable() -> Histogram:
-    rows = Alert.objects.filter(source_received_at__isnull=False).annotate(
+def _alert_range(field: str, lo: int, hi: int | None) -> dict:
+    return {f"{field}__gt": lo, **({f"{field}__lte": hi} if hi is not None else {})}
+
+
+def log_to_alert_latency_portable(lo: int = 0, hi: int | None = None) -> Histogram:
+    rows = Alert.objects.filter(source_received_at__isnull=False, **_alert_range("id", lo, hi)).annotate(
         lat=_clamped(F("created_at") - F("source_received_at")))
     return _histogram_orm(rows)
 
 
-def alert_to_delivery_latency_portable() -> Histogram:
-    rows = (Delivery.objects.filter(delivered_at__isnull=False, event_type=EVENT_TRIGGERED, alert__isnull=False)
+def alert_to_delivery_latency_portable(lo: int = 0, hi: int | None = None) -> Histogram:
+    rows = (Delivery.objects.filter(delivered_at__isnull=False, event_type=EVENT_TRIGGERED, alert__isnull=False,
+                                    **_alert_range("alert_id", lo, hi))
             .values("alert_id", "alert__created_at").annotate(first=Min("delivered_at"))
             .annotate(lat=_clamped(F("first") - F("alert__created_at"))))
     return _histogram_orm(rows)

@@ -1,8 +1,10 @@
 """The figures behind /metrics and the self-monitoring checks, read from the database.
 
 Contract: every function is read-only and returns plain numbers; counters are derived from rows
-that are only ever added (attempts, timeline lines, alerts) or, for ingest batches, from rows plus
-the ``MetricRollup`` totals that retention folds in when it deletes them, so they never go down.
+that are only ever added (attempts, timeline lines, alerts), through ``apps.ops.folds`` (the older
+rows' counts kept in ``MetricRollup``, the newest few minutes counted at scrape time, so a scrape
+costs the same however long the history), or, for ingest batches, from rows plus the
+``MetricRollup`` totals that retention folds in when it deletes them, so they never go down.
 Because the figures come from the database they are exact whatever the number of web, worker or
 host processes. Failure policy: database errors propagate; the collector turns them into
 ``monitoring_metrics_collect_success 0``.
@@ -18,7 +20,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db.models import Count, Max, Min, Q, Sum
 
-from apps.alerts.models import Alert, TimelineEntry
 from apps.core.models import MetricRollup, WorkerHeartbeat
 from apps.core.vocabulary import NOTIFY_EVENTS
 from apps.delivery.models import Delivery, DeliveryAttempt
@@ -26,7 +27,7 @@ from apps.ingest.models import IngestBatch
 from apps.reports.models import ReportRun
 from apps.tenants.models import Tenant
 
-from . import fastpath
+from . import folds
 from .fastpath import Histogram
 
 WINDOWS = {"15m": timedelta(minutes=15), "24h": timedelta(hours=24)}
@@ -65,12 +66,11 @@ def ingest_event_totals(names: dict[int | None, str]) -> dict[str, dict[str, int
     in django-prometheus' per-view status counters, not here. No reason is stored per event.
     """
     out: dict[str, dict[str, int]] = {"accepted": {}, "rejected": {}}
-    rows = (IngestBatch.objects.values("tenant_id")
-            .annotate(accepted=Sum("event_count"), rejected=Sum("rejected_count")).order_by())
-    for row in rows:
-        label = _label(names, row["tenant_id"])
-        for kind in ("accepted", "rejected"):
-            out[kind][label] = out[kind].get(label, 0) + (row[kind] or 0)
+    for (kind, labels), n in folds.totals("batches").items():  # every batch stored: folded + past the fold
+        tenant_id = int(labels.split("=", 1)[1]) if labels.startswith("tenant_id=") else None
+        label = _label(names, tenant_id)
+        out[kind][label] = out[kind].get(label, 0) + n
+    # Batches purged before their fold (apps.ops.retention) left their counts here.
     kinds = {ROLLUP_ACCEPTED: "accepted", ROLLUP_REJECTED: "rejected"}
     for name, labels, value in MetricRollup.objects.filter(name__in=kinds).values_list("name", "labels", "value"):
         tenant_id = int(labels.split("=", 1)[1]) if labels.startswith("tenant_id=") else None
@@ -79,34 +79,38 @@ def ingest_event_totals(names: dict[int | None, str]) -> dict[str, dict[str, int
     return out
 
 
+def attempts_by_channel() -> dict[str, dict[str, int]]:
+    """All-time delivery attempts per channel kind (webhook, email, sms, slack, ...):
+    {kind: {success, failure, retries}} (retries: attempts beyond the first of their delivery)."""
+    out: dict[str, dict[str, int]] = {}
+    for (figure, labels), n in folds.totals("attempts").items():
+        fields = dict(part.split("=", 1) for part in labels.split(","))
+        entry = out.setdefault(fields["channel"], {"success": 0, "failure": 0, "retries": 0})
+        entry[fields["result"] if figure == "attempts" else "retries"] += n
+    return out
+
+
 def webhook_attempt_totals() -> dict[str, int]:
     """All-time webhook attempts: total, successful, retries (attempt number > 1)."""
-    return DeliveryAttempt.objects.filter(channel="webhook").aggregate(
-        total=Count("id"), success=Count("id", filter=Q(success=True)), retries=Count("id", filter=Q(number__gt=1)))
-
-
-def attempts_by_channel() -> dict[str, dict[str, int]]:
-    """All-time delivery attempts per channel kind (webhook, email, sms, slack, ...): {kind: {success, failure}}."""
-    rows = (DeliveryAttempt.objects.values_list("channel").order_by()
-            .annotate(total=Count("id"), success=Count("id", filter=Q(success=True))))
-    return {kind: {"success": ok, "failure": total - ok} for kind, total, ok in rows}
+    webhook = attempts_by_channel().get("webhook", {"success": 0, "failure": 0, "retries": 0})
+    return {"total": webhook["success"] + webhook["failure"], "success": webhook["success"],
+            "retries": webhook["retries"]}
 
 
 def downgrade_total() -> int:
     """Webhook deliveries that went to fallback (``downgraded_at`` is set once and never cleared)."""
-    return Delivery.objects.filter(channel="webhook", downgraded_at__isnull=False).count()
+    return folds.totals("deliveries").get(("downgrades", ""), 0)
 
 
 def timeline_totals() -> dict[str, int]:
     """Acknowledgements and escalations, counted from the append-only timeline: the alert's own
     ``acknowledged_at`` is cleared when it reopens, which would make a counter go down."""
-    return TimelineEntry.objects.filter(kind__in=("acknowledged", "escalated")).aggregate(
-        acknowledged=Count("id", filter=Q(kind="acknowledged")), escalated=Count("id", filter=Q(kind="escalated")))
+    counts = folds.totals("timeline")
+    return {kind: counts.get(("timeline", f"kind={kind}"), 0) for kind in ("acknowledged", "escalated")}
 
 
 def alerts_by_severity() -> dict[str, int]:
-    rows = Alert.objects.values_list("severity").annotate(n=Count("id")).order_by()
-    return dict(rows)
+    return {labels.split("=", 1)[1]: n for (figure, labels), n in folds.totals("alerts").items() if figure == "created"}
 
 
 def success_rates(now: datetime) -> dict[tuple[str, str], tuple[float | None, int]]:
@@ -148,8 +152,11 @@ def backlog(now: datetime, names: dict[int | None, str]) -> Backlog:
     """
     b = IngestBatch.objects.filter(status="PENDING").aggregate(n=Count("id"), oldest=Min("received_at"))
     pending: dict[str, int] = {}
-    rows = (Delivery.objects.filter(state__in=("PENDING", "SENDING", "DOWNGRADED")).values("tenant_id")
-            .annotate(n=Count("id")).order_by())
+    # Two queries, each matching one partial index (delivery_due, delivery_sending) exactly, so the
+    # count reads the unfinished rows only, not the whole history.
+    rows = [*(Delivery.objects.filter(state__in=("PENDING", "DOWNGRADED")).values("tenant_id")
+              .annotate(n=Count("id")).order_by()),
+            *(Delivery.objects.filter(state="SENDING").values("tenant_id").annotate(n=Count("id")).order_by())]
     for row in rows:
         label = _label(names, row["tenant_id"])
         pending[label] = pending.get(label, 0) + row["n"]
@@ -168,13 +175,13 @@ def backlog(now: datetime, names: dict[int | None, str]) -> Backlog:
 def log_to_alert_latency() -> Histogram:
     """Alert creation minus the arrival of the log line that made it fire (alerts from logs only;
     self-monitoring alerts have no source line)."""
-    return fastpath.log_to_alert_latency()
+    return folds.histogram(folds.totals("alerts"), "log_to_alert")
 
 
 def alert_to_delivery_latency() -> Histogram:
     """First successful notification of an alert (any channel: webhook, or fallback email/SMS)
     minus the alert's creation; alerts never delivered are not observed."""
-    return fastpath.alert_to_delivery_latency()
+    return folds.histogram(folds.totals("first_delivery"), "alert_to_delivery")
 
 
 # Diagnostic reports gather up to DIAGNOSTIC_MAX_LINES lines: most take well under a second.

@@ -42,6 +42,7 @@ from apps.core.metrics import process_metrics_source
 from apps.core.vocabulary import SEVERITIES
 
 from . import figures as q
+from . import folds
 from .fastpath import begin_scrape_snapshot
 
 logger = logging.getLogger(__name__)
@@ -187,5 +188,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return HttpResponse("metrics: bearer token required\n", status=401, content_type="text/plain")
+    folds.advance_if_due()  # its own short transaction, before the scrape's snapshot
     body = generate_latest(_Exposition(process_metrics_source(), DatabaseCollector()))
     return HttpResponse(body, content_type=CONTENT_TYPE_LATEST)

@@ -37,6 +37,7 @@ from apps.core.models import MetricRollup, WorkerHeartbeat
 from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
 from apps.stream import retention as stream_retention
 
+from . import folds
 from .figures import ROLLUP_ACCEPTED, ROLLUP_REJECTED, rollup_label
 
 logger = logging.getLogger(__name__)
@@ -85,10 +86,16 @@ def _delete_batches(now: datetime) -> Callable[[list[int]], int]:
     def delete(ids: list[int]) -> int:
         # Lock the rows, fold their counts into the rollups, then delete them: one transaction,
         # so a scrape sees either the rows or the rollup, never both or neither.
+        # Rows the counters' fold already counted are only deleted; the others (purged before their
+        # fold: a purge right after a long pause) are added to the rollups. The fold's row stays
+        # locked until commit, so no fold runs in between.
+        folded = folds.folded_to("batches", lock=True)
         rows = list(IngestBatch.objects.select_for_update().filter(_batch_q(now), pk__in=ids)
                     .values_list("pk", "tenant_id", "event_count", "rejected_count"))
         sums: dict[tuple[str, str], int] = defaultdict(int)
-        for _, tenant_id, accepted, rejected in rows:
+        for pk, tenant_id, accepted, rejected in rows:
+            if pk <= folded:
+                continue
             sums[(ROLLUP_ACCEPTED, rollup_label(tenant_id))] += accepted
             sums[(ROLLUP_REJECTED, rollup_label(tenant_id))] += rejected
         for (name, labels), value in sorted(sums.items()):
@@ -122,6 +129,8 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
         ("core_workerheartbeat", heartbeat_cutoff, WorkerHeartbeat.objects.filter(last_seen__lt=heartbeat_cutoff),
          lambda ids: WorkerHeartbeat.objects.filter(pk__in=ids, last_seen__lt=heartbeat_cutoff).delete()[0]),
     ]
+    if not dry_run:
+        folds.advance()  # keeps the counters' folds going even where nothing scrapes /metrics
     for table, cutoff, qs, delete in plan:
         report.cutoffs[table] = cutoff
         if dry_run:
