@@ -32,18 +32,26 @@ _MESSAGES = {
 }
 
 
-def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | None = None) -> dict[int, str]:
+def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | None = None,
+          new: bool = False) -> dict[int, str]:
     """Record the delivery state of the reported alerts; returns {alert_id: new state} of those that
     changed. ``instances`` (alerts the caller holds in memory) are kept in step, so a later save
-    cannot undo the change. Alerts deleted meanwhile are skipped."""
+    cannot undo the change. Alerts deleted meanwhile are skipped. ``new``: every reported alert was
+    created in the caller's transaction and is in ``instances`` (a storm's alerts: their rows are
+    invisible to everyone else and the reported deliveries are all they have), so neither the lock
+    nor the read of their deliveries is needed: the reports carry the state their rows give them."""
     details = {r.alert_id: r.detail for r in reports}  # several reports for one alert: the last one
     ids = sorted(details)
     if not ids:
         return {}
-    current = {pk: (state, tenant_id, silence_id) for pk, state, tenant_id, silence_id in
-               Alert.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-               .values_list("pk", "delivery_state", "tenant_id", "silence_id")}
-    computed = alert_delivery_states(list(current))
+    if new and instances is not None and all(pk in instances for pk in ids):
+        current = {pk: (instances[pk].delivery_state, instances[pk].tenant_id, instances[pk].silence_id) for pk in ids}
+        computed = {r.alert_id: r.rows_state for r in reports if r.rows_state is not None}
+    else:
+        current = {pk: (state, tenant_id, silence_id) for pk, state, tenant_id, silence_id in
+                   Alert.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                   .values_list("pk", "delivery_state", "tenant_id", "silence_id")}
+        computed = alert_delivery_states(list(current))
     changed = {pk: state for pk, state in computed.items() if state != current[pk][0]}
     if not changed:
         return {}
@@ -51,14 +59,15 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
     for state in set(changed.values()):
         Alert.objects.filter(pk__in=[pk for pk, s in changed.items() if s == state]).update(
             delivery_state=state, updated_at=now)
-    history.log_changes(
-        [(pk, current[pk][1], _MESSAGES.get(state, state), {"delivery_state": state, **details[pk]})
-         for pk, state in sorted(changed.items())],
-        kind=TimelineEntry.Kind.DELIVERY, actor=None, audit_action="alert.delivery_state")
     instances = instances or {}
     for pk, state in changed.items():
         if pk in instances:
             instances[pk].delivery_state = state
+    history.log_changes(
+        [(pk, current[pk][1], _MESSAGES.get(state, state), {"delivery_state": state, **details[pk]})
+         for pk, state in sorted(changed.items())],
+        kind=TimelineEntry.Kind.DELIVERY, actor=None, audit_action="alert.delivery_state",
+        instances=instances if new else None)
     announce = sorted(pk for pk, state in changed.items() if state in ANNOUNCED and current[pk][2] is None)
     if announce:
         # Only alerts whose tenant may hear alert.updated are loaded and described.

@@ -295,7 +295,7 @@ def _record_created(created: list[tuple[Alert, Silence | None, int]], now: datet
     bulk_insert(lines)
     stream_events([(line.alert, line.kind, line.message) for line in lines])
     record_many("alert.created", audits)
-    emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED)
+    emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED, new=True)
 
 
 # --------------------------------------------------------------------------- bulk absorb

@@ -19,6 +19,9 @@ class DeliveryReport:
     # What happened, for the alert's timeline: delivery_id, endpoint_id, event_type, channel,
     # attempt, status_code, error.
     detail: dict[str, Any] = field(default_factory=dict)
+    # ``outbox.notify`` only: the delivery state the rows it just wrote give the alert on their own
+    # (what ``state.alert_delivery_states`` reads back when the alert has no other rows).
+    rows_state: str | None = None
 
 
 Handler = Callable[[Sequence[DeliveryReport]], None]

@@ -25,6 +25,7 @@ from .feedback import DeliveryReport
 from .models import (GROUPABLE_KINDS, Channel, Delivery, DeliveryState, NotificationChannel, NotificationPolicy,
                      WebhookEndpoint)
 from .notifications import Notification
+from .state import states_of
 
 logger = logging.getLogger("apps.delivery")
 
@@ -187,7 +188,7 @@ def notify(notifications: Sequence[Notification], *,
             reports.append(DeliveryReport(n.alert_id, {
                 "event_type": n.event_type, "endpoints": [r.endpoint_id for r in counted if r.endpoint_id],
                 "channels": [r.notification_channel_id for r in counted if r.notification_channel_id],
-                "delivery_ids": [r.pk for r in counted]}))
+                "delivery_ids": [r.pk for r in counted]}, rows_state=states_of(mine).get(n.alert_id)))
     ring(to_ring)
     return reports
 

@@ -64,6 +64,16 @@ def counts(delivery: Delivery) -> bool:
     return delivery.alert_id is not None and routed and delivery.event_type in NOTIFY_EVENTS
 
 
+def states_of(rows: Iterable[Delivery]) -> dict[int, str]:
+    """``alert_delivery_states`` over rows in memory (in id order), for alerts that have no others."""
+    latest: dict[int, dict[tuple, str]] = {}
+    for d in sorted(rows, key=lambda d: d.pk or 0):
+        if counts(d):
+            latest.setdefault(d.alert_id, {})[_destination(d.endpoint_id, d.notification_channel_id)] = \
+                effective_state(d.state, d.downgraded_at)
+    return {alert_id: str(aggregate(list(per.values()))) for alert_id, per in latest.items()}
+
+
 def alert_delivery_states(alert_ids: Iterable[int]) -> dict[int, str]:
     """The delivery state of many alerts in one query (alerts without routed deliveries left out):
     per destination (endpoint or channel) the latest row counts."""

@@ -66,7 +66,9 @@ def _snapshot(tenant: Tenant) -> list[tuple]:
         audit = [(e.action, e.actor_label, {k: v for k, v in e.data.items() if k not in ids})
                  for e in AuditEvent.objects.filter(target_type="alerts.alert", target_id=str(a.pk)).order_by("id")]
         deliveries = list(Delivery.objects.filter(alert=a).values_list("event_type", "state", "channel"))
-        stream = list(StreamEvent.objects.filter(alert_id=a.pk).order_by("id").values_list("type", flat=True))
+        stream = [(type_, data.get("state"), data.get("delivery_state"),
+                   data.get("message", "").replace(f"silence {a.silence_id}", "silence <own>")) for type_, data in
+                  StreamEvent.objects.filter(alert_id=a.pk).order_by("id").values_list("type", "data")]
         out.append((a.plugin.slug, a.state, a.count, a.severity, a.silence_id is not None, a.suppressed_reason != "",
                     a.next_escalation_at, a.auto_resolve_at, a.trace_ids, a.samples, a.delivery_state, a.title,
                     a.created_at, timeline, audit, deliveries, stream))
