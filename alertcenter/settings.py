@@ -205,6 +205,8 @@ CELERY_BEAT_SCHEDULE = {
     "actions-sweep": {"task": "actions.sweep", "schedule": 15.0},
     # Self-monitoring and watchdog (apps.ops.self_monitoring); cron can run `manage.py system_checks` too.
     "system-checks": {"task": "system.checks", "schedule": 60.0},
+    # EventRecord day partitions a week ahead (PostgreSQL; apps.ingest.fastpath), whatever the clock did.
+    "ingest-partitions": {"task": "ingest.partitions", "schedule": 3600.0},
     # Retention (apps.ops.retention); daily, off-peak. Idempotent, so cron may run it as well.
     "system-purge-expired": {"task": "system.purge_expired",
                              "schedule": crontab(hour=3, minute=17)},

@@ -1,7 +1,9 @@
 """Retention: delete what is past its keep-time, in small chunks, exactly once (``purge_expired``).
 
 Policy (settings, all in days):
-  EventRecord                 ts older than EVENT_RETENTION_DAYS (90): the evidence lines
+  EventRecord                 received more than EVENT_RETENTION_DAYS (90) ago: the evidence lines. On
+                              PostgreSQL whole day partitions are dropped (apps.ingest.fastpath), the
+                              rest (the cutoff's own day, the DEFAULT partition) deleted in chunks
   IngestBatch DONE            received_at older than INGEST_BATCH_RETENTION_DAYS (7): the payload is big
   IngestBatch FAILED          received_at older than EVENT_RETENTION_DAYS (kept longer for replay)
   AuditEvent                  at older than AUDIT_RETENTION_DAYS (180), via apps.audit.retention.purge_before
@@ -34,6 +36,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.retention import purge_before
 from apps.core import clock
 from apps.core.models import MetricRollup, WorkerHeartbeat
+from apps.ingest import fastpath as ingest_fastpath
 from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
 from apps.stream import retention as stream_retention
 
@@ -71,8 +74,16 @@ def _chunks(qs: models.QuerySet, chunk_size: int, delete: Callable[[list[int]], 
 
 def _delete_events(cutoff: datetime) -> Callable[[list[int]], int]:
     def delete(ids: list[int]) -> int:
-        return EventRecord.objects.filter(pk__in=ids, ts__lt=cutoff).delete()[0]
+        return EventRecord.objects.filter(pk__in=ids, received_at__lt=cutoff).delete()[0]
     return delete
+
+
+def _purge_events(cutoff: datetime, chunk_size: int) -> int:
+    """Drop the day partitions past the cutoff (PostgreSQL), then delete what is left past it by row;
+    the day partitions a week ahead are made sure of first (beat does it hourly too)."""
+    ingest_fastpath.ensure_event_partitions(clock.now().date())
+    dropped = ingest_fastpath.drop_event_partitions_before(cutoff)
+    return dropped + _chunks(EventRecord.objects.filter(received_at__lt=cutoff), chunk_size, _delete_events(cutoff))
 
 
 def _batch_q(now: datetime) -> Q:
@@ -121,7 +132,7 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
     audit_cutoff = now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
     heartbeat_cutoff = now - HEARTBEAT_RETENTION
     plan: list[tuple[str, datetime, models.QuerySet, Callable[[list[int]], int] | None]] = [
-        ("ingest_eventrecord", event_cutoff, EventRecord.objects.filter(ts__lt=event_cutoff), _delete_events(event_cutoff)),
+        ("ingest_eventrecord", event_cutoff, EventRecord.objects.filter(received_at__lt=event_cutoff), None),
         ("ingest_ingestbatch", now - timedelta(days=settings.INGEST_BATCH_RETENTION_DAYS),
          IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
         ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
@@ -135,6 +146,8 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
         report.cutoffs[table] = cutoff
         if dry_run:
             report.removed[table] = qs.count()
+        elif table == "ingest_eventrecord":
+            report.removed[table] = _purge_events(event_cutoff, chunk_size)
         elif delete is None:  # audit: its own privileged, self-audited path
             report.removed[table] = purge_before(audit_cutoff, chunk_size=chunk_size)
         else:
