@@ -226,7 +226,7 @@ def post_pinned(
     session = _kept_session(target) if keep_alive else _new_session(target.host)
 
     def post(session: requests.Session) -> requests.Response:
-        return _post_within(session, request_url, deadline, data=body, headers=send_headers, verify=verify)
+        return _send_within(session, request_url, deadline, body=body, headers=send_headers, verify=verify)
 
     with watchdog(deadline) as dog:
         try:
@@ -287,6 +287,26 @@ def _post_within(session: requests.Session, url: str, deadline: Deadline, **kwar
         raise DeadlineExceeded(f"no time left of the {deadline.seconds:g} s deadline")
     # Per-read timeouts at the remaining budget; the watchdog bounds the exchange as a whole.
     return session.post(url, timeout=(left, left), allow_redirects=False, stream=True, **kwargs)
+
+
+def _send_within(session: requests.Session, url: str, deadline: Deadline, *, body: bytes,
+                 headers: Mapping[str, str], verify: bool | str) -> requests.Response:
+    """``_post_within`` for a body already in bytes, handed straight to the session's adapter: the
+    same request on the wire (the session's default headers under ours, no proxies, no redirects),
+    without ``Session.request``'s merging of cookies, hooks, environment settings and redirect
+    handling, which cost as much CPU as the send itself in a storm (bench/storm.py under py-spy)."""
+    left = deadline.remaining()
+    if left <= 0:
+        raise DeadlineExceeded(f"no time left of the {deadline.seconds:g} s deadline")
+    merged = CaseInsensitiveDict(session.headers)
+    merged.update(headers)
+    prepared = requests.PreparedRequest()
+    prepared.prepare_method("POST")
+    prepared.prepare_url(url, None)
+    prepared.prepare_headers(merged)
+    prepared.prepare_body(body, None)
+    return session.get_adapter(url).send(prepared, stream=True, timeout=(left, left), verify=verify, cert=None,
+                                         proxies={})
 
 
 def _raise_if_deadline(exc: BaseException, fired: bool, deadline: Deadline) -> None:
