@@ -17,12 +17,11 @@ from django.db.models import Q
 
 from apps.audit.services import record, record_many
 from apps.core import clock
-from apps.core.fastpath import bulk_insert
 from apps.core.vocabulary import EVENT_TRIGGERED, AlertSource
 from apps.tenants.models import Plugin, Tenant
 
 from . import fastpath
-from .history import actor_label, emit, emit_many, log_change, stream_events
+from .history import actor_label, emit, emit_many, insert_timeline, log_change, stream_events
 from .matching import fingerprint_for
 from .models import ACTIVE_STATES, Alert, AlertState, Silence, TimelineEntry
 from .policies import first_escalation_at, first_escalations
@@ -285,15 +284,16 @@ def _record_created(created: list[tuple[Alert, Silence | None, int]], now: datet
     """``_create``'s history for many new alerts: one INSERT per table and one ``outbox.notify``."""
     if not created:
         return
-    lines, audits = [], []
+    lines, changes, audits = [], [], []
+    label, kind = actor_label(None), TimelineEntry.Kind.CREATED
     for alert, silence, occurrences in created:
         message, data, audit = _created_history(alert, silence, occurrences)
-        lines.append(TimelineEntry(alert=alert, at=now, kind=TimelineEntry.Kind.CREATED,
-                                   actor_label=actor_label(None), message=message, data=data))
+        lines.append((alert.pk, now, kind, label, None, message, data))
+        changes.append((alert, kind, message))
         audits.append({"target_type": "alerts.alert", "target_id": alert.pk, "tenant": alert.tenant_id,
                        "data": audit})
-    bulk_insert(lines)
-    stream_events([(line.alert, line.kind, line.message) for line in lines])
+    insert_timeline(lines)
+    stream_events(changes)
     record_many("alert.created", audits)
     emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED, new=True)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from apps.audit.services import describe_actor, record, record_many
 from apps.core import clock
-from apps.core.fastpath import bulk_insert
+from apps.core.fastpath import insert_rows
 from apps.delivery import outbox
 from apps.stream import services as stream
 from apps.stream.models import StreamEventType
@@ -56,6 +56,14 @@ def log_change(alert: Alert, *, kind: str, actor: Any, message: str = "", data: 
     return entry
 
 
+TIMELINE_COLUMNS = ("alert_id", "at", "kind", "actor_label", "actor_user_id", "message", "data")
+
+
+def insert_timeline(rows: Sequence[tuple]) -> list[int]:
+    """Timeline lines as plain rows (``TIMELINE_COLUMNS``), one COPY on PostgreSQL."""
+    return insert_rows(TimelineEntry, TIMELINE_COLUMNS, rows)
+
+
 def stream_events(changes: Sequence[tuple[Alert, str, str]]) -> None:
     """The live-stream events of changes whose timeline lines were written in bulk: (alert, kind, message)."""
     stream.append_many([_stream_event(a.pk, a.tenant_id, kind, message, a.state, a.severity, a.title, a.delivery_state)
@@ -70,11 +78,8 @@ def log_changes(changes: Sequence[tuple[int, int, str, dict]], *, kind: str, act
     if not changes:
         return
     now, label, user = clock.now(), actor_label(actor), _actor_user(actor)
-    bulk_insert([
-        TimelineEntry(alert_id=alert_id, at=now, kind=kind, actor_label=label, actor_user=user, message=message,
-                      data=data)
-        for alert_id, _tenant, message, data in changes
-    ])
+    insert_timeline([(alert_id, now, kind, label, user.pk if user else None, message, data)
+                     for alert_id, _tenant, message, data in changes])
     if instances is not None and all(c[0] in instances for c in changes):
         current = {c[0]: [getattr(instances[c[0]], f) for f in ("state", "severity", "title", "delivery_state")]
                    for c in changes}

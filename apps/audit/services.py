@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from apps.core import clock
-from apps.core.fastpath import bulk_insert
+from apps.core.fastpath import insert_rows
 
 from .models import AuditEvent
 
@@ -60,7 +60,7 @@ def record(
     )
 
 
-def record_many(action: str, entries: list[dict], *, actor: Any = None) -> list[AuditEvent]:
+def record_many(action: str, entries: list[dict], *, actor: Any = None) -> list[int]:
     """``record`` for many events of one action and actor in one INSERT (a batch of state changes).
 
     Each entry takes ``record``'s keywords: target_type, target_id, tenant (a Tenant or id), data, ip.
@@ -70,10 +70,9 @@ def record_many(action: str, entries: list[dict], *, actor: Any = None) -> list[
         return []
     actor_type, actor_id, actor_label = describe_actor(actor)
     now = clock.now()
-    return bulk_insert([
-        AuditEvent(at=now, actor_type=actor_type, actor_id=actor_id, actor_label=actor_label[:200], action=action,
-                   target_type=e.get("target_type", ""), target_id=str(e.get("target_id", "")),
-                   tenant_id=getattr(e.get("tenant"), "pk", e.get("tenant")), data=e.get("data") or {},
-                   ip=e.get("ip"))
+    return insert_rows(AuditEvent, ("at", "actor_type", "actor_id", "actor_label", "action", "target_type", "target_id",
+                                    "tenant_id", "data", "ip"), [
+        (now, actor_type, actor_id, actor_label[:200], action, e.get("target_type", ""), str(e.get("target_id", "")),
+         getattr(e.get("tenant"), "pk", e.get("tenant")), e.get("data") or {}, e.get("ip"))
         for e in entries
     ])

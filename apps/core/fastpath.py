@@ -66,3 +66,40 @@ def _sequence(cursor, table: str, column: str) -> str:
         cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [connection.ops.quote_name(table), column])
         name = _sequences[table] = cursor.fetchone()[0]
     return name
+
+
+def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence]) -> list[int]:
+    """Insert plain rows of ``model`` in the caller's transaction; their new ids, in order.
+
+    ``columns`` are field names (``tenant_id`` for a foreign key); values must be what the column
+    stores (ints, strings, aware datetimes, None), except JSON fields, which take Python values and
+    are encoded with the field's own encoder. Fields left out get their model default. For
+    append-only rows written by the hundred per batch (timeline lines, audit rows, stream events),
+    where building a model instance per row cost more than writing it: no ``Model.__init__``, no
+    ``get_db_prep_save`` per field (bench/storm.py under py-spy: 17 % of the storm worker before).
+    """
+    if not rows:
+        return []
+    meta = model._meta
+    fields = [meta.get_field(name) for name in columns]
+    if connection.vendor != "postgresql" or len(rows) < COPY_MIN_ROWS:
+        objs = model.objects.bulk_create([model(**dict(zip(columns, row))) for row in rows])
+        return [obj.pk for obj in objs]
+    conn = connections[DEFAULT_DB_ALIAS]
+    given = {f.attname for f in fields}
+    missing = [f for f in meta.concrete_fields if f is not meta.pk and f.attname not in given]
+    defaults = [f.get_db_prep_save(f.get_default(), conn) for f in missing]
+    json = [i for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"]
+    table = connection.ops.quote_name(meta.db_table)
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1",
+                       [_sequence(cursor, meta.db_table, meta.pk.column), len(rows)])
+        ids = [row[0] for row in cursor.fetchall()]
+        names = ", ".join(connection.ops.quote_name(f.column) for f in [meta.pk, *fields, *missing])
+        with conn.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for pk_value, row in zip(ids, rows):
+                values = list(row)
+                for i in json:
+                    values[i] = fields[i].get_db_prep_save(values[i], conn)
+                copy.write_row([pk_value, *values, *defaults])
+    return ids

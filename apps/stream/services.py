@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.core import clock
-from apps.core.fastpath import bulk_insert
+from apps.core.fastpath import insert_rows
 
 from .models import StreamEvent, StreamEventType
 
@@ -31,27 +31,24 @@ NewEvent = tuple[int, str, "int | None", dict[str, Any]]  # (tenant_id, type, al
 _client: dict[str, redis.Redis] = {}
 
 
-def append(tenant_id: int, type: str, alert_id: int | None, data: dict[str, Any]) -> StreamEvent:
-    """Append one event (see ``append_many``)."""
+def append(tenant_id: int, type: str, alert_id: int | None, data: dict[str, Any]) -> int:
+    """Append one event (see ``append_many``); its id."""
     return append_many([(tenant_id, type, alert_id, data)])[0]
 
 
-def append_many(events: Sequence[NewEvent]) -> list[StreamEvent]:
+def append_many(events: Sequence[NewEvent]) -> list[int]:
     """Insert the events (one INSERT) in the current transaction and publish their ids once it
-    commits. An unknown type raises ValueError before anything is written."""
+    commits; the ids, in order. An unknown type raises ValueError before anything is written."""
     if not events:
         return []
     unknown = sorted({e[1] for e in events} - TYPES)
     if unknown:
         raise ValueError(f"unknown stream event type(s) {', '.join(unknown)}; known: {', '.join(sorted(TYPES))}")
     now = clock.now()
-    rows = bulk_insert([
-        StreamEvent(tenant_id=tenant_id, type=type_, alert_id=alert_id, data=data, created_at=now)
-        for tenant_id, type_, alert_id, data in events
-    ])
-    ids = [row.pk for row in rows]
+    ids = insert_rows(StreamEvent, ("tenant_id", "type", "alert_id", "data", "created_at"),
+                      [(tenant_id, type_, alert_id, data, now) for tenant_id, type_, alert_id, data in events])
     transaction.on_commit(lambda: publish(ids))
-    return rows
+    return ids
 
 
 def publish(ids: Sequence[int]) -> bool:

@@ -65,3 +65,28 @@ def test_a_constraint_violation_raises_integrity_error_and_writes_nothing(tenant
     with pytest.raises(IntegrityError), transaction.atomic():
         bulk_insert(rows)
     assert StreamEvent.objects.count() == 0 and all(r.pk is None for r in rows)
+
+
+@pytest.mark.parametrize("n", [1, COPY_MIN_ROWS, 30])
+def test_insert_rows_stores_what_the_orm_stores_with_defaults_and_the_fields_encoder(tenant, n):
+    from datetime import datetime, timezone
+    from decimal import Decimal
+
+    from apps.core.fastpath import insert_rows
+
+    now = clock.now()
+    data = {"at": datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone.utc), "amount": Decimal("1.50"), "n": [1, None]}
+    with transaction.atomic():
+        ids = insert_rows(StreamEvent, ("tenant_id", "type", "alert_id", "data", "created_at"),
+                          [(tenant.pk, StreamEventType.ALERT_CREATED, i, data, now) for i in range(n)])
+        orm = StreamEvent.objects.create(tenant_id=tenant.pk, type=StreamEventType.ALERT_CREATED, alert_id=0,
+                                         data=data, created_at=now)
+        defaults = insert_rows(StreamEvent, ("tenant_id", "type", "created_at"),
+                               [(tenant.pk, StreamEventType.ALERT_UPDATED, now)] * n)
+    assert ids == sorted(ids) and len(set(ids)) == n and orm.pk > ids[-1]
+    stored = {e.pk: e for e in StreamEvent.objects.all()}
+    assert [stored[i].alert_id for i in ids] == list(range(n))
+    assert all(stored[i].data == stored[orm.pk].data for i in ids)  # DjangoJSONEncoder's datetime and Decimal
+    assert stored[orm.pk].data["at"] == "2026-01-02T03:04:05.678Z"
+    assert all(stored[i].data == {} and stored[i].alert_id is None for i in defaults)  # the model's defaults
+    assert insert_rows(StreamEvent, ("tenant_id",), []) == []

@@ -41,7 +41,7 @@ def globex(db):
 
 
 def _append(tenant: Tenant, n: int, type_: str = "alert.updated") -> list[int]:
-    return [services.append(tenant.pk, type_, 1000 + i, {"n": i}).pk for i in range(n)]
+    return [services.append(tenant.pk, type_, 1000 + i, {"n": i}) for i in range(n)]
 
 
 def _bearer(token: str) -> dict[str, str]:
