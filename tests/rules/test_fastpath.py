@@ -71,6 +71,22 @@ def test_save_windows_writes_state_fired_at_alert_and_updated_at_back(tenant, pl
     save_windows([])
 
 
+@pytest.mark.django_db
+def test_keys_and_states_with_quotes_backslashes_braces_and_commas_round_trip(tenant):
+    nasty = 'a "quoted", back\\slash {brace} \u00e9 \\" end'
+    keys = [WindowKey(rule_key=f'rule "{i}", x', tenant_id=tenant.pk, group_hash=f'h\\"{i},{{}}',
+                      group_key={"plugin_id": nasty, "n": i}) for i in range(3)]
+    with transaction.atomic():
+        rows = lock_windows(keys, NOW)
+        assert sorted(rows) == sorted((k.rule_key, k.tenant_id, k.group_hash) for k in keys)
+        for w in rows.values():
+            w.state, w.updated_at = {"last": nasty, "list": [nasty, None]}, NOW
+        save_windows(list(rows.values()))
+    stored = {w.group_hash: w for w in WindowState.objects.all()}
+    assert {h: (w.rule_key, w.group_key, w.state) for h, w in stored.items()} == {
+        k.group_hash: (k.rule_key, k.group_key, {"last": nasty, "list": [nasty, None]}) for k in keys}
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_locked_window_makes_a_second_worker_wait_until_the_first_commits(tenant):
     existing_window(tenant, "a")
