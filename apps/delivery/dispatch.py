@@ -274,7 +274,8 @@ def _without_clogged_destinations(rows: list[Delivery]) -> list[Delivery]:
     until = clock.now() + timedelta(seconds=max(settings.WEBHOOK_TIMEOUT_SECONDS, settings.CHANNEL_TIMEOUT_SECONDS))
     held = [d for d in rows if destination(d) in clogged]
     _put_back([(d, until) for d in held])
-    logger.info("destination not answering: deliveries wait for its pending sends", extra={"count": len(held)})
+    logger.warning("destination not answering: deliveries wait for its pending sends",
+                   extra={"count": len(held), "destinations": sorted({destination(d) for d in held})})
     return [d for d in rows if destination(d) not in clogged]
 
 
