@@ -242,10 +242,11 @@ def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wai
     if len(rows) == 1 and straggler_wait is None:
         _record([send(rows[0])])
         return 1
+    started = time.monotonic()
     futures = [(_executor().submit(send, d), d) for d in rows]
     done, late = wait([f for f, _ in futures], timeout=straggler_wait)
     if late:
-        _stragglers().add((f, destination(d)) for f, d in futures if f in late)
+        _stragglers().add((f, destination(d), started) for f, d in futures if f in late)
     if done:
         _record([f.result() for f, _ in futures if f in done])
     return len(rows)
@@ -267,11 +268,13 @@ def _stragglers() -> stragglers.Stragglers:
 
 def _without_clogged_destinations(rows: list[Delivery]) -> list[Delivery]:
     """Rows whose destination can take another send now; the rows of a destination already holding
-    its cap of stragglers (a receiver that does not answer) wait one send timeout, no attempt counted."""
-    clogged = _stragglers().clogged(settings.DELIVERY_STRAGGLERS_PER_DESTINATION)
+    its cap of slow stragglers (a receiver that does not answer) wait a little (the slow threshold,
+    2 s by default; the sweeper brings them back), no attempt counted."""
+    slow_after = stragglers.SLOW_FACTOR * settings.DELIVERY_STRAGGLER_SECONDS
+    clogged = _stragglers().clogged(settings.DELIVERY_STRAGGLERS_PER_DESTINATION, slow_after)
     if not clogged:
         return rows
-    until = clock.now() + timedelta(seconds=max(settings.WEBHOOK_TIMEOUT_SECONDS, settings.CHANNEL_TIMEOUT_SECONDS))
+    until = clock.now() + timedelta(seconds=slow_after)
     held = [d for d in rows if destination(d) in clogged]
     _put_back([(d, until) for d in held])
     logger.warning("destination not answering: deliveries wait for its pending sends",

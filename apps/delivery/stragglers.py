@@ -9,9 +9,11 @@ within the claim lease; if the process dies first, the lease ends and the sweepe
 (at-least-once, as for any send cut short).
 
 Per destination (a webhook endpoint, a channel, or the email/SMS provider) a process holds at most
-``DELIVERY_STRAGGLERS_PER_DESTINATION`` stragglers; ``clogged`` names the destinations at that cap,
-whose new rows the dispatcher puts back to wait instead of sending, so one black-holed endpoint
-costs its own tenant's rows a timeout each and nobody else anything.
+``DELIVERY_STRAGGLERS_PER_DESTINATION`` *slow* stragglers (running for longer than ``SLOW_FACTOR``
+times the wait): ``clogged`` names the destinations at that cap, whose new rows the dispatcher puts
+back to wait a little instead of sending, so one black-holed endpoint costs its own tenant's rows a
+timeout each and nobody else anything. Stragglers younger than that do not count: under a storm a
+healthy receiver on a busy machine can take longer than the wait, and must not be held back.
 """
 from __future__ import annotations
 
@@ -22,11 +24,12 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 
 logger = logging.getLogger("apps.delivery")
 
 POLL_SECONDS = 0.05
+SLOW_FACTOR = 4  # a straggler counts as slow after 4 x DELIVERY_STRAGGLER_SECONDS (2 s by default)
 
 
 class Stragglers:
@@ -35,16 +38,17 @@ class Stragglers:
     def __init__(self, record: Callable[[list], None]) -> None:
         self._record = record
         self._lock = threading.Condition()
-        self._waiting: dict[Future, str] = {}
+        self._waiting: dict[Future, tuple[str, float]] = {}  # future -> (destination, monotonic start)
         self._held: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="deliver-stragglers", daemon=True)
         self._thread.start()
 
-    def add(self, futures: Iterable[tuple[Future, str]]) -> None:
-        """Take over these sends (future of an ``Outcome``, destination key)."""
+    def add(self, futures: Iterable[tuple[Future, str, float | None]]) -> None:
+        """Take over these sends (future of an ``Outcome``, destination key, monotonic start or None)."""
+        now = time.monotonic()
         with self._lock:
-            for future, key in futures:
-                self._waiting[future] = key
+            for future, key, started in futures:
+                self._waiting[future] = (key, started if started is not None else now)
                 self._held[key] = self._held.get(key, 0) + 1
             self._lock.notify_all()
 
@@ -52,10 +56,15 @@ class Stragglers:
         with self._lock:
             return self._held.get(key, 0)
 
-    def clogged(self, limit: int) -> set[str]:
-        """Destinations holding ``limit`` or more stragglers."""
+    def clogged(self, limit: int, slow_after: float) -> set[str]:
+        """Destinations holding ``limit`` or more stragglers running for ``slow_after`` seconds or more."""
+        now = time.monotonic()
+        slow: dict[str, int] = {}
         with self._lock:
-            return {key for key, n in self._held.items() if n >= limit}
+            for key, started in self._waiting.values():
+                if now - started >= slow_after:
+                    slow[key] = slow.get(key, 0) + 1
+        return {key for key, n in slow.items() if n >= limit}
 
     def drain(self, timeout: float) -> bool:
         """Wait until every straggler is recorded (worker shutdown, tests); False on timeout."""
@@ -78,7 +87,7 @@ class Stragglers:
             if not done:
                 continue
             with self._lock:
-                keys = [self._waiting.pop(f) for f in done]
+                keys = [self._waiting.pop(f)[0] for f in done]
             try:
                 close_old_connections()
                 self._record([f.result() for f in done])  # send() never raises: a result each
@@ -86,6 +95,10 @@ class Stragglers:
                 logger.exception("recording late outcomes failed; the sweeper retries after the lease",
                                  extra={"count": len(done)})
             finally:
+                with self._lock:
+                    idle = not self._waiting
+                if idle:  # stragglers are the exception: no connection kept open between them
+                    connection.close()
                 with self._lock:
                     for key in keys:
                         self._held[key] -= 1

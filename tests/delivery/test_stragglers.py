@@ -51,6 +51,7 @@ def net(settings):
     settings.WEBHOOK_ALLOWED_NETWORKS = [ip_network("127.0.0.0/8")]
     settings.WEBHOOK_TIMEOUT_SECONDS = TIMEOUT
     settings.DELIVERY_STRAGGLERS_PER_DESTINATION = 2
+    settings.DELIVERY_STRAGGLER_SECONDS = 0.3  # slow after 4 x 0.3 s
 
 
 def rows_of(endpoint) -> list[int]:
@@ -74,7 +75,11 @@ def test_a_black_holed_endpoint_holds_its_own_rows_not_the_batch(net, tenant, ot
         # Still claimed: the straggler thread records them when their deadline ends.
         assert set(Delivery.objects.filter(pk__in=dead_rows[:2]).values_list("state", flat=True)) == {"SENDING"}
 
-        # The endpoint holds its cap of stragglers: its next row waits, unsent, no attempt counted.
+        # Young stragglers do not hold a destination back (a busy but healthy receiver) ...
+        assert dispatch._stragglers().clogged(2, slow_after=1.2) == set()
+        time.sleep(1.3 - (time.monotonic() - started))
+        # ... slow ones do: at its cap, the endpoint's next row waits, unsent, no attempt counted.
+        assert dispatch._stragglers().clogged(2, slow_after=1.2) == {f"endpoint:{dead.pk}"}
         assert dispatch.process(dead_rows[2:], straggler_wait=0.3) == 0
         waiting = Delivery.objects.get(pk=dead_rows[2])
         assert (waiting.state, waiting.attempts, waiting.claim_token) == ("PENDING", 0, "")
