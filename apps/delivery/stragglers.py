@@ -57,14 +57,19 @@ class Stragglers:
             return self._held.get(key, 0)
 
     def clogged(self, limit: int, slow_after: float) -> set[str]:
-        """Destinations holding ``limit`` or more stragglers running for ``slow_after`` seconds or more."""
+        """Destinations holding ``limit`` or more stragglers running for ``slow_after`` seconds or more,
+        or ``SLOW_FACTOR`` times ``limit`` of any age (a receiver just gone silent, sent to faster
+        than its stragglers grow old: each one holds a send thread)."""
         now = time.monotonic()
         slow: dict[str, int] = {}
+        total: dict[str, int] = {}
         with self._lock:
             for key, started in self._waiting.values():
+                total[key] = total.get(key, 0) + 1
                 if now - started >= slow_after:
                     slow[key] = slow.get(key, 0) + 1
-        return {key for key, n in slow.items() if n >= limit}
+        return {key for key, n in slow.items() if n >= limit} | {
+            key for key, n in total.items() if n >= SLOW_FACTOR * limit}
 
     def drain(self, timeout: float) -> bool:
         """Wait until every straggler is recorded (worker shutdown, tests); False on timeout."""

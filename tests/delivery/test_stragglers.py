@@ -108,3 +108,21 @@ def test_without_a_wait_every_send_is_recorded_before_returning(net, tenant):
         assert time.monotonic() - started >= TIMEOUT - 0.5
     assert set(Delivery.objects.filter(endpoint=dead).values_list("attempts", flat=True)) == {1}
     assert DeliveryAttempt.objects.filter(success=False).count() == 2
+
+
+def test_many_young_stragglers_of_one_destination_also_hold_it_back():
+    from concurrent.futures import Future
+
+    held = stragglers.Stragglers(record=lambda outcomes: None)
+    sends = [Future() for _ in range(10)]
+    now = time.monotonic()
+    held.add((f, "endpoint:1", now) for f in sends[:7])
+    held.add([(sends[7], "endpoint:2", now - 5)])
+    assert held.clogged(2, slow_after=2.0) == set()  # 7 young ones, 1 slow one: below both caps
+    held.add([(sends[8], "endpoint:1", now)])
+    assert held.clogged(2, slow_after=2.0) == {"endpoint:1"}  # 8 = 4 x 2 of any age
+    held.add([(sends[9], "endpoint:2", now - 3)])
+    assert held.clogged(2, slow_after=2.0) == {"endpoint:1", "endpoint:2"}  # 2 slow ones
+    for f in sends:
+        f.set_result(None)
+    assert held.drain(5) and held.clogged(1, slow_after=0.0) == set()
