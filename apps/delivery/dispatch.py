@@ -247,7 +247,15 @@ def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wai
         return 1
     started = time.monotonic()
     futures = [(_executor().submit(send, d), d) for d in rows]
-    done, late = wait([f for f, _ in futures], timeout=straggler_wait)
+    if straggler_wait is None:
+        wait([f for f, _ in futures])
+    else:
+        # Sends to a destination that already has a straggler running are not waited for at all:
+        # a silent receiver costs each process one wait, not one per batch it appears in.
+        suspects = _stragglers().suspects()
+        wait([f for f, d in futures if destination(d) not in suspects], timeout=straggler_wait)
+    done = {f for f, _ in futures if f.done()}
+    late = {f for f, _ in futures} - done
     if late:
         _stragglers().add((f, destination(d), started) for f, d in futures if f in late)
     if done:

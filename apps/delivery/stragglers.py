@@ -52,6 +52,11 @@ class Stragglers:
                 self._held[key] = self._held.get(key, 0) + 1
             self._lock.notify_all()
 
+    def suspects(self) -> set[str]:
+        """Destinations with a straggler still running: a batch does not wait for its sends to them."""
+        with self._lock:
+            return set(self._held)
+
     def held(self, key: str) -> int:
         with self._lock:
             return self._held.get(key, 0)

@@ -126,3 +126,23 @@ def test_many_young_stragglers_of_one_destination_also_hold_it_back():
     for f in sends:
         f.set_result(None)
     assert held.drain(5) and held.clogged(1, slow_after=0.0) == set()
+
+
+def test_sends_to_a_destination_with_a_straggler_running_are_not_waited_for(net, settings, tenant, other_tenant):
+    settings.DELIVERY_STRAGGLERS_PER_DESTINATION = 5  # not held back here: only the wait is under test
+    with BlackHole() as hole, Hook() as hook:
+        dead, _ = create_endpoint(tenant=tenant, url=hole.url, event_types=["alert.triggered"])
+        live, _ = create_endpoint(tenant=other_tenant, url=hook.url, event_types=["alert.triggered"])
+        fire_alert(tenant, title="first")
+        started = time.monotonic()
+        assert dispatch.process(rows_of(dead), straggler_wait=0.5) == 1
+        assert time.monotonic() - started >= 0.5  # the first silence is waited for once
+        fire_alert(tenant, title="second")
+        fire_alert(other_tenant, title="live")
+        started = time.monotonic()
+        assert dispatch.process(rows_of(dead)[1:] + rows_of(live), straggler_wait=2.0) == 2
+        assert time.monotonic() - started < 1.5  # not the 2 s wait: the endpoint is a suspect
+        assert Delivery.objects.get(endpoint=live).state == "DELIVERED"
+        assert dispatch._stragglers().held(f"endpoint:{dead.pk}") == 2
+        assert stragglers.drain(TIMEOUT + 10)
+    assert set(Delivery.objects.filter(endpoint=dead).values_list("attempts", flat=True)) == {1}
