@@ -42,10 +42,10 @@ from .transports import AttemptResult, OutboundMessage, TransportError, WebhookT
 
 logger = logging.getLogger("apps.delivery")
 
-# A batch's network calls overlap; the database work stays on the task's thread. More threads than a
-# batch needs: stragglers (stragglers.py) keep theirs until their deadline, and must not leave the
-# next batches' sends queueing behind them.
-SEND_THREADS = 64
+# A batch's network calls overlap; the database work stays on the task's thread. Room beyond a
+# batch's 16 or so concurrent sends: stragglers (stragglers.py, at most 8 per silent destination)
+# keep their thread until their deadline and must not leave the next batches' sends queueing.
+SEND_THREADS = 24
 # First attempts are rung on commit; the sweeper is only the backstop for a lost doorbell. Claiming them
 # sooner would race the queued doorbells under backlog (the rows would wait behind them, claimed).
 FIRST_ATTEMPT_GRACE = timedelta(seconds=30)

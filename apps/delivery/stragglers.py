@@ -29,6 +29,8 @@ from django.db import close_old_connections, connection
 logger = logging.getLogger("apps.delivery")
 
 POLL_SECONDS = 0.05
+GATHER_SECONDS = 0.02
+IDLE_CLOSE_SECONDS = 10.0
 SLOW_FACTOR = 4  # a straggler counts as slow after 4 x DELIVERY_STRAGGLER_SECONDS (2 s by default)
 
 
@@ -40,6 +42,7 @@ class Stragglers:
         self._lock = threading.Condition()
         self._waiting: dict[Future, tuple[str, float]] = {}  # future -> (destination, monotonic start)
         self._held: dict[str, int] = {}
+        self._close_asked = False
         self._thread = threading.Thread(target=self._run, name="deliver-stragglers", daemon=True)
         self._thread.start()
 
@@ -85,17 +88,27 @@ class Stragglers:
                 if left <= 0:
                     return False
                 self._lock.wait(min(left, POLL_SECONDS))
+            self._close_asked = True  # and let the thread close its connection now
+            self._lock.notify_all()
+            while self._close_asked and time.monotonic() < end:
+                self._lock.wait(POLL_SECONDS)
         return True
 
     def _run(self) -> None:
         while True:
             with self._lock:
                 while not self._waiting:
-                    self._lock.wait()
+                    woken = self._lock.wait(IDLE_CLOSE_SECONDS)
+                    if (not woken or self._close_asked) and not self._waiting:
+                        connection.close()  # stragglers are the exception: no connection kept idle
+                        self._close_asked = False
+                        self._lock.notify_all()
                 pending = list(self._waiting)
             done, _ = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
             if not done:
                 continue
+            time.sleep(GATHER_SECONDS)  # record what finishes together in one transaction
+            done = [f for f in pending if f.done()]
             with self._lock:
                 keys = [self._waiting.pop(f)[0] for f in done]
             try:
@@ -105,10 +118,6 @@ class Stragglers:
                 logger.exception("recording late outcomes failed; the sweeper retries after the lease",
                                  extra={"count": len(done)})
             finally:
-                with self._lock:
-                    idle = not self._waiting
-                if idle:  # stragglers are the exception: no connection kept open between them
-                    connection.close()
                 with self._lock:
                     for key in keys:
                         self._held[key] -= 1
