@@ -41,6 +41,10 @@ class BlackHole:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not
+        except OSError:
+            pass
         self.listener.close()
         for conn in self.accepted:
             conn.close()
