@@ -43,7 +43,8 @@ test: $(VENV)/.installed-dev
 # DATABASE_URL/REDIS_URL the same way), stopping at the first failing run; a one-line tally at the end.
 N ?= 10
 SUITE ?= tests/reliability tests/delivery/test_worker_*.py tests/delivery/test_state_race.py \
-	tests/delivery/test_claim_lease.py tests/alerts/test_concurrency.py tests/core/test_worker.py \
+	tests/delivery/test_claim_lease.py tests/delivery/test_stragglers.py tests/alerts/test_concurrency.py \
+	tests/core/test_worker.py tests/alerts/test_fire_bulk.py::test_concurrent_batches_creating_the_same_fingerprints_end_with_one_alert_each \
 	tests/rules/test_engine.py::test_concurrent_batches_on_one_group_count_exactly_once \
 	tests/rules/test_engine.py::test_alert_resolved_during_the_batch_is_not_fed_and_the_group_is_judged_afresh \
 	tests/ingest/test_plugin_limit.py::test_concurrent_requests_never_register_more_than_the_limit
