@@ -13,7 +13,7 @@ rows, ids, defaults and JSON come out the same).
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
@@ -37,22 +37,13 @@ def bulk_insert(objs: Sequence[M]) -> Sequence[M]:
     if connection.vendor != "postgresql" or len(objs) < COPY_MIN_ROWS:
         return model.objects.bulk_create(objs)
     meta = model._meta
-    pk = meta.pk
-    fields = [f for f in meta.concrete_fields if f is not pk]
-    table = connection.ops.quote_name(meta.db_table)
+    fields = [f for f in meta.concrete_fields if f is not meta.pk]
     # The thread's own connection object, not the ``connection`` proxy: each attribute read through
     # the proxy is a thread-local lookup, thousands per batch in ``get_db_prep_save``.
     conn = connections[DEFAULT_DB_ALIAS]
-    with conn.cursor() as cursor:
-        cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1",
-                       [_sequence(cursor, meta.db_table, pk.column), len(objs)])
-        ids = [row[0] for row in cursor.fetchall()]
-        columns = ", ".join(connection.ops.quote_name(f.column) for f in [pk, *fields])
-        prep = [(f.get_db_prep_save, f.pre_save) for f in fields]
-        # wrap_database_errors: a constraint violation raises Django's IntegrityError, as an INSERT would.
-        with conn.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
-            for obj, pk_value in zip(objs, ids):
-                copy.write_row([pk_value, *[to_db(pre(obj, True), conn) for to_db, pre in prep]])
+    prep = [(f.get_db_prep_save, f.pre_save) for f in fields]
+    ids = _copy_with_new_ids(conn, meta, fields, len(objs),
+                             ([to_db(pre(obj, True), conn) for to_db, pre in prep] for obj in objs))
     for obj, pk_value in zip(objs, ids):
         obj.pk = pk_value
         obj._state.adding, obj._state.db = False, conn.alias
@@ -90,16 +81,27 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Seque
     missing = [f for f in meta.concrete_fields if f is not meta.pk and f.attname not in given]
     defaults = [f.get_db_prep_save(f.get_default(), conn) for f in missing]
     json = [i for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"]
-    table = connection.ops.quote_name(meta.db_table)
+
+    def values(row: Sequence) -> list:
+        out = list(row)
+        for i in json:
+            out[i] = fields[i].get_db_prep_save(out[i], conn)
+        return out + defaults
+
+    return _copy_with_new_ids(conn, meta, [*fields, *missing], len(rows), map(values, rows))
+
+
+def _copy_with_new_ids(conn, meta, fields: Sequence, count: int, rows: Iterable[list]) -> list[int]:
+    """Allocate ``count`` ids from the table's sequence (ascending) and COPY ``rows`` (values of
+    ``fields``, ready for the database) with them; the ids."""
+    quote = conn.ops.quote_name
     with conn.cursor() as cursor:
         cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1",
-                       [_sequence(cursor, meta.db_table, meta.pk.column), len(rows)])
+                       [_sequence(cursor, meta.db_table, meta.pk.column), count])
         ids = [row[0] for row in cursor.fetchall()]
-        names = ", ".join(connection.ops.quote_name(f.column) for f in [meta.pk, *fields, *missing])
-        with conn.wrap_database_errors, cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+        names = ", ".join(quote(f.column) for f in [meta.pk, *fields])
+        # wrap_database_errors: a constraint violation raises Django's IntegrityError, as an INSERT would.
+        with conn.wrap_database_errors, cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
             for pk_value, row in zip(ids, rows):
-                values = list(row)
-                for i in json:
-                    values[i] = fields[i].get_db_prep_save(values[i], conn)
-                copy.write_row([pk_value, *values, *defaults])
+                copy.write_row([pk_value, *row])
     return ids

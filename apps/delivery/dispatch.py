@@ -401,10 +401,13 @@ def _channel_budgets(channels: dict[int, NotificationChannel], wanted: dict[int,
 
 def _put_back(rows: list[tuple[Delivery, datetime]]) -> None:
     """Release claimed rows unsent, due again at the given time (no attempt counted, nothing dropped)."""
+    groups: dict[tuple, list[int]] = {}
     for d, until in rows:
         # The sweeper takes first attempts FIRST_ATTEMPT_GRACE after they are due (they are normally
         # rung); a deferred one has no doorbell left, so it is made due that much earlier.
         due = until - FIRST_ATTEMPT_GRACE if d.attempts == 0 else until
-        Delivery.objects.filter(pk=d.pk, state=DeliveryState.SENDING, claim_token=d.claim_token).update(
-            state=DeliveryState.DOWNGRADED if d.downgraded_at else DeliveryState.PENDING, claim_token="",
-            next_attempt_at=due)
+        state = DeliveryState.DOWNGRADED if d.downgraded_at else DeliveryState.PENDING
+        groups.setdefault((state, due, d.claim_token), []).append(d.pk)
+    for (state, due, token), ids in groups.items():  # one UPDATE per group, not per row
+        Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=token).update(
+            state=state, claim_token="", next_attempt_at=due)

@@ -37,11 +37,6 @@ ROLLUP_ACCEPTED = "ingest_events_accepted"
 ROLLUP_REJECTED = "ingest_events_rejected"
 
 
-def rollup_label(tenant_id: int | None) -> str:
-    """Rollups are keyed by tenant id (slugs may be renamed); "" for mixed batches."""
-    return f"tenant_id={tenant_id}" if tenant_id is not None else ""
-
-
 def tenant_names() -> dict[int | None, str]:
     """tenant id -> label value; everything maps to "_all" above METRICS_TENANT_LABEL_LIMIT
     (bounded cardinality: the label set is the tenant table, never anything a client sends)."""
@@ -67,14 +62,12 @@ def ingest_event_totals(names: dict[int | None, str]) -> dict[str, dict[str, int
     """
     out: dict[str, dict[str, int]] = {"accepted": {}, "rejected": {}}
     for (kind, labels), n in folds.totals("batches").items():  # every batch stored: folded + past the fold
-        tenant_id = int(labels.split("=", 1)[1]) if labels.startswith("tenant_id=") else None
-        label = _label(names, tenant_id)
+        label = _label(names, folds.tenant_of_label(labels))
         out[kind][label] = out[kind].get(label, 0) + n
     # Batches purged before their fold (apps.ops.retention) left their counts here.
     kinds = {ROLLUP_ACCEPTED: "accepted", ROLLUP_REJECTED: "rejected"}
     for name, labels, value in MetricRollup.objects.filter(name__in=kinds).values_list("name", "labels", "value"):
-        tenant_id = int(labels.split("=", 1)[1]) if labels.startswith("tenant_id=") else None
-        label = _label(names, tenant_id)
+        label = _label(names, folds.tenant_of_label(labels))
         out[kinds[name]][label] = out[kinds[name]].get(label, 0) + value
     return out
 

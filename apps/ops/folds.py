@@ -96,12 +96,22 @@ def _count_alerts(lo: int, hi: int | None) -> Counts:
     return out
 
 
+def rollup_label(tenant_id: int | None) -> str:
+    """Ingest counts are keyed by tenant id (slugs may be renamed); "" for mixed batches."""
+    return f"tenant_id={tenant_id}" if tenant_id is not None else ""
+
+
+def tenant_of_label(labels: str) -> int | None:
+    """``rollup_label``'s inverse."""
+    return int(labels.split("=", 1)[1]) if labels.startswith("tenant_id=") else None
+
+
 def _count_batches(lo: int, hi: int | None) -> Counts:
     out: Counts = {}
     rows = (IngestBatch.objects.filter(_range(lo, hi)).values_list("tenant_id").order_by()
             .annotate(accepted=Sum("event_count"), rejected=Sum("rejected_count")))
     for tenant_id, accepted, rejected in rows:
-        label = f"tenant_id={tenant_id}" if tenant_id is not None else ""
+        label = rollup_label(tenant_id)
         out[("accepted", label)] = accepted or 0
         out[("rejected", label)] = rejected or 0
     return out
@@ -186,8 +196,7 @@ def advance(*, now: float | None = None, chunk: int = FOLD_CHUNK) -> dict[str, i
 def _advance(fold: Fold, now: float, chunk: int) -> int:
     delay = settings.METRICS_FOLD_DELAY_SECONDS
     with transaction.atomic():
-        MetricFold.objects.get_or_create(name=fold.name)
-        state = MetricFold.objects.select_for_update().get(name=fold.name)
+        state = _locked(fold.name)
         candidates = [c for c in state.candidates if c[1] > state.folded_to]
         newest = fold.model.objects.aggregate(top=Max("id"))["top"] or 0
         if not candidates or now - candidates[-1][0] >= settings.METRICS_FOLD_EVERY_SECONDS:
@@ -223,6 +232,11 @@ def folded_to(name: str, *, lock: bool = False) -> int:
     """How far fold ``name`` went; ``lock``: hold its row until the caller's transaction ends (the
     retention purge, so no fold counts the rows it is deleting and folding itself)."""
     if lock:
-        MetricFold.objects.get_or_create(name=name)
-        return MetricFold.objects.select_for_update().get(name=name).folded_to
+        return _locked(name).folded_to
     return MetricFold.objects.filter(name=name).values_list("folded_to", flat=True).first() or 0
+
+
+def _locked(name: str) -> MetricFold:
+    """Fold ``name``'s row, made if missing, locked until the caller's transaction ends."""
+    MetricFold.objects.get_or_create(name=name)
+    return MetricFold.objects.select_for_update().get(name=name)

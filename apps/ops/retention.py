@@ -41,7 +41,8 @@ from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
 from apps.stream import retention as stream_retention
 
 from . import folds
-from .figures import ROLLUP_ACCEPTED, ROLLUP_REJECTED, rollup_label
+from .figures import ROLLUP_ACCEPTED, ROLLUP_REJECTED
+from .folds import rollup_label
 
 logger = logging.getLogger(__name__)
 
