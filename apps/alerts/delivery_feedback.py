@@ -5,7 +5,8 @@ for the state an alert's new deliveries give it.
 Once per batch, inside the sender's transaction: lock the reported alerts in id order (two batches
 finishing deliveries of one alert must not both read the other's row as in flight), read their
 state from the delivery rows (``apps.delivery.state``), and for each alert whose state changed set
-it (one UPDATE per state), write its timeline line and audit row (one INSERT each), and for
+it (one UPDATE per state), write its timeline line and audit row (one INSERT each; a new alert's
+first state is told by its creation's own line and row instead), and for
 DELIVERED / FAILED / DOWNGRADED send ``alert.updated`` so endpoints subscribed to updates hear it
 (alerts of tenants with no endpoint or policy for it are not even loaded).
 Deliveries of alert.updated are never reported back, so this cannot loop.
@@ -39,7 +40,9 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
     cannot undo the change. Alerts deleted meanwhile are skipped. ``new``: every reported alert was
     created in the caller's transaction and is in ``instances`` (a storm's alerts: their rows are
     invisible to everyone else and the reported deliveries are all they have), so neither the lock
-    nor the read of their deliveries is needed: the reports carry the state their rows give them."""
+    nor the read of their deliveries is needed: the reports carry the state their rows give them.
+    Their first state is part of their creation (the caller writes the creation's history after
+    this, with the state in it), so it gets no timeline line or audit row of its own."""
     details = {r.alert_id: r.detail for r in reports}  # several reports for one alert: the last one
     ids = sorted(details)
     if not ids:
@@ -63,11 +66,11 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
     for pk, state in changed.items():
         if pk in instances:
             instances[pk].delivery_state = state
-    history.log_changes(
-        [(pk, current[pk][1], _MESSAGES.get(state, state), {"delivery_state": state, **details[pk]})
-         for pk, state in sorted(changed.items())],
-        kind=TimelineEntry.Kind.DELIVERY, actor=None, audit_action="alert.delivery_state",
-        instances=instances if new else None)
+    if not new:
+        history.log_changes(
+            [(pk, current[pk][1], _MESSAGES.get(state, state), {"delivery_state": state, **details[pk]})
+             for pk, state in sorted(changed.items())],
+            kind=TimelineEntry.Kind.DELIVERY, actor=None, audit_action="alert.delivery_state")
     announce = sorted(pk for pk, state in changed.items() if state in ANNOUNCED and current[pk][2] is None)
     if announce:
         # Only alerts whose tenant may hear alert.updated are loaded and described.

@@ -17,11 +17,11 @@ from django.db.models import Q
 
 from apps.audit.services import record, record_many
 from apps.core import clock
-from apps.core.vocabulary import EVENT_TRIGGERED, AlertSource
+from apps.core.vocabulary import EVENT_TRIGGERED, AlertDeliveryState, AlertSource
 from apps.tenants.models import Plugin, Tenant
 
 from . import fastpath
-from .history import actor_label, emit, emit_many, insert_timeline, log_change, stream_events
+from .history import actor_label, emit_many, insert_timeline, log_change, stream_events
 from .matching import fingerprint_for
 from .models import ACTIVE_STATES, Alert, AlertState, Silence, TimelineEntry
 from .policies import first_escalation_at, first_escalations
@@ -186,10 +186,10 @@ def _create(**args) -> Alert:
         tenant_id=tenant.pk, plugin_id=plugin.pk if plugin else None, severity=args["severity"], opened_at=now)
     alert = _unsaved(args, silence=silence, escalation_at=escalation_at, now=now)
     alert.save(force_insert=True)
+    emit_many([(alert, {"state": alert.state})], EVENT_TRIGGERED, new=True)  # first: history tells its state
     message, data, audit = _created_history(alert, silence, args["occurrences"])
     log_change(alert, kind=TimelineEntry.Kind.CREATED, actor=None, message=message, data=data)
     record("alert.created", target=alert, tenant=tenant.pk, data=audit)
-    emit(alert, EVENT_TRIGGERED, {"state": alert.state})
     return alert
 
 
@@ -212,13 +212,17 @@ def _unsaved(args: dict, *, silence: Silence | None, escalation_at: datetime | N
 
 
 def _created_history(alert: Alert, silence: Silence | None, occurrences: int) -> tuple[str, dict, dict]:
-    """(timeline message, timeline data, audit data) of a created alert."""
+    """(timeline message, timeline data, audit data) of a created alert, written after its first
+    deliveries: the delivery state they gave it is part of its creation (no separate "Delivery
+    pending" line, audit row and stream event for every new alert)."""
     data = {"state": alert.state, "occurrences": occurrences}
     if silence is not None:
         data["silence_id"] = silence.pk
     message = f"silenced by silence {silence.pk}" if silence else f"{occurrences} occurrences"
     audit = {"rule": alert.rule_key, "severity": alert.severity, "state": alert.state,
              "fingerprint": alert.fingerprint}
+    if alert.delivery_state != AlertDeliveryState.NONE:
+        data["delivery_state"] = audit["delivery_state"] = alert.delivery_state
     return message, data, audit
 
 
@@ -284,6 +288,7 @@ def _record_created(created: list[tuple[Alert, Silence | None, int]], now: datet
     """``_create``'s history for many new alerts: one INSERT per table and one ``outbox.notify``."""
     if not created:
         return
+    emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED, new=True)
     lines, changes, audits = [], [], []
     label, kind = actor_label(None), TimelineEntry.Kind.CREATED
     for alert, silence, occurrences in created:
@@ -295,7 +300,6 @@ def _record_created(created: list[tuple[Alert, Silence | None, int]], now: datet
     insert_timeline(lines)
     stream_events(changes)
     record_many("alert.created", audits)
-    emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED, new=True)
 
 
 # --------------------------------------------------------------------------- bulk absorb

@@ -71,21 +71,16 @@ def stream_events(changes: Sequence[tuple[Alert, str, str]]) -> None:
 
 
 def log_changes(changes: Sequence[tuple[int, int, str, dict]], *, kind: str, actor: Any,
-                audit_action: str, instances: dict[int, Alert] | None = None) -> None:
+                audit_action: str) -> None:
     """``log_change`` for many alerts at once: ``changes`` are (alert_id, tenant_id, message, data);
-    one INSERT for the timeline lines and one for the audit rows. ``instances``: the alerts as they
-    now are, when the caller holds them all (their stream events need not read them back)."""
+    one INSERT for the timeline lines and one for the audit rows."""
     if not changes:
         return
     now, label, user = clock.now(), actor_label(actor), _actor_user(actor)
     insert_timeline([(alert_id, now, kind, label, user.pk if user else None, message, data)
                      for alert_id, _tenant, message, data in changes])
-    if instances is not None and all(c[0] in instances for c in changes):
-        current = {c[0]: [getattr(instances[c[0]], f) for f in ("state", "severity", "title", "delivery_state")]
-                   for c in changes}
-    else:
-        current = {pk: row for pk, *row in Alert.objects.filter(pk__in=[c[0] for c in changes])
-                   .values_list("pk", "state", "severity", "title", "delivery_state")}
+    current = {pk: row for pk, *row in Alert.objects.filter(pk__in=[c[0] for c in changes])
+               .values_list("pk", "state", "severity", "title", "delivery_state")}
     stream.append_many([_stream_event(alert_id, tenant_id, kind, message, *current[alert_id])
                         for alert_id, tenant_id, message, _data in changes if alert_id in current])
     record_many(audit_action, [{"target_type": "alerts.alert", "target_id": alert_id, "tenant": tenant_id,
@@ -104,7 +99,8 @@ def emit(alert: Alert, event_type: str, data: dict) -> None:
 def emit_many(items: Sequence[tuple[Alert, dict]], event_type: str, *, new: bool = False) -> None:
     """``emit`` for many alerts (one endpoint query, one INSERT of deliveries): hand delivery one
     ``Notification`` each, then record the delivery state its new rows give each alert. ``new``:
-    the alerts were created in this transaction (no other deliveries, nobody else can see them)."""
+    the alerts were created in this transaction (no other deliveries, nobody else can see them) and
+    their creation's history, written after this, tells that first state."""
     live = [(alert, data) for alert, data in items if alert.silence_id is None]
     if not live:
         return

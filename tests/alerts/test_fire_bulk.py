@@ -96,6 +96,15 @@ def test_same_outcomes_as_one_by_one(frozen, events):
 
     by_plugin = {a.plugin.slug: a for a in Alert.objects.filter(tenant=bulk_tenant).select_related("plugin")}
     assert results[0].alert.pk == results[6].alert.pk == by_plugin["p0"].pk
+    # A new alert's first delivery state is part of its creation: no "Delivery pending" line, audit
+    # row or stream event of its own.
+    p0 = by_plugin["p0"]
+    assert [(e.kind, e.data.get("delivery_state")) for e in p0.timeline.order_by("id")] == [
+        ("created", "PENDING"), ("occurrence", None)]
+    assert [(e.action, e.data.get("delivery_state")) for e in AuditEvent.objects.filter(
+        target_type="alerts.alert", target_id=str(p0.pk)).order_by("id")] == [("alert.created", "PENDING")]
+    assert [(type_, data["delivery_state"]) for type_, data in StreamEvent.objects.filter(alert_id=p0.pk)
+            .order_by("id").values_list("type", "data")] == [("alert.created", "PENDING"), ("alert.updated", "PENDING")]
     assert by_plugin["p0"].count == 5  # created with 3, then the repeated fingerprint absorbed 2
     silenced = by_plugin["p1"]
     assert (silenced.state, silenced.next_escalation_at, silenced.delivery_state) == (AlertState.SUPPRESSED, None, "NONE")
