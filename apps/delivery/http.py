@@ -6,10 +6,17 @@ the request goes to ``https://<checked IP>:<port>/path`` and the original name i
 matters:
 
 * ``Host`` header = the original host (and port when not the default), so virtual hosts work;
-* TLS: urllib3's ``server_hostname`` pool option (set through requests' documented extension point
-  ``HTTPAdapter.build_connection_pool_key_attributes``) sends the original name as SNI, and the
-  ``ssl`` module verifies the certificate chain and matches the certificate against that same name
-  (``check_hostname``), exactly as for an unpinned request.
+* TLS: the socket to the checked address is wrapped with the original name as ``server_hostname``
+  (SNI), and the ``ssl`` module verifies the certificate chain (certifi's bundle, as requests uses,
+  or the ``verify`` CA file) and matches the certificate against that same name (``check_hostname``),
+  exactly as for an unpinned request.
+
+``post_pinned`` speaks HTTP/1.1 through the standard library's ``http.client`` directly, not through
+requests/urllib3: in an alert storm their layers (session merging, pool lookups, URL parsing, retry
+objects) cost as much CPU as the exchange itself (bench/storm.py under py-spy), and none of their
+features is wanted here (no redirects, no proxies, no cookies, no retries). Its failures are still
+raised as requests' exception classes and its answer is a ``requests.Response``, so callers map
+errors as for any requests call.
 
 Also: redirects are never followed (a redirect could point anywhere, e.g. to cloud metadata);
 ``trust_env`` is off so ``HTTPS_PROXY``/``.netrc`` from the environment cannot reroute the request or
@@ -22,20 +29,23 @@ socket our pools open or reuse is registered with ``apps.delivery.deadline.watch
 down when the budget is spent; the call then raises ``DeadlineExceeded`` (a ``requests.ReadTimeout``).
 ``post_form`` gives operator-configured URLs (the SMS provider) the same deadline and cap, unpinned.
 
-Keep-alive: ``post_pinned(..., keep_alive=True)`` reuses a per-thread session per checked host name
-(its adapter presents that name), so repeated sends to one endpoint reuse the TCP/TLS connection to
-the checked address. The pool key includes the address and the name, so a connection is only ever
-reused for the same address the check just approved; a response whose body was not read to its end
-closes its connection instead of returning it.
+Keep-alive: ``post_pinned(..., keep_alive=True)`` reuses a per-thread connection per (scheme, name,
+checked address, port, CA), so repeated sends to one endpoint reuse the TCP/TLS connection, and a
+connection is only ever reused for the same address the check just approved; a response whose body
+was not read to its end (or that says it closes) closes its connection instead of keeping it.
 """
 
 from __future__ import annotations
 
+import http.client
+import socket
+import ssl
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
+import certifi
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
@@ -95,21 +105,6 @@ class _WatchedAdapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = {"http": _WatchedHTTPPool, "https": _WatchedHTTPSPool}
 
 
-class _PinnedAdapter(_WatchedAdapter):
-    """Adapter that presents ``server_hostname`` (SNI + certificate name) instead of the URL's IP."""
-
-    def __init__(self, server_hostname: str, pool_maxsize: int = 1) -> None:
-        self._server_hostname = server_hostname
-        super().__init__(pool_maxsize=pool_maxsize)
-
-    def build_connection_pool_key_attributes(self, request, verify, cert=None):  # type: ignore[override]
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
-        if host_params.get("scheme") == "https":
-            # Part of urllib3's pool key, so a pool is never shared across different names.
-            pool_kwargs["server_hostname"] = self._server_hostname
-        return host_params, pool_kwargs
-
-
 def _host_header(target: ResolvedTarget) -> str:
     host = f"[{target.host}]" if ":" in target.host else target.host
     if target.port != _DEFAULT_PORTS[target.scheme]:
@@ -117,8 +112,8 @@ def _host_header(target: ResolvedTarget) -> str:
     return host
 
 
-def pinned_url(target: ResolvedTarget, url: str) -> str:
-    """Return ``url`` rewritten to the first checked address (path and query kept, fragment dropped).
+def _pinned(target: ResolvedTarget, url: str) -> tuple[str, str]:
+    """(the first checked address, the path and query of ``url``); the fragment is dropped.
 
     Raises ``ValueError`` when ``url`` is not the URL ``target`` was checked for (host/port/scheme).
     """
@@ -128,44 +123,82 @@ def pinned_url(target: ResolvedTarget, url: str) -> str:
     port = parts.port or _DEFAULT_PORTS.get(scheme)
     if (host, port, scheme) != (target.host, target.port, target.scheme):
         raise ValueError(f"URL {url!r} does not match the checked target {target.host}:{target.port}")
-    ip = target.addresses[0]
-    ip_host = f"[{ip}]" if ":" in ip else ip
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
+    return target.addresses[0], path
+
+
+def pinned_url(target: ResolvedTarget, url: str) -> str:
+    """``url`` rewritten to the first checked address (what the connection goes to)."""
+    ip, path = _pinned(target, url)
+    ip_host = f"[{ip}]" if ":" in ip else ip
     return f"{target.scheme}://{ip_host}:{target.port}{path}"
 
 
-MAX_KEPT_SESSIONS = 64  # per thread; the least recently used is closed beyond this
+MAX_KEPT_CONNECTIONS = 64  # per thread; the least recently used is closed beyond this
 
 
-class _Sessions(threading.local):
+class _PinnedHTTP(http.client.HTTPConnection):
+    """A plain connection whose socket the enclosing ``watchdog`` block shuts down at its deadline."""
+
+    def connect(self) -> None:
+        super().connect()
+        watch_socket(self.sock)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    """TLS to the checked address, presenting and verifying ``server_hostname`` (the original name)."""
+
+    def __init__(self, address: str, port: int, *, server_hostname: str, context: ssl.SSLContext,
+                 timeout: float) -> None:
+        super().__init__(address, port, timeout=timeout, context=context)
+        self.server_hostname = server_hostname
+
+    def connect(self) -> None:
+        http.client.HTTPConnection.connect(self)  # TCP to the address; no second DNS lookup
+        watch_socket(self.sock)  # before wrapping: the watchdog keeps the descriptor (deadline.py)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.server_hostname)
+
+
+_contexts: dict[str, ssl.SSLContext] = {}
+_contexts_lock = threading.Lock()
+
+
+def _tls_context(verify: bool | str) -> ssl.SSLContext:
+    """One verifying context per CA file (loading a bundle costs milliseconds; contexts are thread-safe)."""
+    cafile = certifi.where() if verify is True else str(verify)
+    with _contexts_lock:
+        context = _contexts.get(cafile)
+        if context is None:
+            context = _contexts[cafile] = ssl.create_default_context(cafile=cafile)
+    return context
+
+
+class _Kept(threading.local):
     def __init__(self) -> None:
-        self.by_host: OrderedDict[tuple[str, str], requests.Session] = OrderedDict()
+        self.connections: OrderedDict[tuple, http.client.HTTPConnection] = OrderedDict()
 
 
-_sessions = _Sessions()
+_kept = _Kept()
 
 
-def _new_session(server_hostname: str, pool_maxsize: int = 1) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False
-    adapter = _PinnedAdapter(server_hostname, pool_maxsize=pool_maxsize)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+def _connection_key(target: ResolvedTarget, address: str, verify: bool | str) -> tuple:
+    return (target.scheme, target.host, address, target.port, verify if target.scheme == "https" else None)
 
 
-def _kept_session(target: ResolvedTarget) -> requests.Session:
-    key = (target.scheme, target.host)
-    session = _sessions.by_host.get(key)
-    if session is None:
-        session = _sessions.by_host[key] = _new_session(target.host)
-        while len(_sessions.by_host) > MAX_KEPT_SESSIONS:
-            _sessions.by_host.popitem(last=False)[1].close()
-    else:
-        _sessions.by_host.move_to_end(key)
-    return session
+def _new_connection(target: ResolvedTarget, address: str, verify: bool | str,
+                    timeout: float) -> http.client.HTTPConnection:
+    if target.scheme == "https":
+        return _PinnedHTTPS(address, target.port, server_hostname=target.host, context=_tls_context(verify),
+                            timeout=timeout)
+    return _PinnedHTTP(address, target.port, timeout=timeout)
+
+
+def _keep(key: tuple, conn: http.client.HTTPConnection) -> None:
+    _kept.connections[key] = conn
+    while len(_kept.connections) > MAX_KEPT_CONNECTIONS:
+        _kept.connections.popitem(last=False)[1].close()
 
 
 def _read_capped(response: requests.Response, max_body: int, keep_alive: bool) -> None:
@@ -215,43 +248,117 @@ def post_pinned(
     holding at most ``max_body`` bytes. Raises ``DeadlineExceeded`` when the budget runs out before
     the status line, or other ``requests.RequestException`` subclasses (ConnectTimeout,
     ConnectionError, SSLError) on transport failure; HTTP error statuses are returned, not raised.
-    ``verify`` is requests' option (True or a CA bundle path); turning it off is not offered on purpose.
+    ``verify`` is True (certifi's bundle) or a CA bundle path; turning it off is not offered on purpose.
     """
     deadline = deadline or Deadline(timeout)
-    request_url = pinned_url(target, url)
-    send_headers = CaseInsensitiveDict({"User-Agent": USER_AGENT, "Accept-Encoding": "identity"})
-    send_headers.update(headers)
-    send_headers["Host"] = _host_header(target)  # always ours: a caller-provided Host could lie
-    reused = keep_alive and (target.scheme, target.host) in _sessions.by_host
-    session = _kept_session(target) if keep_alive else _new_session(target.host)
-
-    def post(session: requests.Session) -> requests.Response:
-        return _send_within(session, request_url, deadline, body=body, headers=send_headers, verify=verify)
+    address, path = _pinned(target, url)
+    merged = {}  # lower-case name -> (name, value): the caller's headers over our defaults
+    for name, value in (("User-Agent", USER_AGENT), ("Accept-Encoding", "identity"), ("Accept", "*/*"),
+                        ("Connection", "keep-alive" if keep_alive else "close"), *headers.items()):
+        merged[name.lower()] = (name, value)
+    merged["host"] = ("Host", _host_header(target))  # always ours: a caller-provided Host could lie
+    merged["content-length"] = ("Content-Length", str(len(body)))
+    request = (path, list(merged.values()), body)
+    key = _connection_key(target, address, verify)
+    conn = _kept.connections.pop(key, None) if keep_alive else None  # put back below when reusable
+    reused = conn is not None
 
     with watchdog(deadline) as dog:
         try:
             try:
-                response = post(session)
+                conn, raw = _exchange(conn, target, address, verify, deadline, request)
             except requests.ConnectionError as exc:
                 if not reused or isinstance(exc, requests.Timeout) or dog.fired:
                     raise
                 # A kept connection the receiver closed while idle: one fresh connection, as any
                 # keep-alive client does (receivers dedupe on webhook-id in any case).
-                _sessions.by_host.pop((target.scheme, target.host), None)
-                session.close()
-                session = _kept_session(target)
-                response = post(session)
+                conn, raw = _exchange(None, target, address, verify, deadline, request)
         except Exception as exc:
-            if keep_alive:  # a broken kept connection must not be offered again
-                _sessions.by_host.pop((target.scheme, target.host), None)
-            session.close()
             _raise_if_deadline(exc, dog.fired, deadline)
             raise
-        _read_capped(response, max_body, keep_alive and not dog.fired)
-    if not keep_alive:
-        session.close()
-    response.url = url  # report the URL the tenant configured, not the pinned IP form
+        response, reusable = _read_response(raw, max_body)
+        if keep_alive and reusable and not dog.fired:
+            _keep(key, conn)
+        else:
+            conn.close()
+    response.url = url  # the URL the tenant configured, not the pinned address
     return response
+
+
+def _exchange(conn: http.client.HTTPConnection | None, target: ResolvedTarget, address: str, verify: bool | str,
+              deadline: Deadline, request: tuple[str, list[tuple[str, str]], bytes],
+              ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+    """Send ``request`` (path, headers, body) on ``conn`` (a kept one) or a new connection; the
+    connection and the response with its status line and headers read. The connection is closed on
+    any failure, raised as requests' classes: connect timeout, TLS, refused/reset, read timeout."""
+    left = deadline.remaining()
+    if left <= 0:
+        if conn is not None:
+            conn.close()
+        raise DeadlineExceeded(f"no time left of the {deadline.seconds:g} s deadline")
+    where = f"{target.host}:{target.port}"
+    if conn is None:
+        conn = _new_connection(target, address, verify, left)
+        try:
+            conn.connect()
+        except ssl.SSLError as exc:
+            conn.close()
+            raise requests.exceptions.SSLError(f"TLS with {where} failed: {exc}") from exc
+        except (socket.timeout, TimeoutError) as exc:
+            conn.close()
+            raise requests.ConnectTimeout(f"connecting to {where} timed out") from exc
+        except OSError as exc:
+            conn.close()
+            raise requests.ConnectionError(f"Failed to establish a new connection: {exc}") from exc
+    else:
+        watch_socket(conn.sock)
+        conn.sock.settimeout(left)
+    path, headers, body = request
+    try:
+        conn.putrequest("POST", path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers:
+            conn.putheader(name, value)
+        conn.endheaders(body)  # headers and body in one send
+        raw = conn.getresponse()
+    except ssl.SSLError as exc:
+        conn.close()
+        raise requests.exceptions.SSLError(f"TLS with {where} failed: {exc}") from exc
+    except (socket.timeout, TimeoutError) as exc:
+        conn.close()
+        raise requests.ReadTimeout(f"read from {where} timed out") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        conn.close()
+        raise requests.ConnectionError(f"Connection aborted: {exc!r}") from exc
+    return conn, raw
+
+
+def _read_response(raw: http.client.HTTPResponse, max_body: int) -> tuple[requests.Response, bool]:
+    """(the response with at most ``max_body`` bytes of its body, whether its connection may be
+    reused). A failure while reading (including the deadline) leaves the body as read so far: the
+    status line already arrived and is what counts. Reusable only when the body was read to its end
+    and the server keeps the connection, so unread bytes never reach the next request."""
+    chunks: list[bytes] = []
+    complete = False
+    try:
+        left = max_body
+        while left > 0:
+            chunk = raw.read(min(left, 16384))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            left -= len(chunk)
+        complete = raw.isclosed()  # http.client closes a response once its body is read to its end
+    except Exception:  # noqa: BLE001 - see the docstring
+        complete = False
+    response = requests.Response()
+    response.status_code = raw.status
+    response.reason = raw.reason
+    response.headers = CaseInsensitiveDict(
+        (name, ", ".join(raw.headers.get_all(name))) for name in dict.fromkeys(raw.headers.keys()))
+    response._content = b"".join(chunks)
+    response._content_consumed = True
+    response.encoding = None
+    return response, complete and not raw.will_close
 
 
 def post_form(
@@ -287,26 +394,6 @@ def _post_within(session: requests.Session, url: str, deadline: Deadline, **kwar
         raise DeadlineExceeded(f"no time left of the {deadline.seconds:g} s deadline")
     # Per-read timeouts at the remaining budget; the watchdog bounds the exchange as a whole.
     return session.post(url, timeout=(left, left), allow_redirects=False, stream=True, **kwargs)
-
-
-def _send_within(session: requests.Session, url: str, deadline: Deadline, *, body: bytes,
-                 headers: Mapping[str, str], verify: bool | str) -> requests.Response:
-    """``_post_within`` for a body already in bytes, handed straight to the session's adapter: the
-    same request on the wire (the session's default headers under ours, no proxies, no redirects),
-    without ``Session.request``'s merging of cookies, hooks, environment settings and redirect
-    handling, which cost as much CPU as the send itself in a storm (bench/storm.py under py-spy)."""
-    left = deadline.remaining()
-    if left <= 0:
-        raise DeadlineExceeded(f"no time left of the {deadline.seconds:g} s deadline")
-    merged = CaseInsensitiveDict(session.headers)
-    merged.update(headers)
-    prepared = requests.PreparedRequest()
-    prepared.prepare_method("POST")
-    prepared.prepare_url(url, None)
-    prepared.prepare_headers(merged)
-    prepared.prepare_body(body, None)
-    return session.get_adapter(url).send(prepared, stream=True, timeout=(left, left), verify=verify, cert=None,
-                                         proxies={})
 
 
 def _raise_if_deadline(exc: BaseException, fired: bool, deadline: Deadline) -> None:
