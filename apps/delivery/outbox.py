@@ -64,7 +64,7 @@ def expires(now: datetime) -> datetime:
 
 def batch_size() -> int:
     """Deliveries per deliver task (DELIVERY_BATCH_SIZE): a batch is claimed, sent and recorded together."""
-    return max(1, int(getattr(settings, "DELIVERY_BATCH_SIZE", 25)))
+    return max(1, int(getattr(settings, "DELIVERY_BATCH_SIZE", 100)))
 
 
 def _enqueue(ids: list[int]) -> None:
