@@ -65,10 +65,14 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
 
     Runs in the caller's transaction. Concurrent workers may register the same plugin at once:
     ``ignore_conflicts`` lets the unique constraint pick one row, and both read its id back.
+    Plugins this transaction registered are not registered (or read) again by its later calls:
+    a detect batch asks for its plugins up to three times (intake, engine, storage).
     """
+    here = _registered_here()
     # Sorted: two workers registering overlapping sets insert in one order, so they queue on the
     # unique index instead of deadlocking.
-    missing = sorted(p for p in pairs if p not in _plugins)
+    missing = sorted(p for p in pairs if p not in _plugins and p not in here)
+    found: dict[tuple[int, str], int] = {}
     if missing:
         Plugin.objects.bulk_create(
             [Plugin(tenant_id=t, slug=s, name=s) for t, s in missing], ignore_conflicts=True)
@@ -78,9 +82,32 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
                  .values_list("id", "tenant_id", "slug")}
         # Cached once committed: a rolled-back registration must not leave ids of rows that
         # never came to be (the next batch would fail on the foreign key, again and again).
-        transaction.on_commit(lambda: _remember(found))
-        return {p: _plugins.get(p) or found[p] for p in pairs if p in _plugins or p in found}
-    return {p: _plugins[p] for p in pairs if p in _plugins}
+        transaction.on_commit(_Registered(found))
+    known = (_plugins, here, found)
+    return {p: pk for p in pairs if (pk := next((m[p] for m in known if p in m), None)) is not None}
+
+
+class _Registered:
+    """Plugin ids registered by the current transaction: they join the process cache on commit.
+    Until then this on_commit callback is where later calls in the transaction find them; a
+    rollback (of the transaction, or of the savepoint that registered them) drops it with the rows."""
+
+    def __init__(self, found: dict[tuple[int, str], int]) -> None:
+        self.found = found
+
+    def __call__(self) -> None:
+        _remember(self.found)
+
+
+def _registered_here() -> dict[tuple[int, str], int]:
+    connection = transaction.get_connection()
+    if not connection.in_atomic_block:
+        return {}
+    out: dict[tuple[int, str], int] = {}
+    for entry in connection.run_on_commit:  # (savepoint ids, callback, robust)
+        if isinstance(entry[1], _Registered):
+            out.update(entry[1].found)
+    return out
 
 
 def _remember(found: dict[tuple[int, str], int]) -> None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from apps.ingest import tenancy
 from apps.tenants.models import Plugin
@@ -26,4 +26,27 @@ def test_a_rolled_back_registration_is_not_cached(tenant):
     row = Plugin.objects.get(slug="fresh")
     assert again == {(tenant.pk, "fresh"): row.pk}  # the real row, not the rolled-back id
     assert tenancy.plugin_ids({(tenant.pk, "fresh")}) == {(tenant.pk, "fresh"): row.pk}  # now from the cache
+    tenancy.clear_caches()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_later_calls_in_the_transaction_reuse_its_registrations_unless_their_savepoint_rolled_back(tenant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    tenancy.clear_caches()
+    with transaction.atomic():
+        first = tenancy.plugin_ids({(tenant.pk, "a"), (tenant.pk, "b")})
+        with CaptureQueriesContext(connection) as queries:
+            again = tenancy.plugin_ids({(tenant.pk, "a"), (tenant.pk, "b")})
+        assert again == first and not queries.captured_queries  # not registered (or read) twice
+        with pytest.raises(IntegrityError):
+            with transaction.atomic():  # a savepoint that registers "c", then fails
+                tenancy.plugin_ids({(tenant.pk, "c")})
+                Plugin.objects.create(tenant=tenant, slug="a", name="a")  # the unique constraint
+        with CaptureQueriesContext(connection) as queries:
+            mixed = tenancy.plugin_ids({(tenant.pk, "a"), (tenant.pk, "c")})
+        assert len(queries.captured_queries) == 2  # "c" went with its savepoint: registered again
+    assert mixed == {(tenant.pk, "a"): first[(tenant.pk, "a")], (tenant.pk, "c"): Plugin.objects.get(slug="c").pk}
+    assert tenancy.plugin_ids({(tenant.pk, "c")}) == {(tenant.pk, "c"): mixed[(tenant.pk, "c")]}  # cached
     tenancy.clear_caches()
