@@ -40,7 +40,8 @@ class AuditEvent(models.Model):
     target_id = models.CharField(max_length=64, blank=True)
     # No database constraint: deleting a tenant must not rewrite (or be blocked by) its history.
     tenant = models.ForeignKey(
-        "tenants.Tenant", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+        "tenants.Tenant", null=True, blank=True, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+",
+        db_index=False,  # audit_tenant_at (tenant, at) serves its lookups
     )
     data = models.JSONField(default=dict, blank=True)
     ip = models.GenericIPAddressField(null=True, blank=True)

@@ -147,12 +147,16 @@ FINAL_STATES = (DeliveryState.DELIVERED, DeliveryState.FAILED)
 
 
 class Delivery(models.Model):
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    # tenant, alert, endpoint: no index of their own; delivery_tenant_created, delivery_alert and
+    # delivery_endpoint_recent lead with them and serve their lookups (each row is written three
+    # times: created, claimed, recorded, and every write updates every index).
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
     # Empty only for notices to the tenant about an endpoint (disabled, restored).
-    alert = models.ForeignKey("alerts.Alert", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries")
+    alert = models.ForeignKey("alerts.Alert", null=True, blank=True, on_delete=models.CASCADE, related_name="deliveries",
+                              db_index=False)
     # Kept when the endpoint is deleted: the history stays, pending attempts fail with a clear error.
     endpoint = models.ForeignKey(WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="deliveries")
+                                 related_name="deliveries", db_index=False)
     source = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="fallbacks",
                                help_text="For a fallback email/SMS: the webhook delivery that was downgraded")
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEBHOOK)
@@ -203,7 +207,8 @@ class Delivery(models.Model):
 class DeliveryAttempt(models.Model):
     """One try of one delivery: what was sent where, what came back, how long it took."""
 
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log",
+                                 db_index=False)  # attempt_delivery_number leads with it
     number = models.PositiveIntegerField()
     channel = models.CharField(max_length=16, choices=Channel.choices)
     started_at = models.DateTimeField()

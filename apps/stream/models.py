@@ -19,7 +19,7 @@ class StreamEvent(models.Model):
     transaction, so a rolled-back change leaves no event; purged after STREAM_RETENTION_DAYS."""
 
     id = models.BigAutoField(primary_key=True)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+", db_index=False)  # stream_tenant_id
     type = models.CharField(max_length=32, choices=StreamEventType.choices)
     # No FK: the stream sits below alerts (DESIGN 8), and an event outlives nothing it points at.
     alert_id = models.BigIntegerField(null=True, blank=True)
