@@ -11,6 +11,7 @@ from typing import Any
 from apps.audit.services import describe_actor, record, record_many
 from apps.core import clock
 from apps.core.fastpath import insert_rows
+from apps.core.vocabulary import AlertDeliveryState
 from apps.delivery import outbox
 from apps.stream import services as stream
 from apps.stream.models import StreamEventType
@@ -104,6 +105,9 @@ def emit_many(items: Sequence[tuple[Alert, dict]], event_type: str, *, new: bool
     live = [(alert, data) for alert, data in items if alert.silence_id is None]
     if not live:
         return
-    reports = outbox.notify([notification_for(alert, event_type, data) for alert, data in live])
+    # Whoever receives a new alert's first notification is a destination whose row is written now:
+    # to them the alert is pending (what its row makes it), not the NONE it was stored with.
+    told = AlertDeliveryState.PENDING if new else None
+    reports = outbox.notify([notification_for(alert, event_type, data, delivery_state=told) for alert, data in live])
     if reports:
         delivery_feedback.apply(reports, instances={alert.pk: alert for alert, _ in live}, new=new)

@@ -22,9 +22,10 @@ def console_url(alert_id: int) -> str:
     return f"{settings.CONSOLE_BASE_URL}/alerts/{alert_id}"
 
 
-def alert_payload(alert: Alert, *, event_type: str | None = None) -> dict:
+def alert_payload(alert: Alert, *, event_type: str | None = None, delivery_state: str | None = None) -> dict:
     """A JSON-ready dict. For ``alert.escalated`` the title carries the ``[ESCALATED]`` prefix
-    (only in what is sent: the stored title never changes).
+    (only in what is sent: the stored title never changes). ``delivery_state``: the state to tell
+    instead of the stored one (a new alert's first notification, see ``history.emit_many``).
 
     Pass an alert loaded with ``select_related("tenant", "plugin", "assignee")`` to avoid queries.
     """
@@ -35,7 +36,7 @@ def alert_payload(alert: Alert, *, event_type: str | None = None) -> dict:
         "plugin": alert.plugin.slug if alert.plugin_id else None,
         "severity": alert.severity,
         "state": alert.state,
-        "delivery_state": alert.delivery_state,
+        "delivery_state": delivery_state or alert.delivery_state,
         "title": title,
         "summary": alert.summary,
         "recommended_action": alert.recommended_action,
@@ -66,8 +67,10 @@ def alert_payload(alert: Alert, *, event_type: str | None = None) -> dict:
     }
 
 
-def notification_for(alert: Alert, event_type: str, changes: dict | None = None) -> Notification:
+def notification_for(alert: Alert, event_type: str, changes: dict | None = None, *,
+                     delivery_state: str | None = None) -> Notification:
     """The immutable notification of one change of ``alert`` (load it with tenant, plugin, assignee)."""
     return Notification.build(event_type=event_type, alert_id=alert.pk, tenant_id=alert.tenant_id,
                               plugin_id=alert.plugin_id, severity=alert.severity,
-                              payload=alert_payload(alert, event_type=event_type), changes=changes)
+                              payload=alert_payload(alert, event_type=event_type, delivery_state=delivery_state),
+                              changes=changes)

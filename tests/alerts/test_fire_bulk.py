@@ -2,6 +2,7 @@
 outcomes of calling fire_alert one by one."""
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -105,6 +106,9 @@ def test_same_outcomes_as_one_by_one(frozen, events):
         target_type="alerts.alert", target_id=str(p0.pk)).order_by("id")] == [("alert.created", "PENDING")]
     assert [(type_, data["delivery_state"]) for type_, data in StreamEvent.objects.filter(alert_id=p0.pk)
             .order_by("id").values_list("type", "data")] == [("alert.created", "PENDING"), ("alert.updated", "PENDING")]
+    # ... and what its webhook says of it (the README's example body), though its row was stored before.
+    [body] = Delivery.objects.filter(alert=p0).values_list("body", flat=True)
+    assert json.loads(bytes(body))["data"]["delivery_state"] == "PENDING"
     assert by_plugin["p0"].count == 5  # created with 3, then the repeated fingerprint absorbed 2
     silenced = by_plugin["p1"]
     assert (silenced.state, silenced.next_escalation_at, silenced.delivery_state) == (AlertState.SUPPRESSED, None, "NONE")
