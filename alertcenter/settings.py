@@ -462,6 +462,10 @@ DELIVERY_CLAIM_LEASE_SECONDS = _positive_int("DELIVERY_CLAIM_LEASE_SECONDS", 60)
 # they end (its rows wait one send timeout).
 DELIVERY_STRAGGLER_SECONDS = _read("DELIVERY_STRAGGLER_SECONDS", env.float, 0.5)
 DELIVERY_STRAGGLERS_PER_DESTINATION = _positive_int("DELIVERY_STRAGGLERS_PER_DESTINATION", 2)
+# Sends of one deliver batch in flight at once to one endpoint or channel: a batch of 100 rows for
+# one small receiver must not open 24 connections to it at once (a server with a short listen
+# backlog resets the overflow; found with bench/chaos.py).
+DELIVERY_CONCURRENCY_PER_DESTINATION = _positive_int("DELIVERY_CONCURRENCY_PER_DESTINATION", 8)
 # Configured channels (Slack, Teams, PagerDuty, Opsgenie, email lists, SMS numbers): total budget of one
 # send, and messages per minute per channel unless the channel sets its own (the excess waits).
 CHANNEL_TIMEOUT_SECONDS = _read("CHANNEL_TIMEOUT_SECONDS", env.float, 10.0)

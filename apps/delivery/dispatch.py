@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -246,7 +248,7 @@ def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wai
         _record([send(rows[0])])
         return 1
     started = time.monotonic()
-    futures = [(_executor().submit(send, d), d) for d in rows]
+    futures = _submit(rows)
     if straggler_wait is None:
         wait([f for f, _ in futures])
     else:
@@ -261,6 +263,41 @@ def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wai
     if done:
         _record([f.result() for f, _ in futures if f in done])
     return len(rows)
+
+
+def _submit(rows: list[Delivery]) -> list[tuple[Future, Delivery]]:
+    """Each row's send as a future, at most DELIVERY_CONCURRENCY_PER_DESTINATION of them running at
+    once per destination: the next row of a destination starts when one of its sends ends, while
+    other destinations' rows go out meanwhile."""
+    futures = [(Future(), d) for d in rows]
+    queues: dict[str, deque] = {}
+    for item in futures:
+        queues.setdefault(destination(item[1]), deque()).append(item)
+    lock = threading.Lock()
+    pool = _executor()
+
+    def run(future: Future, delivery: Delivery, queue: deque) -> None:
+        try:
+            future.set_result(send(delivery))
+        except BaseException as exc:  # send itself never raises; a bug shows where the result is read
+            future.set_exception(exc)
+        start_next(queue)
+
+    def start_next(queue: deque) -> None:
+        with lock:
+            if not queue:
+                return
+            future, delivery = queue.popleft()
+        try:
+            pool.submit(run, future, delivery, queue)
+        except RuntimeError:  # the pool is shutting down with the worker process: send from here
+            run(future, delivery, queue)
+
+    limit = settings.DELIVERY_CONCURRENCY_PER_DESTINATION
+    for queue in list(queues.values()):
+        for _ in range(min(limit, len(queue))):
+            start_next(queue)
+    return futures
 
 
 def destination(delivery: Delivery) -> str:

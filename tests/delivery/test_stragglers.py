@@ -150,3 +150,32 @@ def test_sends_to_a_destination_with_a_straggler_running_are_not_waited_for(net,
         assert dispatch._stragglers().held(f"endpoint:{dead.pk}") == 2
         assert stragglers.drain(TIMEOUT + 10)
     assert set(Delivery.objects.filter(endpoint=dead).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_batch_keeps_at_most_its_cap_of_sends_in_flight_per_destination(net, settings, tenant, other_tenant):
+    settings.DELIVERY_CONCURRENCY_PER_DESTINATION = 3
+    in_flight = {"busy": 0, "busy_max": 0}
+    lock = threading.Lock()
+    order: list[str] = []
+
+    def script(n, path, body):
+        if path.endswith("/busy"):
+            with lock:
+                in_flight["busy"] += 1
+                in_flight["busy_max"] = max(in_flight["busy_max"], in_flight["busy"])
+            time.sleep(0.15)
+            with lock:
+                in_flight["busy"] -= 1
+        order.append(path)
+        return 200, {}
+
+    with Hook(script) as hook:
+        busy, _ = create_endpoint(tenant=tenant, url=hook.url.replace("/hook", "/busy"), event_types=["alert.triggered"])
+        quiet, _ = create_endpoint(tenant=other_tenant, url=hook.url, event_types=["alert.triggered"])
+        for i in range(12):
+            fire_alert(tenant, title=f"busy {i}")
+        fire_alert(other_tenant, title="quiet")
+        assert dispatch.process(rows_of(busy) + rows_of(quiet)) == 13
+    assert in_flight["busy_max"] == 3  # capped, yet concurrent
+    assert order.index("/hook") < 6  # the other destination's row did not queue behind the busy one's
+    assert set(Delivery.objects.values_list("state", flat=True)) == {"DELIVERED"}
