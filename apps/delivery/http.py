@@ -129,13 +129,6 @@ def _pinned(target: ResolvedTarget, url: str) -> tuple[str, str]:
     return target.addresses[0], path
 
 
-def pinned_url(target: ResolvedTarget, url: str) -> str:
-    """``url`` rewritten to the first checked address (what the connection goes to)."""
-    ip, path = _pinned(target, url)
-    ip_host = f"[{ip}]" if ":" in ip else ip
-    return f"{target.scheme}://{ip_host}:{target.port}{path}"
-
-
 MAX_KEPT_CONNECTIONS = 64  # per thread; the least recently used is closed beyond this
 
 
