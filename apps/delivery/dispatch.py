@@ -294,7 +294,7 @@ def _submit(rows: list[Delivery]) -> list[tuple[Future, Delivery]]:
             run(future, delivery, queue)
 
     limit = settings.DELIVERY_CONCURRENCY_PER_DESTINATION
-    for queue in list(queues.values()):
+    for queue in queues.values():
         for _ in range(min(limit, len(queue))):
             start_next(queue)
     return futures

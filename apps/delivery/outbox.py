@@ -15,7 +15,7 @@ import orjson
 from django.conf import settings
 from django.db import transaction
 
-from apps.core import clock
+from apps.core import clock, on_commit
 from apps.core.fastpath import bulk_insert
 from apps.core.vocabulary import NOTIFY_EVENTS, severity_rank
 from apps.tenants.models import FallbackContact
@@ -94,17 +94,6 @@ class _Doorbell:
         _enqueue(self.ids)
 
 
-def _pending_doorbell(connection) -> _Doorbell | None:
-    """This transaction's doorbell, if its on_commit callback is still registered (a rolled-back
-    savepoint or transaction discards callbacks without running them, so membership is the test)."""
-    bell = getattr(connection, "_delivery_doorbell", None)
-    if bell is None or bell.done:
-        return None
-    if any(entry[1] is bell for entry in connection.run_on_commit):
-        return bell
-    return None
-
-
 def ring(ids: Iterable[int]) -> None:
     """Enqueue a first attempt for ``ids`` once the current transaction commits.
 
@@ -121,10 +110,10 @@ def ring(ids: Iterable[int]) -> None:
     if not connection.in_atomic_block:
         _enqueue(ids)
         return
-    bell = _pending_doorbell(connection)
+    # This transaction's doorbell, unless a rolled-back savepoint took it (apps.core.on_commit).
+    bell = next((b for b in reversed(on_commit.pending(_Doorbell)) if not b.done), None)
     if bell is None:
         bell = _Doorbell()
-        connection._delivery_doorbell = bell
         transaction.on_commit(bell)
     bell.ids.extend(ids)
 

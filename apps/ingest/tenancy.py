@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 
+from apps.core import on_commit
 from apps.tenants.models import Plugin, Tenant
 
 TENANT_MAP_TTL = 5.0
@@ -68,7 +69,9 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
     Plugins this transaction registered are not registered (or read) again by its later calls:
     a detect batch asks for its plugins up to three times (intake, engine, storage).
     """
-    here = _registered_here()
+    here: dict[tuple[int, str], int] = {}
+    for registered in on_commit.pending(_Registered):  # this transaction's, still standing
+        here.update(registered.found)
     # Sorted: two workers registering overlapping sets insert in one order, so they queue on the
     # unique index instead of deadlocking.
     missing = sorted(p for p in pairs if p not in _plugins and p not in here)
@@ -83,31 +86,21 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
         # Cached once committed: a rolled-back registration must not leave ids of rows that
         # never came to be (the next batch would fail on the foreign key, again and again).
         transaction.on_commit(_Registered(found))
-    known = (_plugins, here, found)
-    return {p: pk for p in pairs if (pk := next((m[p] for m in known if p in m), None)) is not None}
+    known = {**here, **found}
+    return {p: _plugins.get(p) or known[p] for p in pairs if p in _plugins or p in known}
 
 
 class _Registered:
     """Plugin ids registered by the current transaction: they join the process cache on commit.
     Until then this on_commit callback is where later calls in the transaction find them; a
-    rollback (of the transaction, or of the savepoint that registered them) drops it with the rows."""
+    rollback (of the transaction, or of the savepoint that registered them) drops it with the rows
+    (``apps.core.on_commit``)."""
 
     def __init__(self, found: dict[tuple[int, str], int]) -> None:
         self.found = found
 
     def __call__(self) -> None:
         _remember(self.found)
-
-
-def _registered_here() -> dict[tuple[int, str], int]:
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        return {}
-    out: dict[tuple[int, str], int] = {}
-    for entry in connection.run_on_commit:  # (savepoint ids, callback, robust)
-        if isinstance(entry[1], _Registered):
-            out.update(entry[1].found)
-    return out
 
 
 def _remember(found: dict[tuple[int, str], int]) -> None:
