@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Sequence
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from apps.audit.services import record, record_many
@@ -134,12 +134,8 @@ def _absorb(alert: Alert, *, occurrences: int, first_seen: datetime, last_seen: 
 def _find(fingerprint: str) -> tuple[int | None, int | None]:
     """(the active alert of ``fingerprint``, else the one resolved most recently within the reopen
     window): one unlocked read for what used to be two; the caller locks what it acts on."""
-    window = settings.ALERT_REOPEN_WINDOW_SECONDS
-    wanted = Q(state__in=ACTIVE_STATES)
-    if window > 0:
-        wanted |= Q(state=AlertState.RESOLVED, resolved_at__gte=clock.now() - timedelta(seconds=window))
     active_id, resolved_id, resolved_at = None, None, None
-    for pk, state, at in (Alert.objects.filter(wanted, fingerprint=fingerprint).order_by()
+    for pk, state, at in (Alert.objects.filter(_taken(clock.now()), fingerprint=fingerprint).order_by()
                           .values_list("pk", "state", "resolved_at")):
         if state != AlertState.RESOLVED:
             active_id = pk
@@ -261,13 +257,25 @@ def fire_alerts_bulk(items: Sequence[dict]) -> list[FireResult]:
     return [r if r is not None else fire_alert(**items[i]) for i, r in enumerate(results)]
 
 
+def _taken(now: datetime) -> Q:
+    """The alerts a firing fingerprint absorbs into or reopens: active, or resolved within the reopen
+    window. Written as "active or resolved_at recent" (a row whose resolved_at is recent is either
+    resolved then or active again, both taken) so that no arm is a bare ``state`` condition: with
+    one, the planner may answer from the (state, severity) index, i.e. read every active or every
+    resolved alert, whenever its statistics lag the table (bench/storm.py: 43 ms a batch at 30,000
+    active alerts, while the fingerprint index answers in under 1 ms)."""
+    wanted = Q(state__in=ACTIVE_STATES)
+    window = settings.ALERT_REOPEN_WINDOW_SECONDS
+    if window > 0:
+        wanted |= Q(resolved_at__gte=now - timedelta(seconds=window))
+    return wanted
+
+
 def _taken_fingerprints(fingerprints: set[str], now: datetime) -> set[str]:
     """Of ``fingerprints``, those ``fire_alert`` would absorb into or reopen (``_find``, for many)."""
-    window = settings.ALERT_REOPEN_WINDOW_SECONDS
-    wanted = Q(state__in=ACTIVE_STATES)
-    if window > 0:
-        wanted |= Q(state=AlertState.RESOLVED, resolved_at__gte=now - timedelta(seconds=window))
-    return set(Alert.objects.filter(wanted, fingerprint__in=fingerprints).order_by()
+    if connection.vendor == "postgresql":
+        return fastpath.taken_fingerprints(fingerprints, now)
+    return set(Alert.objects.filter(_taken(now), fingerprint__in=fingerprints).order_by()
                .values_list("fingerprint", flat=True).distinct())
 
 

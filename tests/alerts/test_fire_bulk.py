@@ -192,3 +192,25 @@ def test_concurrent_batches_creating_the_same_fingerprints_end_with_one_alert_ea
         assert alert.timeline.filter(kind="created").count() == 1
         assert Delivery.objects.filter(alert=alert).count() == 1  # absorbing notifies nobody
     assert AuditEvent.objects.filter(action="alert.created").count() == 8
+
+
+@pytest.mark.django_db
+@pytest.mark.both_databases
+def test_the_reopen_window_decides_between_reopening_and_opening_anew(tenant, frozen, settings):
+    # Three fingerprints: one resolved inside the window (reopens), one resolved before it (a new
+    # alert) and one active (absorbs), all in one batch.
+    settings.ALERT_REOPEN_WINDOW_SECONDS = 600
+    old, recent, active = (Plugin.objects.create(tenant=tenant, slug=s, name=s) for s in ("old", "recent", "active"))
+    first = {p.slug: services.fire_alert(**fire_kwargs(tenant, p)).alert for p in (old, recent, active)}
+    services.alert_resolve(alert_id=first["old"].pk, actor=None)
+    frozen.advance(seconds=601)
+    services.alert_resolve(alert_id=first["recent"].pk, actor=None)
+    frozen.advance(seconds=599)
+
+    results = fire_alerts_bulk([fire_kwargs(tenant, p) for p in (old, recent, active)])
+
+    assert [(r.created, r.reopened, r.absorbed) for r in results] == [
+        (True, False, False), (False, True, False), (False, False, True)]
+    assert results[0].alert.pk != first["old"].pk
+    assert (results[1].alert.pk, results[2].alert.pk) == (first["recent"].pk, first["active"].pk)
+    assert Alert.objects.filter(tenant=tenant, state=AlertState.OPEN).count() == 3
