@@ -7,6 +7,7 @@ when a silence covers it. Runs inside the caller's transaction and never commits
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Sequence
@@ -20,7 +21,7 @@ from apps.core import clock
 from apps.core.vocabulary import EVENT_TRIGGERED, AlertDeliveryState, AlertSource
 from apps.tenants.models import Plugin, Tenant
 
-from . import fastpath
+from . import fastpath, opened
 from .history import actor_label, emit_many, insert_timeline, log_change, stream_events
 from .matching import fingerprint_for
 from .models import ACTIVE_STATES, Alert, AlertState, Silence, TimelineEntry
@@ -182,6 +183,7 @@ def _create(**args) -> Alert:
         tenant_id=tenant.pk, plugin_id=plugin.pk if plugin else None, severity=args["severity"], opened_at=now)
     alert = _unsaved(args, silence=silence, escalation_at=escalation_at, now=now)
     alert.save(force_insert=True)
+    opened.note({tenant.pk: 1}, at=now)
     emit_many([(alert, {"state": alert.state})], EVENT_TRIGGERED, new=True)  # first: history tells its state
     message, data, audit = _created_history(alert, silence, args["occurrences"])
     log_change(alert, kind=TimelineEntry.Kind.CREATED, actor=None, message=message, data=data)
@@ -251,6 +253,7 @@ def fire_alerts_bulk(items: Sequence[dict]) -> list[FireResult]:
         alerts = _new_alerts([prepared[i][1] for i in fresh.values()], now)
         fastpath.insert_alerts([a for a, _ in alerts])
         created = [(i, a, s) for i, (a, s) in zip(fresh.values(), alerts) if a.pk is not None]
+        opened.note(Counter(a.tenant_id for _, a, _ in created), at=now)
         _record_created([(a, s, prepared[i][1]["occurrences"]) for i, a, s in created], now)
         for i, alert, _ in created:
             results[i] = FireResult(alert, created=True)

@@ -8,22 +8,22 @@ samples name the first folded group keys. Alerts already active are not affected
 as always), so the guard only ever holds back alerts that do not exist yet.
 
 ``triage`` is the arithmetic (pure, unit-tested); ``opened_last_minute`` reads the per-minute
-budget (one indexed query); ``fold`` writes the fold alert through ``fire_alert``. Concurrency:
-two detect workers read the same minute's count, so together they may open up to
-``ALERTS_NEW_PER_BATCH_MAX`` more per extra worker in that minute; the per-batch bound is exact.
+budget (``apps.alerts.opened``: a few counter rows per tenant, written as batches commit);
+``fold`` writes the fold alert through ``fire_alert``. Concurrency: two detect workers read the
+same minute's count, so together they may open up to ``ALERTS_NEW_PER_BATCH_MAX`` more per extra
+worker in that minute; the per-batch bound is exact.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Collection, Mapping, Sequence
 
 from django.conf import settings
-from django.db.models import Count
 
-from apps.core import clock
 from apps.tenants.models import Tenant
 
+from . import opened
 from .firing import MAX_SAMPLES, MAX_TRACE_IDS, FireResult, fire_alert
 from .models import Alert, Severity
 
@@ -84,11 +84,8 @@ def triage(candidates: Sequence[Candidate], *, opened_last_minute: Mapping[int, 
 
 
 def opened_last_minute(tenant_ids: Collection[int], *, now: datetime | None = None) -> dict[int, int]:
-    """Alerts created per tenant in the minute before ``now`` (one query on (tenant, created_at))."""
-    since = (now or clock.now()) - timedelta(minutes=1)
-    rows = (Alert.objects.filter(tenant_id__in=list(tenant_ids), created_at__gt=since).order_by()
-            .values("tenant_id").annotate(n=Count("id")).values_list("tenant_id", "n"))
-    return dict(rows)
+    """Alerts opened per tenant in the last minute (``apps.alerts.opened``: 60 to 70 s)."""
+    return opened.last_minute(tenant_ids, now=now)
 
 
 def split(candidates: Sequence[Candidate]) -> Triage:

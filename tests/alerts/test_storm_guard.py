@@ -4,10 +4,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from django.db import transaction
 
-from apps.alerts.models import Alert
+from apps.alerts.firing import fire_alerts_bulk
+from apps.alerts.models import Alert, OpenedCount
 from apps.alerts.storm_guard import Candidate, fold, opened_last_minute, triage
-from apps.core import clock
+
+from .conftest import fire_kwargs
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -86,8 +89,42 @@ def test_fold_opens_one_alert_per_rule_and_counts_what_it_stands_for(tenant):
 
 
 @pytest.mark.django_db
-def test_opened_last_minute_counts_recent_alerts_per_tenant(tenant, other_tenant):
-    _fold(tenant, ["plugin_id=a"])
-    now = clock.now()
-    assert opened_last_minute({tenant.pk, other_tenant.pk}, now=now) == {tenant.pk: 1}
-    assert opened_last_minute({tenant.pk}, now=now + timedelta(seconds=61)) == {}
+def test_opened_last_minute_counts_committed_alerts_per_tenant_for_at_least_a_minute(
+        tenant, other_tenant, frozen, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        _fold(tenant, ["plugin_id=a"])
+    with django_capture_on_commit_callbacks(execute=True):
+        fire_alerts_bulk([fire_kwargs(tenant, group_key={"n": i}) for i in range(3)]
+                         + [fire_kwargs(other_tenant, group_key={"n": 0})])
+    now = frozen()
+    assert opened_last_minute({tenant.pk, other_tenant.pk}, now=now) == {tenant.pk: 4, other_tenant.pk: 1}
+    assert opened_last_minute({tenant.pk}, now=now) == {tenant.pk: 4}
+    # A window of 60 to 70 s: still counted a minute later, gone after 70 s.
+    assert opened_last_minute({tenant.pk}, now=now + timedelta(seconds=60)) == {tenant.pk: 4}
+    assert opened_last_minute({tenant.pk}, now=now + timedelta(seconds=70)) == {}
+
+
+@pytest.mark.django_db
+def test_alerts_of_a_rolled_back_savepoint_are_not_counted(tenant, frozen, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        fire_alerts_bulk([fire_kwargs(tenant, group_key={"n": 0})])
+        try:
+            with transaction.atomic():
+                fire_alerts_bulk([fire_kwargs(tenant, group_key={"n": i}) for i in range(1, 6)])
+                raise RuntimeError("undo")
+        except RuntimeError:
+            pass
+        fire_alerts_bulk([fire_kwargs(tenant, group_key={"n": 9})])
+    assert Alert.objects.filter(tenant=tenant).count() == 2
+    assert opened_last_minute({tenant.pk}, now=frozen()) == {tenant.pk: 2}
+
+
+@pytest.mark.django_db
+def test_expired_slots_are_deleted_as_new_ones_are_written(tenant, frozen, django_capture_on_commit_callbacks):
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            fire_alerts_bulk([fire_kwargs(tenant, group_key={"at": frozen().isoformat()})])
+        frozen.advance(seconds=40)
+    # Written at 0, 40 and 80 s: by the third write the first slot had left the window.
+    assert sorted(OpenedCount.objects.values_list("n", flat=True)) == [1, 1]
+    assert opened_last_minute({tenant.pk}, now=frozen() - timedelta(seconds=40)) == {tenant.pk: 2}
