@@ -82,7 +82,7 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
         tenants = {t for t, _ in missing}
         slugs = {s for _, s in missing}
         found = {(t, s): pk for pk, t, s in Plugin.objects.filter(tenant_id__in=tenants, slug__in=slugs)
-                 .values_list("id", "tenant_id", "slug")}
+                 .order_by().values_list("id", "tenant_id", "slug")}
         # Cached once committed: a rolled-back registration must not leave ids of rows that
         # never came to be (the next batch would fail on the foreign key, again and again).
         transaction.on_commit(_Registered(found))
@@ -165,5 +165,6 @@ def admit_plugins(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Plu
 
 def _existing(pairs: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
     wanted = set(pairs)
-    rows = Plugin.objects.filter(tenant_id__in={t for t, _ in pairs}, slug__in={s for _, s in pairs})
+    # order_by(): the model's ordering (by tenant slug) would join and sort the tenants for nothing.
+    rows = Plugin.objects.filter(tenant_id__in={t for t, _ in pairs}, slug__in={s for _, s in pairs}).order_by()
     return {(t, s): pk for pk, t, s in rows.values_list("id", "tenant_id", "slug") if (t, s) in wanted}

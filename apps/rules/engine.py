@@ -370,7 +370,7 @@ def _plugins(groups: list[_Group]) -> dict[tuple[int, str], Plugin]:
         return {}
 
     def load(wanted: set[tuple[int, str]]) -> dict[tuple[int, str], Plugin]:
-        rows = Plugin.objects.filter(tenant_id__in={t for t, _ in wanted}, slug__in={s for _, s in wanted})
+        rows = Plugin.objects.filter(tenant_id__in={t for t, _ in wanted}, slug__in={s for _, s in wanted}).order_by()
         return {(p.tenant_id, p.slug): p for p in rows if (p.tenant_id, p.slug) in wanted}
 
     found = load(keys)

@@ -20,7 +20,7 @@ FIELDS = ("at", "actor_type", "actor_id", "actor_label", "action", "target_type"
 def audit_rows(n: int, tenant, tag: str, now) -> list[AuditEvent]:
     return [AuditEvent(at=now - timedelta(seconds=i), actor_type="system", actor_label=f"quote \" tab\t{i}",
                        action=f"{tag}.{i}", target_type="alerts.alert", target_id=str(i), tenant_id=tenant.pk,
-                       data={"n": i, "list": [1, "two", None], "text": "back\\slash\nnewline \u00e9"},
+                       data={"n": i, "list": [1, "two", None], "text": "back\\slash\nnewline \u00e9", 7: 0.5},
                        ip="10.0.0.1" if i % 2 else None)
             for i in range(n)]
 
