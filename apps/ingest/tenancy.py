@@ -64,7 +64,8 @@ def tenant_id(slug: str) -> int | None:
 def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
     """(tenant id, plugin slug) -> Plugin id, registering plugins seen for the first time.
 
-    Runs in the caller's transaction. Concurrent workers may register the same plugin at once:
+    Runs in the caller's transaction. Plugins not in the process cache are read (one query), and
+    only those not found are inserted. Concurrent workers may register the same plugin at once:
     ``ignore_conflicts`` lets the unique constraint pick one row, and both read its id back.
     Plugins this transaction registered are not registered (or read) again by its later calls:
     a detect batch asks for its plugins up to three times (intake, engine, storage).
@@ -74,15 +75,17 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
         here.update(registered.found)
     # Sorted: two workers registering overlapping sets insert in one order, so they queue on the
     # unique index instead of deadlocking.
-    missing = sorted(p for p in pairs if p not in _plugins and p not in here)
+    unknown = [p for p in pairs if p not in _plugins and p not in here]
     found: dict[tuple[int, str], int] = {}
-    if missing:
-        Plugin.objects.bulk_create(
-            [Plugin(tenant_id=t, slug=s, name=s) for t, s in missing], ignore_conflicts=True)
-        tenants = {t for t, _ in missing}
-        slugs = {s for _, s in missing}
-        found = {(t, s): pk for pk, t, s in Plugin.objects.filter(tenant_id__in=tenants, slug__in=slugs)
-                 .order_by().values_list("id", "tenant_id", "slug")}
+    if unknown:
+        # Most were registered already (intake registers a batch's plugins when it stores it):
+        # read those, insert only the rest.
+        found = _existing(unknown)
+        missing = sorted(p for p in unknown if p not in found)
+        if missing:
+            Plugin.objects.bulk_create(
+                [Plugin(tenant_id=t, slug=s, name=s) for t, s in missing], ignore_conflicts=True)
+            found.update(_existing(missing))
         # Cached once committed: a rolled-back registration must not leave ids of rows that
         # never came to be (the next batch would fail on the foreign key, again and again).
         transaction.on_commit(_Registered(found))

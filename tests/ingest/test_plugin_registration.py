@@ -46,7 +46,13 @@ def test_later_calls_in_the_transaction_reuse_its_registrations_unless_their_sav
                 Plugin.objects.create(tenant=tenant, slug="a", name="a")  # the unique constraint
         with CaptureQueriesContext(connection) as queries:
             mixed = tenancy.plugin_ids({(tenant.pk, "a"), (tenant.pk, "c")})
-        assert len(queries.captured_queries) == 2  # "c" went with its savepoint: registered again
+        # "c" went with its savepoint: registered again (looked up, inserted, read back).
+        assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT", "INSERT", "SELECT"]
     assert mixed == {(tenant.pk, "a"): first[(tenant.pk, "a")], (tenant.pk, "c"): Plugin.objects.get(slug="c").pk}
     assert tenancy.plugin_ids({(tenant.pk, "c")}) == {(tenant.pk, "c"): mixed[(tenant.pk, "c")]}  # cached
+    tenancy.clear_caches()
+    # Registered, but not in this process's cache (intake registered it): read, not inserted again.
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        assert tenancy.plugin_ids({(tenant.pk, "c")}) == {(tenant.pk, "c"): mixed[(tenant.pk, "c")]}
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
     tenancy.clear_caches()
