@@ -89,6 +89,7 @@ def test_fold_opens_one_alert_per_rule_and_counts_what_it_stands_for(tenant):
 
 
 @pytest.mark.django_db
+@pytest.mark.both_databases
 def test_opened_last_minute_counts_committed_alerts_per_tenant_for_at_least_a_minute(
         tenant, other_tenant, frozen, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
@@ -105,6 +106,7 @@ def test_opened_last_minute_counts_committed_alerts_per_tenant_for_at_least_a_mi
 
 
 @pytest.mark.django_db
+@pytest.mark.both_databases
 def test_alerts_of_a_rolled_back_savepoint_are_not_counted(tenant, frozen, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
         fire_alerts_bulk([fire_kwargs(tenant, group_key={"n": 0})])
@@ -120,6 +122,7 @@ def test_alerts_of_a_rolled_back_savepoint_are_not_counted(tenant, frozen, djang
 
 
 @pytest.mark.django_db
+@pytest.mark.both_databases
 def test_expired_slots_are_deleted_as_new_ones_are_written(tenant, frozen, django_capture_on_commit_callbacks):
     for _ in range(3):
         with django_capture_on_commit_callbacks(execute=True):
