@@ -47,13 +47,16 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
     ids = sorted(details)
     if not ids:
         return {}
+    described: dict[int, tuple[str, str, str]] = {}  # pk -> (state, severity, title), for the stream
     if new and instances is not None and all(pk in instances for pk in ids):
         current = {pk: (instances[pk].delivery_state, instances[pk].tenant_id, instances[pk].silence_id) for pk in ids}
         computed = {r.alert_id: r.rows_state for r in reports if r.rows_state is not None}
     else:
-        current = {pk: (state, tenant_id, silence_id) for pk, state, tenant_id, silence_id in
-                   Alert.objects.select_for_update().filter(pk__in=ids).order_by("pk")
-                   .values_list("pk", "delivery_state", "tenant_id", "silence_id")}
+        current = {}
+        for pk, delivery_state, tenant_id, silence_id, *description in (
+                Alert.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                .values_list("pk", "delivery_state", "tenant_id", "silence_id", "state", "severity", "title")):
+            current[pk], described[pk] = (delivery_state, tenant_id, silence_id), tuple(description)
         computed = alert_delivery_states(list(current))
     changed = {pk: state for pk, state in computed.items() if state != current[pk][0]}
     if not changed:
@@ -70,7 +73,9 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
         history.log_changes(
             [(pk, current[pk][1], _MESSAGES.get(state, state), {"delivery_state": state, **details[pk]})
              for pk, state in sorted(changed.items())],
-            kind=TimelineEntry.Kind.DELIVERY, actor=None, audit_action="alert.delivery_state")
+            kind=TimelineEntry.Kind.DELIVERY, actor=None, audit_action="alert.delivery_state",
+            # The rows locked above, as this transaction leaves them (no second read).
+            current={pk: (*described[pk], state) for pk, state in changed.items()})
     announce = sorted(pk for pk, state in changed.items() if state in ANNOUNCED and current[pk][2] is None)
     if announce:
         # Only alerts whose tenant may hear alert.updated are loaded and described.

@@ -72,16 +72,19 @@ def stream_events(changes: Sequence[tuple[Alert, str, str]]) -> None:
 
 
 def log_changes(changes: Sequence[tuple[int, int, str, dict]], *, kind: str, actor: Any,
-                audit_action: str) -> None:
+                audit_action: str, current: dict[int, tuple[str, str, str, str]] | None = None) -> None:
     """``log_change`` for many alerts at once: ``changes`` are (alert_id, tenant_id, message, data);
-    one INSERT for the timeline lines and one for the audit rows."""
+    one INSERT for the timeline lines and one for the audit rows. ``current``: the alerts' (state,
+    severity, title, delivery_state) as the caller's transaction left them, when it has them (else
+    they are read, for the stream events)."""
     if not changes:
         return
     now, label, user = clock.now(), actor_label(actor), _actor_user(actor)
     insert_timeline([(alert_id, now, kind, label, user.pk if user else None, message, data)
                      for alert_id, _tenant, message, data in changes])
-    current = {pk: row for pk, *row in Alert.objects.filter(pk__in=[c[0] for c in changes])
-               .values_list("pk", "state", "severity", "title", "delivery_state")}
+    if current is None:
+        current = {pk: row for pk, *row in Alert.objects.filter(pk__in=[c[0] for c in changes])
+                   .values_list("pk", "state", "severity", "title", "delivery_state")}
     stream.append_many([_stream_event(alert_id, tenant_id, kind, message, *current[alert_id])
                         for alert_id, tenant_id, message, _data in changes if alert_id in current])
     record_many(audit_action, [{"target_type": "alerts.alert", "target_id": alert_id, "tenant": tenant_id,

@@ -67,6 +67,14 @@ def decrypt(token: str, keys: Sequence[str]) -> str:
         ) from exc
 
 
+@lru_cache(maxsize=4096)
+def decrypt_cached(token: str, keys: tuple[str, ...]) -> str:
+    """``decrypt``, remembered per (token, keys): a webhook's signing secret is opened for every
+    send, with the same token until it is rotated (a new token) or the keys change (a new key).
+    Failures are not remembered. The process holds the keys that open them anyway."""
+    return decrypt(token, keys)
+
+
 def rotate(token: str, keys: Sequence[str]) -> str:
     """Re-encrypt ``token`` under the first key (after a key rotation)."""
     multi = _multi(tuple(keys))

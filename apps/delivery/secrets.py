@@ -21,11 +21,11 @@ def active_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
 
     Raises ``crypto.CryptoError`` when the stored secret cannot be decrypted (wrong keys).
     """
-    keys = settings.FIELD_ENCRYPTION_KEYS
-    out = [crypto.decrypt(endpoint.secret_encrypted, keys)]
+    keys = tuple(settings.FIELD_ENCRYPTION_KEYS)
+    out = [crypto.decrypt_cached(endpoint.secret_encrypted, keys)]
     expires = endpoint.previous_secret_expires_at
     if endpoint.previous_secret_encrypted and expires and expires > now:
-        out.append(crypto.decrypt(endpoint.previous_secret_encrypted, keys))
+        out.append(crypto.decrypt_cached(endpoint.previous_secret_encrypted, keys))
     return out
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from cryptography.fernet import Fernet
 
-from apps.delivery.crypto import CryptoError, decrypt, encrypt, rotate
+from apps.delivery.crypto import CryptoError, decrypt, decrypt_cached, encrypt, rotate
 
 SECRET = "whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0IQ=="
 
@@ -50,3 +50,13 @@ def test_no_or_empty_keys():
         encrypt("x", [])
     with pytest.raises(CryptoError, match="empty"):
         encrypt("x", [""])
+
+
+def test_decrypt_cached_opens_what_decrypt_opens_and_never_remembers_a_failure():
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    token = encrypt("whsec_cached", [old])
+    with pytest.raises(CryptoError):
+        decrypt_cached(token, (new,))  # not under this key ...
+    assert decrypt_cached(token, (new, old)) == decrypt(token, [new, old]) == "whsec_cached"
+    with pytest.raises(CryptoError):
+        decrypt_cached(token, (new,))  # ... and still not, though the token was opened meanwhile
