@@ -18,6 +18,7 @@ from django.db.models import Q
 
 from apps.audit.services import record, record_many
 from apps.core import clock
+from apps.core.fastpath import instance
 from apps.core.vocabulary import EVENT_TRIGGERED, AlertDeliveryState, AlertSource
 from apps.tenants.models import Plugin, Tenant
 
@@ -194,10 +195,12 @@ def _create(**args) -> Alert:
 def _unsaved(args: dict, *, silence: Silence | None, escalation_at: datetime | None, now: datetime) -> Alert:
     """The new Alert row for ``_create``'s arguments: SUPPRESSED under ``silence``, else OPEN."""
     fields = dict(args)
+    related = {"tenant": fields.pop("tenant"), "plugin": fields.pop("plugin")}
     occurrences, last_seen = fields.pop("occurrences"), fields["last_seen"]
     auto_resolve_seconds = fields["auto_resolve_seconds"]
     if silence is not None:
-        state_fields = dict(state=AlertState.SUPPRESSED, silence=silence, suppressed_until=silence.ends_at,
+        related["silence"] = silence
+        state_fields = dict(state=AlertState.SUPPRESSED, suppressed_until=silence.ends_at,
                             suppressed_reason=f"silence {silence.pk}: {silence.reason}"[:500])
     else:
         state_fields = dict(state=AlertState.OPEN, next_escalation_at=escalation_at)
@@ -206,7 +209,7 @@ def _unsaved(args: dict, *, silence: Silence | None, escalation_at: datetime | N
         trace_ids=_merge([], fields["trace_ids"], MAX_TRACE_IDS), samples=_merge([], fields["samples"], MAX_SAMPLES),
         auto_resolve_at=last_seen + timedelta(seconds=auto_resolve_seconds) if auto_resolve_seconds else None,
         created_at=now, updated_at=now, **state_fields)
-    return Alert(**fields)
+    return instance(Alert, fields, related)
 
 
 def _created_history(alert: Alert, silence: Silence | None, occurrences: int) -> tuple[str, dict, dict]:

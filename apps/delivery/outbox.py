@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.core import clock, on_commit
-from apps.core.fastpath import bulk_insert
+from apps.core.fastpath import bulk_insert, instance
 from apps.core.vocabulary import NOTIFY_EVENTS, severity_rank
 from apps.tenants.models import FallbackContact
 
@@ -187,14 +187,15 @@ def _webhook_rows(n: Notification, targets: list[WebhookEndpoint], now: datetime
         return []
     body = messages.webhook_body(n.event_type, n.payload_json, now)
     notifying = n.event_type in NOTIFY_EVENTS
+    expires_at = expires(now)
     return [
-        Delivery(
-            tenant_id=n.tenant_id, alert_id=n.alert_id, endpoint=e, channel=Channel.WEBHOOK,
+        instance(Delivery, dict(
+            tenant_id=n.tenant_id, alert_id=n.alert_id, channel=Channel.WEBHOOK,
             event_type=n.event_type, msg_id=new_msg_id(), body=body, plugin_id=n.plugin_id,
             state=DeliveryState.DOWNGRADED if notifying and e.downgraded_at else DeliveryState.PENDING,
             downgraded_at=now if notifying and e.downgraded_at else None,
-            next_attempt_at=now, created_at=now, expires_at=expires(now),
-        )
+            next_attempt_at=now, created_at=now, expires_at=expires_at,
+        ), {"endpoint": e})
         for e in targets
     ]
 

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 
 from apps.audit.models import AuditEvent
 from apps.core import clock
-from apps.core.fastpath import COPY_MIN_ROWS, bulk_insert
+from apps.core.fastpath import COPY_MIN_ROWS, bulk_insert, instance
 from apps.stream.models import StreamEvent, StreamEventType
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.django_db]
@@ -90,3 +90,23 @@ def test_insert_rows_stores_what_the_orm_stores_with_defaults_and_the_fields_enc
     assert stored[orm.pk].data["at"] == "2026-01-02T03:04:05.678Z"
     assert all(stored[i].data == {} and stored[i].alert_id is None for i in defaults)  # the model's defaults
     assert insert_rows(StreamEvent, ("tenant_id",), []) == []
+
+
+def test_instance_builds_what_the_keyword_constructor_builds(tenant):
+    from apps.alerts.models import Alert
+    from apps.tenants.models import Plugin
+
+    plugin = Plugin.objects.create(tenant=tenant, slug="p", name="p")
+    values = dict(rule_key="r", rule_version=1, category="error", fingerprint="f" * 64, group_key={"a": "b"},
+                  labels={}, severity="critical", title="t", summary="s", recommended_action="", count=1,
+                  window_seconds=60, first_seen=clock.now(), last_seen=clock.now(), created_at=clock.now(),
+                  updated_at=clock.now())
+    ours = instance(Alert, values, {"tenant": tenant, "plugin": plugin})
+    theirs = Alert(**values, tenant=tenant, plugin=plugin)
+    attnames = [f.attname for f in Alert._meta.concrete_fields]
+    assert [getattr(ours, a) for a in attnames] == [getattr(theirs, a) for a in attnames]
+    assert ours._state.adding and ours.pk is None
+    assert ours.tenant is tenant and ours.plugin is plugin  # cached: no query to follow them
+    assert ours.silence is None and ours.trace_ids == [] and ours.trace_ids is not theirs.trace_ids
+    with pytest.raises(TypeError, match=r"Alert has no fields \['colour'\]"):
+        instance(Alert, {**values, "colour": "red"})
