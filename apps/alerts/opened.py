@@ -12,7 +12,6 @@ upsert leaves that batch uncounted (a batch at most; the per-batch bound does no
 """
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Collection, Mapping
 from datetime import datetime
@@ -27,7 +26,6 @@ from .models import OpenedCount
 SLOT_SECONDS = 10
 WINDOW_SLOTS = 7  # slots summed: the current one and six before it (60-70 s)
 
-log = logging.getLogger(__name__)
 _purged_below = 0  # this process last deleted the slots below this one
 
 
@@ -42,10 +40,12 @@ def note(counts: Mapping[int, int], *, at: datetime | None = None) -> None:
         return
     slot = slot_of(at or clock.now())
     tally = on_commit.pending_here(_Tally)
-    if tally is None or tally.slot != slot:
-        tally = _Tally(slot)
-        transaction.on_commit(tally, robust=True)
-    tally.counts.update(counts)
+    if tally is not None and tally.slot == slot:
+        tally.counts.update(counts)
+        return
+    tally = _Tally(slot)
+    tally.counts.update(counts)  # before registering: outside a transaction on_commit runs it at once
+    transaction.on_commit(tally, robust=True)
 
 
 def last_minute(tenant_ids: Collection[int], *, now: datetime | None = None) -> dict[int, int]:

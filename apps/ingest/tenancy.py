@@ -73,14 +73,14 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
     here: dict[tuple[int, str], int] = {}
     for registered in on_commit.pending(_Registered):  # this transaction's, still standing
         here.update(registered.found)
-    # Sorted: two workers registering overlapping sets insert in one order, so they queue on the
-    # unique index instead of deadlocking.
     unknown = [p for p in pairs if p not in _plugins and p not in here]
     found: dict[tuple[int, str], int] = {}
     if unknown:
         # Most were registered already (intake registers a batch's plugins when it stores it):
         # read those, insert only the rest.
         found = _existing(unknown)
+        # Sorted: two workers registering overlapping sets insert in one order, so they queue on
+        # the unique index instead of deadlocking.
         missing = sorted(p for p in unknown if p not in found)
         if missing:
             Plugin.objects.bulk_create(

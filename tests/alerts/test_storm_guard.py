@@ -131,3 +131,12 @@ def test_expired_slots_are_deleted_as_new_ones_are_written(tenant, frozen, djang
     # Written at 0, 40 and 80 s: by the third write the first slot had left the window.
     assert sorted(OpenedCount.objects.values_list("n", flat=True)) == [1, 1]
     assert opened_last_minute({tenant.pk}, now=frozen() - timedelta(seconds=40)) == {tenant.pk: 2}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_alerts_opened_outside_a_transaction_are_counted_at_once(tenant, frozen):
+    from apps.alerts import opened
+
+    opened.note({tenant.pk: 2, tenant.pk + 1000: 0})
+    assert opened_last_minute({tenant.pk}, now=frozen()) == {tenant.pk: 2}
+    assert list(OpenedCount.objects.values_list("tenant_id", "n")) == [(tenant.pk, 2)]
