@@ -236,9 +236,44 @@ def test_ts_formats(given, expected):
 @pytest.mark.parametrize("bad", [
     "2024-05-01T11:59:00", "2024-05-01", "yesterday", "2024-13-01T00:00:00Z",
     "2024-02-30T00:00:00Z", True, [], -5, "nan", float("inf"),
+    # fromisoformat takes these; RFC 3339 does not, so neither do we
+    "2024-05-01T11:59:00,5Z", "2024-05-01T11:59:00+0100", "20240501T115900Z", "2024-05-01T11:59Z",
+    "2024-05-01T11:59:00+01:00:30",
 ])
 def test_bad_ts(bad):
     assert error_of(base(ts=bad)).field == "ts"
+
+
+def test_rfc3339_timestamps_parse_to_the_instant_they_name():
+    # Random instants, fractions of 0-9 digits and offsets, written out by hand: whichever way
+    # the parser builds the datetime, it must be this one.
+    import random
+
+    rng = random.Random(3339)
+    for _ in range(3000):
+        instant = NOW - timedelta(seconds=rng.randrange(6 * 86400), microseconds=rng.randrange(10**6))
+        minutes = rng.choice([0, 0, 60, -240, 330, -59, 14 * 60, -12 * 60])
+        local = instant.astimezone(timezone(timedelta(minutes=minutes)))
+        digits = rng.randrange(10)
+        frac = f"{local.microsecond:06d}{rng.randrange(1000):03d}"[:digits]
+        if minutes == 0 and rng.random() < 0.5:
+            zone = rng.choice("Zz")
+        else:
+            zone = f"{'+' if minutes >= 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+        text = f"{local:%Y-%m-%d}{rng.choice('Tt ')}{local:%H:%M:%S}{'.' + frac if frac else ''}{zone}"
+        expected = instant.replace(microsecond=int(frac[:6].ljust(6, "0")) if frac else 0)
+        ts = norm(base(ts=text)).ts
+        assert ts == expected and ts.tzinfo is timezone.utc, text
+
+
+def test_level_and_id_spellings_seen_before_are_judged_the_same():
+    for _ in range(2):  # the second round is answered from what the first one learnt
+        assert norm(base(level="warn", plugin_id="billing")).level == "WARNING"
+        assert norm(base(level=4)).level == "WARNING"  # syslog severity 4
+        assert error_of(base(level=True)).field == "level"
+        assert error_of(base(level="nope")).field == "level"
+        assert error_of(base(plugin_id="bad id")).field == "plugin_id"
+        assert error_of(base(plugin_id=["billing"])).field == "plugin_id"
 
 
 def test_missing_or_null_ts_means_now():
@@ -270,6 +305,17 @@ def test_fields_kept_and_bounded():
     assert f["big"].endswith(TRUNCATION_MARKER) and len(f["big"]) < 1100
     assert f["nul"] == "ab"
     orjson.dumps(f)
+
+
+@pytest.mark.parametrize("field,value,expected", [
+    ("plain", "short", {"plain": "short"}),  # flat and short: kept as it came
+    ("big", "y" * 1025, {"big": "y" * 1024 + TRUNCATION_MARKER}),
+    ("nul", "a\x00b", {"nul": "ab"}),
+    ("ke\x00y", 1, {"key": 1}),
+    ("k" * 200, 1, {"k" * 128: 1}),
+])
+def test_flat_fields_are_bounded_one_by_one(field, value, expected):
+    assert norm(base(**{field: value})).fields == expected
 
 
 def test_too_many_fields_are_dropped_and_counted():
