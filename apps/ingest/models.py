@@ -61,7 +61,9 @@ class IngestBatch(models.Model):
 class EventRecord(models.Model):
     """A stored log event: level >= WARNING or matched by a rule (evidence for alerts)."""
 
-    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: eventrecord_tenant_plugin_ts starts with it (every stored event pays
+    # for each index, and the rows are the bulk of what intake writes).
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
     plugin = models.ForeignKey("tenants.Plugin", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     ts = models.DateTimeField()
     level = models.CharField(max_length=10)
@@ -70,9 +72,10 @@ class EventRecord(models.Model):
     trace_id = models.CharField(max_length=128, null=True, blank=True)
     fields = models.JSONField(default=dict, blank=True)
     rule_keys = models.JSONField(default=list, blank=True)
-    # A plain reference, not a constraint: batches are purged long before their events.
+    # A plain reference, not a constraint: batches are purged long before their events. Nothing
+    # looks events up by batch, so no index either.
     batch = models.ForeignKey(IngestBatch, null=True, blank=True, on_delete=models.DO_NOTHING,
-                              db_constraint=False, related_name="+")
+                              db_constraint=False, db_index=False, related_name="+")
     received_at = models.DateTimeField()
 
     class Meta:
