@@ -19,6 +19,7 @@ from django.db import transaction
 from django.db.models import F, Q
 
 from apps.core import clock
+from apps.core.gc_pause import gc_paused
 
 from .codec import decode_events
 from .models import BatchKind, BatchStatus, IngestBatch
@@ -51,7 +52,7 @@ def process_batch(*, batch_id: int) -> BatchOutcome | None:
     from apps.rules.engine import detect  # ingest -> rules (DESIGN 1); imported late: heavy
 
     try:
-        with transaction.atomic():
+        with gc_paused(), transaction.atomic():  # bounded: one batch (apps.core.gc_pause)
             batch = (IngestBatch.objects.select_for_update(skip_locked=True)
                      .filter(pk=batch_id, status=BatchStatus.PENDING)
                      .only("id", "received_at", "payload", "kind", "tenant_id").first())

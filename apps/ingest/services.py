@@ -29,6 +29,7 @@ from rest_framework import status
 
 from apps.core import clock
 from apps.core.errors import ApplicationError, ServiceUnavailable, Unprocessable
+from apps.core.gc_pause import gc_paused
 
 from . import backpressure, quota, tenancy
 from .codec import encode_events
@@ -85,11 +86,12 @@ def check_size(size: int) -> None:
 def accept_body(*, raw: bytes, content_type: str, writer: Writer) -> IntakeResult:
     """Parse a request body (JSON array, ``{"events": [...]}`` or NDJSON) and accept its events."""
     check_size(len(raw))
-    try:
-        items = parse_body(raw, content_type)
-    except BodyError as exc:
-        raise Unprocessable(str(exc), code="invalid_body") from None
-    return accept_events(items=items, writer=writer)
+    with gc_paused():  # bounded: INGEST_MAX_BYTES
+        try:
+            items = parse_body(raw, content_type)
+        except BodyError as exc:
+            raise Unprocessable(str(exc), code="invalid_body") from None
+        return accept_events(items=items, writer=writer)
 
 
 def accept_events(*, items: list[object], writer: Writer) -> IntakeResult:

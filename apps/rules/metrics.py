@@ -23,13 +23,11 @@ failure, comes at the caller's commit. The cyclic GC is held off while a body is
 from __future__ import annotations
 
 import functools
-import gc
 import hashlib
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -39,6 +37,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
+from apps.core.gc_pause import gc_paused
 from apps.rules import fastpath
 from apps.rules.metric_spec import LABEL_NAME_RE, METRIC_NAME_RE
 from apps.rules.models import MetricSeries
@@ -120,24 +119,9 @@ def series_hash(name: str, labels: tuple[tuple[str, str], ...]) -> str:
     return hashlib.blake2b(orjson.dumps([name, labels]), digest_size=16).hexdigest()
 
 
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Hold off the cyclic garbage collector while a body's samples are built: they are tens of
-    thousands of acyclic dicts, tuples and lists, and the collections their allocations trigger
-    would only walk them (~40% of a JSON body's parse and checks). Collection resumes after."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
-
-
 def parse_samples(raw: bytes, content_type: str, *, now: float) -> tuple[list[Sample], list[dict]]:
     """(valid samples, rejections) of a request body; raises ``MetricsBodyError``."""
-    with _gc_paused():
+    with gc_paused():
         return _parse_samples(raw, content_type, now=now)
 
 
@@ -332,7 +316,7 @@ def _store(tenant_id: int, samples: list[Sample], hash_of: list[str], first_of: 
                 else:
                     kept.append(s)
                     kept_hashes.append(h)
-        with _gc_paused():
+        with gc_paused():
             rows = rollup(kept, kept_hashes)
         fastpath.upsert_rollups([(ids[h], minute, *acc) for (h, minute), acc in rows.items()])
         if len(cached) < len(ids):

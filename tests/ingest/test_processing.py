@@ -47,6 +47,16 @@ def test_a_batch_is_detected_stored_and_marked_done(tenant, default_rules, no_do
     assert all("hunter2" not in str(a.samples) for a in Alert.objects.all())
 
 
+def test_a_batch_is_detected_with_the_collector_paused(tenant, default_rules, no_doorbell, monkeypatch):
+    import gc
+
+    seen = []
+    decode = processing.decode_events
+    monkeypatch.setattr(processing, "decode_events", lambda payload: seen.append(gc.isenabled()) or decode(payload))
+    process_batch(batch_id=accept([event(level="INFO", message="GET / 200")]))
+    assert seen == [False] and gc.isenabled()
+
+
 def test_processing_the_same_batch_twice_counts_once(tenant, default_rules, no_doorbell):
     # plugin-error-burst fires at 20 ERRORs in 5 minutes per plugin.
     first = accept([event(level="ERROR", message=f"upstream failed #{i}") for i in range(19)])
