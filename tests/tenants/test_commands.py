@@ -130,6 +130,7 @@ def test_user_without_membership_sees_what_is_missing_after_sign_in(tenant):
     assert "no tenant membership" in body and "create_operator nina --password-stdin --tenant" in body
 
 
+@pytest.mark.django_db(transaction=True)  # the child commits its tenant: flushed after the test, not left behind
 def test_commands_work_as_black_box_processes(tenant):
     # What operators type: prints exactly the value on stdout.
     env_cmd = [sys.executable, "manage.py"]
