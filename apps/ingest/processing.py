@@ -22,6 +22,7 @@ from apps.core import clock
 from apps.core.gc_pause import gc_paused
 
 from .codec import decode_events
+from .fastpath import claim_pending_batch
 from .models import BatchKind, BatchStatus, IngestBatch
 from .storage import register_plugins, store_events
 
@@ -53,9 +54,7 @@ def process_batch(*, batch_id: int) -> BatchOutcome | None:
 
     try:
         with gc_paused(), transaction.atomic():  # bounded: one batch (apps.core.gc_pause)
-            batch = (IngestBatch.objects.select_for_update(skip_locked=True)
-                     .filter(pk=batch_id, status=BatchStatus.PENDING)
-                     .only("id", "received_at", "payload", "kind", "tenant_id").first())
+            batch = claim_pending_batch(batch_id)
             if batch is None:
                 return None
             if batch.kind in _INBOUND_KINDS:

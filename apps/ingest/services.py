@@ -33,6 +33,7 @@ from apps.core.gc_pause import gc_paused
 
 from . import backpressure, quota, tenancy
 from .codec import encode_events
+from .fastpath import insert_batch
 from .masking import Masker, MaskingBudgetExceeded, MaskingRuleError, get_masker
 from .models import IngestBatch
 from .normalize import BodyError, Event, EventError, normalize_event, parse_body
@@ -174,11 +175,11 @@ def _accept(items: list[object], writer: Writer, masker) -> IntakeResult:
                 return _nothing_accepted(default_tenant, rejected)
             per_tenant = {slug: n - refused.get(slug, 0) for slug, n in per_tenant.items() if n > refused.get(slug, 0)}
             only_tenant = next(iter(per_tenant)) if len(per_tenant) == 1 else None
-            batch = IngestBatch.objects.create(
+            batch = insert_batch(IngestBatch(
                 tenant_id=tenancy.tenant_id(only_tenant) if only_tenant else None,
                 token_id=writer.token_id, received_at=now, event_count=len(accepted),
                 rejected_count=len(rejected), payload=encode_events(accepted),
-            )
+            ))
             transaction.on_commit(lambda: _ring(batch.pk))
     except Exception:
         quota.refund(consumed)

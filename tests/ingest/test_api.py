@@ -9,7 +9,7 @@ import pytest
 from django.db import OperationalError, connection
 
 from apps.core import clock
-from apps.ingest import quota
+from apps.ingest import quota, services
 from apps.ingest.models import BatchStatus, IngestBatch
 
 from .conftest import URL, batch_events, event, ndjson
@@ -216,10 +216,10 @@ def test_quota_counts_only_accepted_events(writer_client, no_doorbell, fixed_win
 
 
 def test_503_when_the_database_is_down_and_nothing_is_stored(writer_client, no_doorbell, monkeypatch, fixed_window):
-    def down(**kwargs):
+    def down(batch):
         raise OperationalError("connection to server at 127.0.0.1 failed")
 
-    monkeypatch.setattr(IngestBatch.objects, "create", down)
+    monkeypatch.setattr(services, "insert_batch", down)
     resp = post_json(writer_client, [event()] * 4)
     assert resp.status_code == 503
     assert resp["Retry-After"] == "5"

@@ -5,8 +5,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from apps.ingest.fastpath import insert_event_records
-from apps.ingest.models import EventRecord
+from django.db import transaction
+
+from apps.ingest.fastpath import claim_pending_batch, insert_batch, insert_event_records
+from apps.ingest.models import BatchKind, BatchStatus, EventRecord, IngestBatch
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.django_db]
 TS = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
@@ -34,3 +36,23 @@ def test_rows_are_stored_with_every_column_exactly_and_in_order(tenant, plugin):
 def test_no_rows_write_nothing(tenant):
     insert_event_records([], batch_id=1, received_at=TS)
     assert not EventRecord.objects.exists()
+
+
+def test_a_batch_is_written_and_claimed_with_its_payload_byte_for_byte(tenant):
+    payload = bytes(range(256)) * 700 + b"\\x00'\\"  # not text: every byte value, quotes, backslashes
+    batch = insert_batch(IngestBatch(kind=BatchKind.EVENTS, tenant_id=tenant.pk, received_at=TS, event_count=3,
+                                     rejected_count=1, payload=payload))
+    assert batch.pk and not batch._state.adding
+    stored = IngestBatch.objects.get(pk=batch.pk)
+    assert (bytes(stored.payload), stored.kind, stored.tenant_id, stored.received_at, stored.event_count,
+            stored.rejected_count, stored.status, stored.attempts, stored.error) == (
+        payload, BatchKind.EVENTS, tenant.pk, TS, 3, 1, BatchStatus.PENDING, 0, "")
+    with transaction.atomic():
+        claimed = claim_pending_batch(batch.pk)
+        assert (claimed.pk, bytes(claimed.payload), claimed.kind, claimed.tenant_id, claimed.received_at) == (
+            batch.pk, payload, BatchKind.EVENTS, tenant.pk, TS)
+    IngestBatch.objects.filter(pk=batch.pk).update(status=BatchStatus.DONE)
+    with transaction.atomic():
+        assert claim_pending_batch(batch.pk) is None  # only PENDING batches are claimed
+    assert claim_pending_batch(batch.pk + 1000) is None
+

@@ -119,3 +119,15 @@ def test_sweeper_runs_are_bounded(tenant, no_doorbell):
     IngestBatch.objects.update(received_at=clock.now() - timedelta(hours=1))
     assert pending_batches_due(limit=2) == ids[:2]
     assert pending_batches_due(limit=2) == ids[2:]
+
+
+def test_database_errors_of_the_batch_fastpath_are_djangos(tenant):
+    # Callers catch django.db's classes (503 on OperationalError); psycopg's must not leak past them.
+    from django.db import InternalError, connection, transaction
+
+    from apps.ingest import fastpath
+
+    with pytest.raises(InternalError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL transaction_read_only = on")
+        fastpath.insert_batch(IngestBatch(received_at=clock.now(), event_count=1, payload=b"x"))

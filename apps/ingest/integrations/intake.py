@@ -28,6 +28,7 @@ from apps.core import clock
 from apps.core.errors import ApplicationError, ServiceUnavailable, Unprocessable
 
 from .. import backpressure, quota, tenancy
+from ..fastpath import insert_batch
 from ..masking import Masker, MaskingRuleError, get_masker
 from ..models import BatchKind, IngestBatch
 from ..services import UNAVAILABLE_RETRY_AFTER, IntakeResult, QuotaExceeded, _ring
@@ -146,9 +147,9 @@ def _store(kind: str, entries: list[Entry], positions: list[int], rejected: list
         rejected.sort(key=lambda r: r["index"])
         if not kept:
             raise nothing_valid(rejected)
-        batch = IngestBatch.objects.create(
+        batch = insert_batch(IngestBatch(
             kind=kind, tenant_id=tenant_id, token_id=token_id, received_at=now, event_count=len(kept),
-            rejected_count=len(rejected), payload=encode_entries(kept))
+            rejected_count=len(rejected), payload=encode_entries(kept)))
         transaction.on_commit(lambda: _ring(batch.pk))
     logger.info("ingest: inbound batch accepted", extra={
         "tenant_id": tenant_slug, "batch_id": batch.pk, "kind": kind, "accepted": len(kept),

@@ -1,11 +1,13 @@
 """Stored events: no index of their own on ``tenant`` (``eventrecord_tenant_plugin_ts`` starts with
-it) nor on ``batch`` (nothing reads events by batch); batch payloads compressed with lz4.
+it) nor on ``batch`` (nothing reads events by batch), no database constraint on ``tenant`` and
+``plugin`` (see the model); batch payloads compressed with lz4.
 
-Every kept event pays for each index of its day partition, and intake writes more of these rows
-than of anything else. A batch payload (~150 KB for 1,000 events) is TOASTed and compressed on
-insert: pglz took ~2-2.7 ms of PostgreSQL CPU per batch, lz4 ~0.45 ms, for ~9% more bytes
-(measured on the 2-core box, 20 payloads of bench/ingest.py's traffic). PostgreSQL 14+ built
-with lz4 only (Debian's is); elsewhere the column keeps the server's default compression.
+Every kept event pays for each index of its day partition and, at commit, for a query per foreign
+key constraint; intake writes more of these rows than of anything else. A batch payload (~150 KB
+for 1,000 events) is TOASTed and compressed on insert: pglz took ~2-2.7 ms of PostgreSQL CPU per
+batch, lz4 ~0.45 ms, for ~9% more bytes (measured on the 2-core box, 20 payloads of
+bench/ingest.py's traffic). PostgreSQL 14+ built with lz4 only (Debian's is); elsewhere the
+column keeps the server's default compression.
 """
 import django.db.models.deletion
 from django.db import migrations, models
@@ -41,8 +43,13 @@ class Migration(migrations.Migration):
         ),
         migrations.AlterField(
             model_name='eventrecord',
+            name='plugin',
+            field=models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='tenants.plugin'),
+        ),
+        migrations.AlterField(
+            model_name='eventrecord',
             name='tenant',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant'),
+            field=models.ForeignKey(db_constraint=False, db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant'),
         ),
         migrations.RunPython(_set_compression("lz4"), _set_compression("pglz")),
     ]
