@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import orjson
 import pytest
 
 from apps.ingest.codec import decode_events, encode_events
@@ -26,6 +27,19 @@ def test_codec_round_trips_events_exactly():
               ev("DEBUG", "quiet", ts=datetime(2024, 5, 1, tzinfo=timezone.utc))]
     assert decode_events(encode_events(events)) == events
     assert decode_events(memoryview(encode_events(events))) == events
+    assert decode_events(encode_events([])) == []
+
+
+def test_codec_writes_an_array_per_event_and_still_reads_the_older_objects():
+    events = [ev("ERROR", "boom", trace_id="t-1", fields={"host": "a"}), ev("DEBUG", "quiet")]
+    assert orjson.loads(encode_events(events)) == [
+        ["ERROR", "boom", "acme", "checkout", 1714564800123456, "t-1", {"host": "a"}],
+        ["DEBUG", "quiet", "acme", "checkout", 1714564800123456, None, None]]
+    # A batch stored by the version before (pending across an upgrade) decodes to the same events.
+    older = orjson.dumps([{"l": "ERROR", "m": "boom", "t": "acme", "p": "checkout", "s": 1714564800123456, "r": "t-1",
+                           "f": {"host": "a"}},
+                          {"l": "DEBUG", "m": "quiet", "t": "acme", "p": "checkout", "s": 1714564800123456}])
+    assert decode_events(older) == events
 
 
 def test_keeps_warning_and_above_and_every_matched_event(tenant, plugin):
