@@ -46,9 +46,30 @@ def _cache_key(key: str, seconds: int, number: int) -> str:
 
 
 def _redis():
-    # Django's RedisCache: one pipelined INCRBY + EXPIRE per key instead of add() + incr().
+    # Django's RedisCache: INCRBY + EXPIRE per key in one script call instead of add() + incr().
     inner = getattr(cache, "_cache", None)
     return inner.get_client(write=True) if hasattr(inner, "get_client") else None
+
+
+# One command however many keys: a platform token's log batch spans up to its 50 tenants, and a
+# pipeline of 100 commands cost the intake ~2 ms of Python per request to pack and parse.
+_ADD_SCRIPT = """
+local ttl = ARGV[#ARGV]
+local totals = {}
+for i, key in ipairs(KEYS) do
+  totals[i] = redis.call('INCRBY', key, ARGV[i])
+  redis.call('EXPIRE', key, ttl)
+end
+return totals
+"""
+_script = None  # redis-py's Script: EVALSHA, loading the script on the server when it is missing
+
+
+def _add_script(client):
+    global _script
+    if _script is None:
+        _script = client.register_script(_ADD_SCRIPT)
+    return _script
 
 
 def add(amounts: dict[str, int], *, seconds: int, window: Window | None = None) -> dict[str, int]:
@@ -61,13 +82,9 @@ def add(amounts: dict[str, int], *, seconds: int, window: Window | None = None) 
     keys = {name: _cache_key(name, seconds, window.number) for name in amounts}
     client = _redis()
     if client is not None:
-        pipe = client.pipeline(transaction=False)
-        for name, n in amounts.items():
-            raw = cache.make_and_validate_key(keys[name])
-            pipe.incrby(raw, n)
-            pipe.expire(raw, ttl)
-        results = pipe.execute()
-        return {name: int(total) for name, total in zip(amounts, results[::2])}
+        raw = [cache.make_key(keys[name]) for name in amounts]
+        totals = _add_script(client)(keys=raw, args=[*amounts.values(), ttl], client=client)
+        return {name: int(total) for name, total in zip(amounts, totals)}
     totals = {}
     for name, n in amounts.items():
         cache.add(keys[name], 0, ttl)

@@ -40,6 +40,19 @@ def test_add_counts_several_keys_at_once_and_gives_back(frozen):
     assert ratelimit.add({"a": -5, "b": 1}, seconds=10) == {"a": 0, "b": 3}
 
 
+def test_add_sets_every_key_to_expire_after_two_windows_even_when_redis_forgot_the_script(frozen):
+    from django.core.cache import cache
+
+    client = ratelimit._redis()
+    client.script_flush()  # a restarted Redis has no scripts: the call must load it again
+    many = {f"tenant-{i}": i + 1 for i in range(60)}
+    assert ratelimit.add(many, seconds=10) == many
+    assert ratelimit.read("tenant-59", seconds=10) == 60
+    window = ratelimit.current_window(10).number
+    ttls = {client.ttl(cache.make_key(f"rl:{name}:10:{window}")) for name in many}
+    assert ttls and all(15 < ttl <= 20 for ttl in ttls)
+
+
 def test_fails_open_when_the_cache_is_unreachable(settings, frozen):
     # Overriding CACHES resets Django's cache handlers (setting_changed), so this reaches a dead port.
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
