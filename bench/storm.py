@@ -556,8 +556,12 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
         ]
         if "hole" in r:
             h = r["hole"]
+            rows.append(("the same with 1 endpoint black-holed (2 %): the other tenants' post -> alert",
+                         dist(h["post_alert"]), "-", "-"))
             rows.append(("the same with 1 endpoint black-holed (2 %): the other tenants' post -> webhook",
                          dist(h["post_hook"]), "-", "-"))
+            rows.append(("the same with 1 endpoint black-holed: CPU per 1,000 alerts",
+                         " / ".join(f"{h['cpu'][k]:,.0f}" for k in ("web", "worker", "pg")) + " ms", "-", "-"))
         print(f"\nN = {n:,}")
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:

@@ -255,7 +255,7 @@ def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wai
         # Sends to a destination that already has a straggler running are not waited for at all:
         # a silent receiver costs each process one wait, not one per batch it appears in.
         suspects = _stragglers().suspects()
-        wait([f for f, d in futures if destination(d) not in suspects], timeout=straggler_wait)
+        _wait_for_batch([f for f, d in futures if destination(d) not in suspects], straggler_wait, started)
     done = {f for f, _ in futures if f.done()}
     late = {f for f, _ in futures} - done
     if late:
@@ -263,6 +263,37 @@ def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wai
     if done:
         _record([f.result() for f, _ in futures if f in done])
     return len(rows)
+
+
+# Once all but a tenth of a batch's sends are done, the rest get as long again as those took (at
+# least this, at most the straggler wait): a receiver gone silent costs the worker process a
+# tenth of a second per batch, not DELIVERY_STRAGGLER_SECONDS, and the detect tasks queued behind
+# it on the same process wait that much less.
+TAIL_SECONDS = 0.1
+
+
+def _wait_for_batch(futures: list[Future], timeout: float, started: float) -> None:
+    """Wait for ``futures`` at most ``timeout`` seconds from ``started`` (monotonic), and less once
+    all but a tenth of them are done (TAIL_SECONDS)."""
+    if not futures:
+        return
+    tail = len(futures) // 10  # 0 for a small batch: it waits for every send, as before
+    left = [len(futures)]
+    lock = threading.Lock()
+    most_done = threading.Event()
+
+    def one_done(_future: Future) -> None:
+        with lock:
+            left[0] -= 1
+            if left[0] <= tail:
+                most_done.set()
+
+    for future in futures:
+        future.add_done_callback(one_done)
+    if not most_done.wait(max(0.0, started + timeout - time.monotonic())):
+        return
+    elapsed = time.monotonic() - started
+    wait(futures, timeout=max(0.0, min(started + timeout - time.monotonic(), max(TAIL_SECONDS, elapsed))))
 
 
 def _submit(rows: list[Delivery]) -> list[tuple[Future, Delivery]]:

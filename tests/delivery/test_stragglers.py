@@ -179,3 +179,48 @@ def test_a_batch_keeps_at_most_its_cap_of_sends_in_flight_per_destination(net, s
     assert in_flight["busy_max"] == 3  # capped, yet concurrent
     assert order.index("/hook") < 6  # the other destination's row did not queue behind the busy one's
     assert set(Delivery.objects.values_list("state", flat=True)) == {"DELIVERED"}
+
+
+def _futures(done: int, pending: int, delay: float = 0.0) -> list:
+    """``done`` futures finishing after ``delay`` seconds (from a timer thread), ``pending`` never."""
+    from concurrent.futures import Future
+
+    futures = [Future() for _ in range(done + pending)]
+
+    def finish() -> None:
+        for f in futures[:done]:
+            f.set_result(None)
+    threading.Timer(delay, finish).start() if delay else finish()
+    return futures
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_batch_whose_rest_is_done_waits_a_short_tail_for_its_silent_sends():
+    # 48 of 50 sends done after 0.2 s, two never: the batch waits as long again (0.2 s), not 3 s.
+    futures = _futures(done=48, pending=2, delay=0.2)
+    started = time.monotonic()
+    dispatch._wait_for_batch(futures, 3.0, started)
+    assert 0.35 <= time.monotonic() - started < 2.5  # ~0.4 s; far from the 3 s even on a loaded box
+
+
+@pytest.mark.django_db(transaction=False)
+def test_the_tail_is_at_least_tail_seconds_and_the_wait_never_longer_than_asked():
+    futures = _futures(done=45, pending=5)  # all but a tenth done at once: the tail is TAIL_SECONDS
+    started = time.monotonic()
+    dispatch._wait_for_batch(futures, 3.0, started)
+    assert dispatch.TAIL_SECONDS - 0.02 <= time.monotonic() - started < 2.5
+    futures = _futures(done=10, pending=10)  # half of them silent: the whole wait, and no longer
+    started = time.monotonic()
+    dispatch._wait_for_batch(futures, 0.4, started)
+    assert 0.38 <= time.monotonic() - started < 2.5
+
+
+@pytest.mark.django_db(transaction=False)
+def test_a_small_batch_waits_the_whole_wait_for_a_silent_send_and_no_wait_when_all_are_done():
+    futures = _futures(done=4, pending=1)  # under ten sends: no tail, as before
+    started = time.monotonic()
+    dispatch._wait_for_batch(futures, 0.4, started)
+    assert time.monotonic() - started >= 0.38
+    started = time.monotonic()
+    dispatch._wait_for_batch(_futures(done=30, pending=0), 3.0, started)
+    assert time.monotonic() - started < 0.3
