@@ -82,8 +82,8 @@ def insert_batch(batch: IngestBatch) -> IngestBatch:
     marks = ", ".join("%b" if f.name == "payload" else "%s" for f in _BATCH_FIELDS)
     # Django's cursor connects if needed; wrap_database_errors raises psycopg's errors as Django's
     # (callers answer 503 on OperationalError, retry on IntegrityError).
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        bound = psycopg.Cursor(cursor.cursor.connection)
+    with connection.cursor() as cursor, connection.wrap_database_errors, \
+            psycopg.Cursor(cursor.cursor.connection) as bound:
         bound.execute(f'INSERT INTO "{IngestBatch._meta.db_table}" ({columns}) VALUES ({marks}) RETURNING "id"',
                       values)
         batch.pk = bound.fetchone()[0]
@@ -98,8 +98,8 @@ def claim_pending_batch(batch_id: int) -> IngestBatch | None:
         return (IngestBatch.objects.select_for_update(skip_locked=True)
                 .filter(pk=batch_id, status=BatchStatus.PENDING).only(*_CLAIMED).first())
     columns = ", ".join(f'"{c}"' for c in _CLAIMED)
-    with connection.cursor() as cursor, connection.wrap_database_errors:
-        bound = psycopg.Cursor(cursor.cursor.connection)
+    with connection.cursor() as cursor, connection.wrap_database_errors, \
+            psycopg.Cursor(cursor.cursor.connection) as bound:
         bound.execute(f'SELECT {columns} FROM "{IngestBatch._meta.db_table}" WHERE "id" = %s AND "status" = %s '
                       "FOR UPDATE SKIP LOCKED", [batch_id, BatchStatus.PENDING.value], binary=True)
         row = bound.fetchone()
