@@ -212,7 +212,7 @@ _LEVEL_KEYS, _MESSAGE_KEYS, _TENANT_KEYS, _PLUGIN_KEYS, _TS_KEYS, _TRACE_KEYS = 
     _ALIASES["level"], _ALIASES["message"], _ALIASES["tenant_id"], _ALIASES["plugin_id"], _ALIASES["ts"],
     _ALIASES["trace_id"])
 # Level spellings and ids already seen valid: a batch repeats a handful of each thousands of times.
-_LEVELS_SEEN: dict[Any, str] = {}
+_LEVELS_SEEN: dict[str, str] = {}
 _IDS_SEEN: set[str] = set()
 _SEEN_MAX = 50_000
 
@@ -236,7 +236,7 @@ def _parse_level(value: Any) -> str:
 def _parse_message(value: Any) -> str:
     if value is _MISSING or value is None:
         raise EventError("message", "required")
-    if type(value) is not str:
+    if not isinstance(value, str):
         raise EventError("message", f"must be a string, got {_json_type(value)}")
     if "\x00" in value:
         value = value.replace("\x00", "")
