@@ -284,6 +284,10 @@ def dist(values: list[float]) -> str:
     return f"{pct(values, 50):.2f} / {pct(values, 99):.2f} / {max(values, default=float('nan')):.2f} s"
 
 
+def cpu_cell(cpu: dict[str, float]) -> str:
+    return " / ".join(f"{cpu[k]:,.0f}" for k in ("web", "worker", "pg")) + " ms"
+
+
 def received(receiver: str, kind: str) -> int:
     import requests
 
@@ -551,7 +555,7 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
              f"{am['done']:.1f} s ({n / am['done']:,.0f}/s)" if am else "-",
              f"{fl['total']:.1f} s ({n / fl['total']:,.0f}/s)"),
             ("CPU per 1,000 alerts: web / worker / PostgreSQL",
-             " / ".join(f"{ours['cpu'][k]:,.0f}" for k in ("web", "worker", "pg")) + " ms",
+             cpu_cell(ours["cpu"]),
              f"{am['cpu']:,.0f} ms" if am else "-", "-"),
         ]
         if "hole" in r:
@@ -561,7 +565,7 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
             rows.append(("the same with 1 endpoint black-holed (2 %): the other tenants' post -> webhook",
                          dist(h["post_hook"]), "-", "-"))
             rows.append(("the same with 1 endpoint black-holed: CPU per 1,000 alerts",
-                         " / ".join(f"{h['cpu'][k]:,.0f}" for k in ("web", "worker", "pg")) + " ms", "-", "-"))
+                         cpu_cell(h["cpu"]), "-", "-"))
         print(f"\nN = {n:,}")
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:

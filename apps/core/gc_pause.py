@@ -2,9 +2,10 @@
 
 Intake and detection build tens of thousands of short-lived, acyclic objects per request or batch
 (dicts, lists, events). Their allocations trigger collections that only walk them and the
-process's long-lived objects (Django, compiled rules: ~100k+), and find nothing to free: measured
-~40% of a metrics body's parse, 17% of a 1,000-event log body's parse-to-payload and 60% of a
-batch's decode (bench/README.md). Reference counting still frees everything as usual; only
+process's long-lived objects (Django, compiled rules: ~100k+), and find nothing to free: on the
+2-core box ~40% of a metrics body's parse (bench/metrics.py), and in micro-benchmarks with
+Django loaded 17% of a 1,000-event log body's parse-to-payload and 60% of a batch's decode.
+Reference counting still frees everything as usual; only
 cycles wait, and the collector runs as soon as the work ends.
 
 The work must be bounded (one request body, one batch): the limits (INGEST_MAX_EVENTS,

@@ -2,8 +2,9 @@
 receiver that never answers holds its own rows, not the worker.
 
 A deliver task waits ``DELIVERY_STRAGGLER_SECONDS`` for its batch's sends (less once all but a
-tenth are done: ``dispatch.TAIL_SECONDS``), records those that finished and hands the rest here; the task returns and the worker takes the next batch while the
-stragglers run out their own deadline (``WEBHOOK_TIMEOUT_SECONDS`` / ``CHANNEL_TIMEOUT_SECONDS``).
+tenth are done: ``dispatch.TAIL_SECONDS``), records those that finished and hands the rest here;
+the task returns and the worker takes the next batch while the stragglers run out their own
+deadline (``WEBHOOK_TIMEOUT_SECONDS`` / ``CHANNEL_TIMEOUT_SECONDS``).
 Their rows stay claimed (SENDING, the batch's claim token) until this thread records them, well
 within the claim lease; if the process dies first, the lease ends and the sweeper sends them again
 (at-least-once, as for any send cut short).

@@ -66,9 +66,14 @@ def _insert_event_records_portable(rows: Sequence[EventRow], batch_id: int, rece
 # --- IngestBatch rows -----------------------------------------------------------------------------------
 
 _BATCH_FIELDS = [f for f in IngestBatch._meta.concrete_fields if not f.primary_key]
+_INSERT_BATCH = 'INSERT INTO "{}" ({}) VALUES ({}) RETURNING "id"'.format(
+    IngestBatch._meta.db_table, ", ".join(f'"{f.column}"' for f in _BATCH_FIELDS),
+    ", ".join("%b" if f.name == "payload" else "%s" for f in _BATCH_FIELDS))
 # In the model's field order: Model.from_db pairs the values with the fields in that order.
 _CLAIMED = tuple(f.attname for f in IngestBatch._meta.concrete_fields
                  if f.attname in {"id", "received_at", "payload", "kind", "tenant_id"})
+_CLAIM_BATCH = 'SELECT {} FROM "{}" WHERE "id" = %s AND "status" = %s FOR UPDATE SKIP LOCKED'.format(
+    ", ".join(f'"{c}"' for c in _CLAIMED), IngestBatch._meta.db_table)
 
 
 def insert_batch(batch: IngestBatch) -> IngestBatch:
@@ -78,14 +83,11 @@ def insert_batch(batch: IngestBatch) -> IngestBatch:
         return batch
     values = [bytes(batch.payload) if f.name == "payload" else f.get_db_prep_save(f.pre_save(batch, True), connection)
               for f in _BATCH_FIELDS]
-    columns = ", ".join(f'"{f.column}"' for f in _BATCH_FIELDS)
-    marks = ", ".join("%b" if f.name == "payload" else "%s" for f in _BATCH_FIELDS)
     # Django's cursor connects if needed; wrap_database_errors raises psycopg's errors as Django's
     # (callers answer 503 on OperationalError, retry on IntegrityError).
     with connection.cursor() as cursor, connection.wrap_database_errors, \
             psycopg.Cursor(cursor.cursor.connection) as bound:
-        bound.execute(f'INSERT INTO "{IngestBatch._meta.db_table}" ({columns}) VALUES ({marks}) RETURNING "id"',
-                      values)
+        bound.execute(_INSERT_BATCH, values)
         batch.pk = bound.fetchone()[0]
     batch._state.adding, batch._state.db = False, connection.alias
     return batch
@@ -97,11 +99,9 @@ def claim_pending_batch(batch_id: int) -> IngestBatch | None:
     if connection.vendor != "postgresql":
         return (IngestBatch.objects.select_for_update(skip_locked=True)
                 .filter(pk=batch_id, status=BatchStatus.PENDING).only(*_CLAIMED).first())
-    columns = ", ".join(f'"{c}"' for c in _CLAIMED)
     with connection.cursor() as cursor, connection.wrap_database_errors, \
             psycopg.Cursor(cursor.cursor.connection) as bound:
-        bound.execute(f'SELECT {columns} FROM "{IngestBatch._meta.db_table}" WHERE "id" = %s AND "status" = %s '
-                      "FOR UPDATE SKIP LOCKED", [batch_id, BatchStatus.PENDING.value], binary=True)
+        bound.execute(_CLAIM_BATCH, [batch_id, BatchStatus.PENDING.value], binary=True)
         row = bound.fetchone()
     return None if row is None else IngestBatch.from_db(connection.alias, list(_CLAIMED), row)
 

@@ -87,7 +87,8 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
                 [Plugin(tenant_id=t, slug=s, name=s) for t, s in missing], ignore_conflicts=True)
             found.update(_existing(missing))
         # Cached once committed: a rolled-back registration must not leave ids of rows that
-        # never came to be (the next batch would fail on the foreign key, again and again).
+        # never came to be (alerts would fail on their foreign key, again and again, and stored
+        # events, which have no constraint, would point at nothing).
         transaction.on_commit(_Registered(found))
     known = {**here, **found}
     return {p: _plugins.get(p) or known[p] for p in pairs if p in _plugins or p in known}

@@ -1,5 +1,5 @@
 """apps.core.gc_pause: the collector is off inside, back on after (also on error), and a nested
-pause leaves it to the outer one."""
+pause leaves it to the outer one. Its two log-intake users: tests/ingest/test_processing.py."""
 from __future__ import annotations
 
 import gc
@@ -30,12 +30,3 @@ def test_a_nested_pause_leaves_the_switch_to_the_outer_one():
         assert not gc.isenabled()  # the inner one did not turn it on under the outer one
     assert gc.isenabled()
 
-
-def test_a_request_body_is_taken_in_with_the_collector_paused(monkeypatch):
-    from apps.ingest import services
-
-    seen = []
-    monkeypatch.setattr(services, "parse_body", lambda raw, ct: seen.append(gc.isenabled()) or [])
-    monkeypatch.setattr(services, "accept_events", lambda **kw: seen.append(gc.isenabled()))
-    services.accept_body(raw=b"[]", content_type="application/json", writer=services.Writer(None, None))
-    assert seen == [False, False] and gc.isenabled()

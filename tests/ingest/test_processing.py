@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from apps.alerts.models import Alert
@@ -45,6 +46,20 @@ def test_a_batch_is_detected_stored_and_marked_done(tenant, default_rules, no_do
     assert not EventRecord.objects.filter(message__contains="hunter2").exists()
     assert set(Alert.objects.values_list("rule_key", flat=True)) == {"fatal-error", "security-keywords"}
     assert all("hunter2" not in str(a.samples) for a in Alert.objects.all())
+
+
+def test_a_request_body_is_taken_in_with_the_collector_paused(tenant, no_doorbell, monkeypatch):
+    import gc
+
+    from apps.ingest import services
+
+    seen = []
+    normalize = services.normalize_event
+    monkeypatch.setattr(services, "normalize_event", lambda item, **kw: seen.append(gc.isenabled()) or normalize(item, **kw))
+    body = b"\n".join(orjson.dumps(e) for e in [event(message="GET / 200"), event(message="GET /x 200")])
+    result = services.accept_body(raw=body, content_type="application/x-ndjson", writer=ACME)
+    assert (result.accepted, seen, gc.isenabled()) == (2, [False, False], True)
+    assert IngestBatch.objects.get(pk=result.batch_id).event_count == 2
 
 
 def test_a_batch_is_detected_with_the_collector_paused(tenant, default_rules, no_doorbell, monkeypatch):
