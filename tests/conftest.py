@@ -37,6 +37,17 @@ def django_db_setup(django_db_setup, django_db_blocker) -> None:
                 cursor.execute("SET alertcenter.audit_truncate = 'on'")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_tenant_caches():
+    """Tenant and plugin ids change from test to test (rolled-back rows); the per-process caches
+    (apps.tenants.active, apps.ingest.tenancy) must not carry them into the next test."""
+    from apps.ingest import tenancy
+
+    tenancy.clear_caches()
+    yield
+    tenancy.clear_caches()
+
+
 @pytest.fixture(scope="session")
 def redis_client():
     client = redis_lib.Redis.from_url(settings.REDIS_URL)

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 
 from apps.core import clock
 from apps.core.gc_pause import gc_paused
 
+from . import tenancy
 from .codec import decode_events
 from .fastpath import claim_pending_batch
 from .models import BatchKind, BatchStatus, IngestBatch
@@ -70,6 +71,10 @@ def process_batch(*, batch_id: int) -> BatchOutcome | None:
             IngestBatch.objects.filter(pk=batch.pk).update(
                 status=BatchStatus.DONE, processed_at=clock.now(), payload=b"", error="")
     except Exception as exc:
+        if isinstance(exc, IntegrityError):
+            # Most likely a tenant or plugin id cached in this process went stale (deleted,
+            # perhaps re-created): the retry reads them afresh.
+            tenancy.clear_caches()
         _record_failure(batch_id, exc)
         raise
     outcome = BatchOutcome(batch_id=batch_id, events=len(events), stored=stored,

@@ -1,15 +1,14 @@
 """Per-process lookups of tenant and plugin ids by slug, for the intake and the detect worker.
 
 Every request and every batch needs them, and they almost never change, so they are cached in
-the process: the tenant map for ``TENANT_MAP_TTL`` seconds (a tenant created just now may be
-refused as unknown for that long), plugin ids for the life of the process (plugins are only
-ever added). ``clear_caches()`` drops both (tests; a stale id after a tenant was deleted and
+the process: the tenant map for ``apps.tenants.active.TTL`` seconds (a tenant created just now
+may be refused as unknown for that long), plugin ids for the life of the process (plugins are
+only ever added). ``clear_caches()`` drops both (tests; a stale id after a tenant was deleted and
 re-created shows up as an IntegrityError, and the caller clears and retries).
 """
 from __future__ import annotations
 
 import threading
-import time
 from typing import Iterable, NamedTuple
 
 from django.conf import settings
@@ -17,48 +16,21 @@ from django.db import transaction
 from django.db.models import Count
 
 from apps.core import on_commit
+from apps.tenants import active
 from apps.tenants.models import Plugin, Tenant
 
-TENANT_MAP_TTL = 5.0
-# A slug missing from the map triggers a reload at most this often (unknown-tenant spam must
-# not turn into one query per request).
-_MISS_RELOAD_INTERVAL = 0.5
-
 _lock = threading.Lock()
-_tenants: dict[str, int] = {}
-_tenants_loaded_at = float("-inf")
 _plugins: dict[tuple[int, str], int] = {}
+
+# The tenant lookups live with the tenants (the detect engine needs them too).
+tenant_map = active.tenant_ids
+tenant_id = active.tenant_id
 
 
 def clear_caches() -> None:
-    global _tenants, _tenants_loaded_at
+    active.clear()
     with _lock:
-        _tenants, _tenants_loaded_at = {}, float("-inf")
         _plugins.clear()
-
-
-def _load_tenants() -> dict[str, int]:
-    global _tenants, _tenants_loaded_at
-    mapping = dict(Tenant.objects.filter(active=True).values_list("slug", "id"))
-    with _lock:
-        _tenants, _tenants_loaded_at = mapping, time.monotonic()
-    return mapping
-
-
-def tenant_map() -> dict[str, int]:
-    """slug -> id of the active tenants (cached; one query every few seconds at most)."""
-    if time.monotonic() - _tenants_loaded_at > TENANT_MAP_TTL:
-        return _load_tenants()
-    return _tenants
-
-
-def tenant_id(slug: str) -> int | None:
-    """The id of active tenant ``slug``, or None; reloads the map once on a miss."""
-    mapping = tenant_map()
-    found = mapping.get(slug)
-    if found is None and time.monotonic() - _tenants_loaded_at > _MISS_RELOAD_INTERVAL:
-        found = _load_tenants().get(slug)
-    return found
 
 
 def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:

@@ -6,19 +6,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from apps.ingest import tenancy
 from apps.ingest.codec import decode_events
 from apps.ingest.models import IngestBatch
 
 URL = "/api/v1/logs"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_tenancy_cache():
-    # Tenant ids change from test to test (rolled-back rows); the per-process maps must not leak.
-    tenancy.clear_caches()
-    yield
-    tenancy.clear_caches()
 
 
 def now_iso() -> str:

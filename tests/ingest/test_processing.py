@@ -105,6 +105,27 @@ def test_a_failure_rolls_everything_back_and_is_counted(tenant, default_rules, n
     assert Alert.objects.count() == 1 and EventRecord.objects.count() == 1
 
 
+def test_a_batch_failing_on_a_foreign_key_drops_the_cached_tenant_and_plugin_ids(tenant, default_rules, no_doorbell,
+                                                                                    monkeypatch):
+    from django.db import IntegrityError, connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.ingest import tenancy
+
+    batch_id = accept([event(level="FATAL", message="segfault")])
+    tenancy.tenant_map()  # cached
+
+    def stale(**kwargs):  # what a write under a deleted tenant's cached id ends in
+        raise IntegrityError('insert or update on table "ingest_eventrecord" violates foreign key constraint')
+
+    monkeypatch.setattr(processing, "store_events", stale)
+    with pytest.raises(IntegrityError):
+        process_batch(batch_id=batch_id)
+    with CaptureQueriesContext(connection) as queries:
+        assert tenancy.tenant_map() == {"acme": tenant.pk}
+    assert len(queries) == 1  # read afresh for the retry
+
+
 def test_a_poison_batch_is_given_up_after_max_attempts(tenant, default_rules, no_doorbell, monkeypatch):
     batch_id = accept([event(level="ERROR")])
     monkeypatch.setattr(processing, "store_events", lambda **kw: 1 / 0)

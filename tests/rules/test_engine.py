@@ -319,3 +319,19 @@ def test_fire_absorb_and_cooldown_end_to_end_on_either_database(tenant):
     r3 = detect(burst(1, start=T0 + timedelta(seconds=20)), received_at=T0 + timedelta(seconds=21))
     assert (r3.alerts_fired, r3.alerts_absorbed) == (0, 0)  # resolved: not fed, and in cooldown
     assert Alert.objects.get().count == 5
+
+
+def test_a_batch_reads_no_tenant_row_and_a_tenant_switched_off_stops_counting(tenant):
+    from django.test.utils import CaptureQueriesContext
+
+    make(count=100)
+    detect(burst(1), received_at=T0 + timedelta(seconds=1))  # warms the process caches
+    with CaptureQueriesContext(connection) as queries:
+        r = detect(burst(2, start=T0 + timedelta(seconds=2)), received_at=T0 + timedelta(seconds=4))
+    assert r.groups == 1 and r.unknown_tenant_events == 0
+    assert not [q["sql"] for q in queries if "tenants_tenant" in q["sql"]]
+    tenant.active = False
+    tenant.save()  # in this process: seen by the next batch (others: within apps.tenants.active.TTL)
+    r = detect(burst(2, start=T0 + timedelta(seconds=5)), received_at=T0 + timedelta(seconds=7))
+    assert r.groups == 0 and r.unknown_tenant_events == 2
+    assert sum(WindowState.objects.get().state["buckets"].values()) == 3  # the first two batches only

@@ -1,0 +1,65 @@
+"""The process cache of active tenants (apps.tenants.active): what it sees, and how soon."""
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.tenants import active
+from apps.tenants.models import Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The cache's monotonic clock, moved by hand."""
+    now = [1000.0]
+    monkeypatch.setattr(active.time, "monotonic", lambda: now[0])
+    return now
+
+
+def test_rows_and_ids_of_active_tenants_only_one_query_per_ttl(clock):
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    Tenant.objects.create(slug="off", name="Off", active=False)
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(5):
+            assert set(active.tenants()) == {"acme"}
+            assert active.tenant_ids() == {"acme": acme.pk}
+        clock[0] += active.TTL + 0.1
+        assert active.tenants()["acme"].name == "Acme"
+    assert len(queries) == 2
+
+
+def test_a_change_made_elsewhere_is_seen_after_the_ttl(clock):
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    assert "acme" in active.tenants()
+    # .update() sends no signal: what another process's change looks like to this one.
+    Tenant.objects.filter(pk=acme.pk).update(active=False)
+    clock[0] += active.TTL - 0.1
+    assert "acme" in active.tenants()
+    clock[0] += 0.2
+    assert "acme" not in active.tenants()
+
+
+def test_a_change_made_in_this_process_is_seen_at_once(clock):
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    assert "acme" in active.tenants()
+    acme.active = False
+    acme.save()
+    assert "acme" not in active.tenants()
+    globex = Tenant.objects.create(slug="globex", name="Globex")
+    assert active.tenant_ids() == {"globex": globex.pk}
+    globex.delete()
+    assert active.tenants() == {}
+
+
+def test_an_unknown_slug_reloads_at_most_twice_a_second(clock):
+    assert active.tenant_ids() == {}
+    acme = Tenant.objects.bulk_create([Tenant(slug="acme", name="Acme")])[0]  # no post_save
+    with CaptureQueriesContext(connection) as queries:
+        assert active.tenant_id("acme") is None  # asked too soon after the load
+        clock[0] += active.MISS_RELOAD_INTERVAL + 0.01
+        assert active.tenant_id("acme") == acme.pk
+        assert active.tenant_id("nobody") is None
+    assert len(queries) == 1
