@@ -310,6 +310,12 @@ AUTH_FAILURES_PER_MINUTE = _positive_int("AUTH_FAILURES_PER_MINUTE", 20)
 # address carries many clients.
 AUTH_FAILURES_PER_ADDRESS_PER_MINUTE = _positive_int("AUTH_FAILURES_PER_ADDRESS_PER_MINUTE",
                                                      10 * AUTH_FAILURES_PER_MINUTE)
+# Seconds a web process keeps a token it authenticated (apps.tenants.tokens): one query fewer per
+# request. A revocation, expiry change or tenant switch-off made in another process takes up to
+# this long to reach this one (at once in the process that made it); 0 reads the token every time.
+API_TOKEN_CACHE_SECONDS = _read("API_TOKEN_CACHE_SECONDS", env.float, 5.0)
+if not 0 <= API_TOKEN_CACHE_SECONDS <= 60:
+    raise ImproperlyConfigured(f"API_TOKEN_CACHE_SECONDS: must be between 0 and 60, got {API_TOKEN_CACHE_SECONDS}")
 # Proxies whose X-Forwarded-For is believed (apps.core.client_ip); empty: REMOTE_ADDR is the client.
 try:
     TRUSTED_PROXIES = [

@@ -40,12 +40,16 @@ def django_db_setup(django_db_setup, django_db_blocker) -> None:
 @pytest.fixture(autouse=True)
 def _fresh_tenant_caches():
     """Tenant and plugin ids change from test to test (rolled-back rows); the per-process caches
-    (apps.tenants.active, apps.ingest.tenancy) must not carry them into the next test."""
+    (apps.tenants.active, apps.ingest.tenancy) and the kept tokens (apps.tenants.tokens) must not
+    carry them into the next test."""
     from apps.ingest import tenancy
+    from apps.tenants import tokens
 
     tenancy.clear_caches()
+    tokens.forget_tokens()
     yield
     tenancy.clear_caches()
+    tokens.forget_tokens()
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,22 @@
 
 A token is ``ac_<prefix>_<secret>``: the prefix finds the row, the SHA-256 digest of the whole
 token is compared in constant time. The plain token is returned once, at issue, and never stored.
+
+A process keeps the tokens it authenticated for ``API_TOKEN_CACHE_SECONDS``, keyed by digest
+(never by the plain token), so a log shipper's requests cost no token query. Revocation, expiry
+and the tenant's switch are still judged at every request, on the kept row; a change made by
+another process reaches the kept row within those seconds, one made by this process at once
+(``forget_tokens`` on revocation and on every token or tenant save).
 """
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import time
 from datetime import timedelta
+
+from django.conf import settings
 
 from apps.audit.services import record
 from apps.core import clock
@@ -19,6 +28,14 @@ from .models import ApiToken, Tenant
 # last_used_at is a convenience, not an audit trail: write it at most once a minute per token
 # so the ingest hot path does not turn every request into a row update.
 LAST_USED_RESOLUTION = timedelta(seconds=60)
+# Past this many kept tokens the cache starts afresh (bounds memory against many distinct tokens).
+_CACHE_MAX = 10_000
+_cache: dict[str, tuple[float, ApiToken]] = {}  # digest -> (monotonic time read, row)
+
+
+def forget_tokens(*args, **kwargs) -> None:
+    """Drop every kept token (also a post_save / post_delete receiver, TenantsConfig.ready)."""
+    _cache.clear()
 
 
 def _digest(token: str) -> str:
@@ -44,9 +61,13 @@ def authenticate_token(plain: str) -> ApiToken | None:
     parts = plain.split("_")
     if len(parts) < 3 or parts[0] != "ac":
         return None
-    token = ApiToken.objects.select_related("tenant").filter(prefix=parts[1]).first()
-    if token is None or not hmac.compare_digest(token.digest, _digest(plain)):
-        return None
+    digest = _digest(plain)
+    token = _kept(digest)
+    if token is None:
+        token = ApiToken.objects.select_related("tenant").filter(prefix=parts[1]).first()
+        if token is None or not hmac.compare_digest(token.digest, digest):
+            return None
+        _keep(digest, token)
     now = clock.now()
     if token.revoked_at or (token.expires_at and token.expires_at <= now):
         return None
@@ -58,7 +79,23 @@ def authenticate_token(plain: str) -> ApiToken | None:
     return token
 
 
+def _kept(digest: str) -> ApiToken | None:
+    hit = _cache.get(digest)
+    if hit is None or time.monotonic() - hit[0] > settings.API_TOKEN_CACHE_SECONDS:
+        return None
+    return hit[1]
+
+
+def _keep(digest: str, token: ApiToken) -> None:
+    if settings.API_TOKEN_CACHE_SECONDS <= 0:
+        return
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    _cache[digest] = (time.monotonic(), token)
+
+
 def revoke_token(*, token: ApiToken, actor=None) -> None:
     updated = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=clock.now())
+    forget_tokens()
     if updated:
         record("token.revoked", actor=actor, target=token, tenant=token.tenant, data={"name": token.name})

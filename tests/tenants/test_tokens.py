@@ -67,3 +67,77 @@ def test_whoami_reports_tenant_and_scopes(api, tenant, make_token):
     assert resp.json() == {"token": "shipper", "tenant": "acme", "scopes": ["alerts:read", "logs:write"]}
     resp = api(make_token(None, "alerts:read", name="ops")).get(reverse("whoami"))
     assert resp.json()["tenant"] is None
+
+
+@pytest.fixture
+def token_clock(monkeypatch):
+    """The token cache's monotonic clock, moved by hand."""
+    now = [1000.0]
+    monkeypatch.setattr("apps.tenants.tokens.time.monotonic", lambda: now[0])
+    return now
+
+
+def test_a_kept_token_costs_no_query_until_the_cache_time_is_up(tenant, token_clock, settings):
+    from django.test.utils import CaptureQueriesContext
+
+    settings.API_TOKEN_CACHE_SECONDS = 5.0
+    token, plain = issue_token(name="t", scopes="logs:write", tenant=tenant)
+    assert authenticate_token(plain).pk == token.pk  # read, and last_used_at written
+    with CaptureQueriesContext(connection) as queries:
+        for _ in range(3):
+            assert authenticate_token(plain).pk == token.pk
+        token_clock[0] += 5.1
+        assert authenticate_token(plain).pk == token.pk
+    assert len(queries) == 1
+    # A wrong secret with a kept token's prefix is still refused (and read, never kept).
+    assert authenticate_token(plain[:-4] + "AAAA") is None
+
+
+def test_a_revocation_elsewhere_reaches_this_process_within_the_cache_time(tenant, token_clock, settings):
+    settings.API_TOKEN_CACHE_SECONDS = 5.0
+    token, plain = issue_token(name="t", scopes="logs:write", tenant=tenant)
+    assert authenticate_token(plain) is not None
+    # .update() sends no signal: what another process's revocation looks like to this one.
+    ApiToken.objects.filter(pk=token.pk).update(revoked_at=clock.now())
+    token_clock[0] += 5.1
+    assert authenticate_token(plain) is None
+
+
+@pytest.mark.parametrize("change", ["revoke", "token saved", "tenant off", "token deleted"])
+def test_a_change_made_in_this_process_is_seen_at_once(tenant, token_clock, settings, change):
+    settings.API_TOKEN_CACHE_SECONDS = 60.0
+    token, plain = issue_token(name="t", scopes="logs:write", tenant=tenant)
+    assert authenticate_token(plain) is not None
+    if change == "revoke":
+        revoke_token(token=token)
+    elif change == "token saved":
+        token.expires_at = clock.now() - timedelta(seconds=1)
+        token.save()
+    elif change == "tenant off":
+        tenant.active = False
+        tenant.save()
+    else:
+        token.delete()
+    assert authenticate_token(plain) is None
+
+
+def test_expiry_is_judged_at_every_request_on_a_kept_token(tenant, token_clock, settings, monkeypatch):
+    settings.API_TOKEN_CACHE_SECONDS = 60.0
+    token, plain = issue_token(name="t", scopes="logs:write", tenant=tenant)
+    ApiToken.objects.filter(pk=token.pk).update(expires_at=clock.now() + timedelta(minutes=5))
+    assert authenticate_token(plain) is not None
+    later = clock.now() + timedelta(minutes=6)
+    monkeypatch.setattr("apps.tenants.tokens.clock.now", lambda: later)
+    assert authenticate_token(plain) is None
+
+
+def test_no_cache_time_reads_the_token_at_every_request(tenant, settings):
+    from django.test.utils import CaptureQueriesContext
+
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    _, plain = issue_token(name="t", scopes="logs:write", tenant=tenant)
+    authenticate_token(plain)
+    with CaptureQueriesContext(connection) as queries:
+        authenticate_token(plain)
+        authenticate_token(plain)
+    assert len(queries) == 2
