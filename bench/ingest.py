@@ -272,7 +272,7 @@ def main() -> None:
         ("events/s detected (batches DONE)", f"{det_rate:,.0f}"),
         ("backlog drain after posting stopped", f"{drain:.1f} s"),
         ("CPU per 1,000 events: web / detect worker / PostgreSQL",
-         f"{cpu_ms[0]:.0f} / {cpu_ms[1]:.0f} / {cpu_ms[2]:.0f} ms"),
+         f"{cpu_ms[0]:.1f} / {cpu_ms[1]:.1f} / {cpu_ms[2]:.1f} ms"),
         ("detect worker CPU-bound ceiling (1 core)", f"{1e6 / cpu_ms[1]:,.0f} ev/s" if cpu_ms[1] else "n/a"),
         (f"log-to-alert p50 at {args.latency_rate:,} ev/s ({len(lat)} alerts)", f"{pct(lat, 50) * 1000:,.0f} ms"),
         (f"log-to-alert p99 at {args.latency_rate:,} ev/s", f"{pct(lat, 99) * 1000:,.0f} ms"),

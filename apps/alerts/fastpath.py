@@ -28,7 +28,7 @@ import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from apps.core.fastpath import COPY_MIN_ROWS, bulk_insert
+from apps.core.fastpath import COPY_MIN_ROWS, bulk_insert, pg_array, pg_null, pg_text_array
 
 from . import firing  # the shared caps and single-alert absorb (used at call time: firing imports us)
 from .history import actor_label
@@ -75,22 +75,25 @@ def _update_alerts(items: list[Absorb], now: datetime) -> tuple[dict[int, int], 
     """
     table = Alert._meta.db_table
     states = [str(s) for s in ACTIVE_STATES]
-    # Arrays rather than a VALUES list: one statement text (parsed once by psycopg) for any size.
+    # Arrays rather than a VALUES list: one statement text (parsed once by psycopg) for any size;
+    # array literals rather than lists (apps.core.fastpath.pg_array).
     sql = (
-        f'WITH locked AS (SELECT "id" FROM "{table}" WHERE "id" = ANY(%s) AND "state" = ANY(%s) '
+        f'WITH locked AS (SELECT "id" FROM "{table}" WHERE "id" = ANY(%s::bigint[]) AND "state" = ANY(%s::text[]) '
         f'ORDER BY "id" FOR UPDATE) '
         f'UPDATE "{table}" AS a SET "count" = a."count" + v.n, "first_seen" = LEAST(a."first_seen", v.fs), '
         f'"last_seen" = GREATEST(a."last_seen", v.ls), "auto_resolve_seconds" = v.ars, '
         f'"auto_resolve_at" = GREATEST(a."last_seen", v.ls) + make_interval(secs => v.ars), "updated_at" = %s '
         f"FROM unnest(%s::bigint[], %s::integer[], %s::timestamptz[], %s::timestamptz[], %s::integer[]) "
         f"AS v(id, n, fs, ls, ars) JOIN locked ON locked.id = v.id "
-        f'WHERE a."id" = v.id AND a."state" = ANY(%s) '
+        f'WHERE a."id" = v.id AND a."state" = ANY(%s::text[]) '
         f'RETURNING a."id", a."count", '
         f'CASE WHEN jsonb_array_length(a."trace_ids") < {firing.MAX_TRACE_IDS} THEN a."trace_ids" END, '
         f'CASE WHEN jsonb_array_length(a."samples") < {firing.MAX_SAMPLES} THEN a."samples" END')
-    ids = [it.alert_id for it in items]
-    params = [ids, states, now, ids, [it.occurrences for it in items], [it.first_seen for it in items],
-              [it.last_seen for it in items], [it.auto_resolve_seconds or None for it in items], states]
+    ids = pg_array([str(it.alert_id) for it in items])
+    states = pg_text_array(states)
+    params = [ids, states, now, ids, pg_array([str(it.occurrences) for it in items]),
+              pg_array([it.first_seen.isoformat() for it in items]), pg_array([it.last_seen.isoformat() for it in items]),
+              pg_array([pg_null(it.auto_resolve_seconds and str(it.auto_resolve_seconds)) for it in items]), states]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
@@ -117,7 +120,8 @@ def _merge_lists(combined: dict[int, Absorb], lists: dict[int, tuple]) -> None:
             f'UPDATE "{table}" AS a SET "trace_ids" = COALESCE(v.t::jsonb, a."trace_ids"), '
             f'"samples" = COALESCE(v.s::jsonb, a."samples") FROM unnest(%s::bigint[], %s::text[], %s::text[]) '
             f'AS v(id, t, s) WHERE a."id" = v.id',
-            [[c[0] for c in changes], [c[1] for c in changes], [c[2] for c in changes]])
+            [pg_array([str(c[0]) for c in changes]), pg_text_array([c[1] for c in changes]),
+             pg_text_array([c[2] for c in changes])])
 
 
 def _record_occurrences(occurrences: dict[int, int], counts: dict[int, int], now: datetime) -> None:
@@ -137,7 +141,8 @@ def _record_occurrences(occurrences: dict[int, int], counts: dict[int, int], now
             f'CROSS JOIN LATERAL (SELECT e."id" FROM "{table}" AS e WHERE e."alert_id" = v.alert_id '
             f'AND e."kind" = %s AND e."at" >= %s ORDER BY e."at" DESC, e."id" DESC LIMIT 1) AS r '
             f'WHERE t."id" = r."id" RETURNING t."alert_id"',
-            [ids, [occurrences[a] for a in ids], [counts[a] for a in ids], TimelineEntry.Kind.OCCURRENCE,
+            [pg_array([str(a) for a in ids]), pg_array([str(occurrences[a]) for a in ids]),
+             pg_array([str(counts[a]) for a in ids]), TimelineEntry.Kind.OCCURRENCE,
              now - timedelta(seconds=firing.OCCURRENCE_COALESCE_SECONDS)])
         folded = {row[0] for row in cursor.fetchall()}
     label = actor_label(None)

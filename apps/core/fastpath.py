@@ -31,6 +31,28 @@ COPY_MIN_ROWS = 4
 _sequences: dict[str, str] = {}
 
 
+# Array parameters as literals. psycopg adapts a list element by element in Python (its
+# ListDumper; with client-side binding it then quotes the result): for a 40-row UPDATE .. FROM
+# unnest() of three arrays that is ~0.3 ms of CPU, against ~0.1 ms for one text literal per array
+# (measured on this machine, psycopg 3.3, both bindings). Sent with a cast, e.g. ``%s::bigint[]``.
+
+def pg_array(texts: Iterable[str]) -> str:
+    """A PostgreSQL array literal of elements that need no quoting (numbers, ISO timestamps, NULL)."""
+    return "{" + ",".join(texts) + "}"
+
+
+def pg_text_array(values: Iterable[str | None]) -> str:
+    """A PostgreSQL array literal of strings, each quoted (backslash and double quote escaped);
+    None is NULL."""
+    return "{" + ",".join("NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+                          for v in values) + "}"
+
+
+def pg_null(text: str | None) -> str:
+    """An array element: ``text``, or NULL when it is empty or None."""
+    return text if text else "NULL"
+
+
 def bulk_insert(objs: Sequence[M]) -> Sequence[M]:
     """Insert unsaved instances of one model in the caller's transaction and set their ``pk``, as
     ``bulk_create(objs)`` does (field defaults and ``auto_now_add`` applied, ``_state`` updated),

@@ -22,6 +22,8 @@ from typing import Sequence
 import orjson
 from django.db import connection
 
+from apps.core.fastpath import pg_array, pg_null, pg_text_array
+
 from .models import WindowState
 
 WindowId = tuple[str, int, str]  # (rule_key, tenant id, group_hash): the lock order
@@ -72,13 +74,13 @@ def _lock_windows_postgresql(keys: Sequence[WindowKey], now: datetime) -> dict[W
             f"SELECT u.r, u.t, u.h, u.k::jsonb, '{{}}'::jsonb, %s "
             f"FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::text[]) AS u(r, t, h, k) "
             f"ON CONFLICT DO NOTHING",
-            [now, _text_array(k.rule_key for k in keys), _array(str(k.tenant_id) for k in keys), _text_array(hashes),
-             _text_array(orjson.dumps(k.group_key).decode() for k in keys)])
+            [now, pg_text_array(k.rule_key for k in keys), pg_array(str(k.tenant_id) for k in keys), pg_text_array(hashes),
+             pg_text_array(orjson.dumps(k.group_key).decode() for k in keys)])
         cursor.execute(
             f'SELECT "id", "rule_key", "tenant_id", "group_hash", "state", "last_fired_at", "alert_id" '
             f'FROM "{table}" WHERE "group_hash" = ANY(%s::varchar[]) '
             f'ORDER BY "rule_key", "tenant_id", "group_hash" FOR UPDATE',
-            [_text_array(hashes)])
+            [pg_text_array(hashes)])
         return {(r, t, h): LockedWindow(pk, state, fired, alert) for pk, r, t, h, state, fired, alert in cursor.fetchall()}
 
 
@@ -114,10 +116,10 @@ def _save_windows_postgresql(rows: Sequence[LockedWindow]) -> None:
             f'"alert_id" = v.alert_id, "updated_at" = v.updated_at '
             f"FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::bigint[], %s::timestamptz[]) "
             f"AS v(id, state, last_fired_at, alert_id, updated_at) WHERE w.id = v.id",
-            [_array(str(w.pk) for w in rows), _text_array(orjson.dumps(w.state).decode() for w in rows),
-             _array(_or_null(w.last_fired_at and w.last_fired_at.isoformat()) for w in rows),
-             _array(_or_null(w.alert_id and str(w.alert_id)) for w in rows),
-             _array(w.updated_at.isoformat() for w in rows)])
+            [pg_array(str(w.pk) for w in rows), pg_text_array(orjson.dumps(w.state).decode() for w in rows),
+             pg_array(pg_null(w.last_fired_at and w.last_fired_at.isoformat()) for w in rows),
+             pg_array(pg_null(w.alert_id and str(w.alert_id)) for w in rows),
+             pg_array(w.updated_at.isoformat() for w in rows)])
 
 
 def _save_windows_portable(rows: Sequence[LockedWindow]) -> None:
@@ -193,28 +195,13 @@ def _upsert_rollups_postgresql(rows: Sequence[RollupRow]) -> None:
             f'"max" = GREATEST(r."max", EXCLUDED."max"), "sumsq" = r."sumsq" + EXCLUDED."sumsq", '
             f'"last" = CASE WHEN EXCLUDED."last_ts" >= r."last_ts" THEN EXCLUDED."last" ELSE r."last" END, '
             f'"last_ts" = GREATEST(r."last_ts", EXCLUDED."last_ts")',
-            [_array(map(str, cols[0])), _timestamps(cols[1]), _array(map(str, cols[2]))]
-            + [_array(map(repr, map(float, col))) for col in cols[3:8]] + [_timestamps(cols[8])])
-
-
-def _array(texts) -> str:
-    """A PostgreSQL array literal of elements that need no quoting (numbers, ISO timestamps, NULL).
-    Sent as one text parameter: psycopg adapting a list goes element by element in Python."""
-    return "{" + ",".join(texts) + "}"
-
-
-def _text_array(values) -> str:
-    """A PostgreSQL array literal of strings, each quoted (backslash and double quote escaped)."""
-    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
-
-
-def _or_null(text: str | None) -> str:
-    return text if text else "NULL"
+            [pg_array(map(str, cols[0])), _timestamps(cols[1]), pg_array(map(str, cols[2]))]
+            + [pg_array(map(repr, map(float, col))) for col in cols[3:8]] + [_timestamps(cols[8])])
 
 
 def _timestamps(epochs) -> str:
     cache: dict[float, str] = {}  # a request's minutes repeat for every series
-    return _array(cache.get(t) or cache.setdefault(t, _utc(t).isoformat()) for t in epochs)
+    return pg_array(cache.get(t) or cache.setdefault(t, _utc(t).isoformat()) for t in epochs)
 
 
 def _upsert_rollups_portable(rows: Sequence[RollupRow]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from apps.audit.models import AuditEvent
 from apps.core import clock
@@ -110,3 +110,20 @@ def test_instance_builds_what_the_keyword_constructor_builds(tenant):
     assert ours.silence is None and ours.trace_ids == [] and ours.trace_ids is not theirs.trace_ids
     with pytest.raises(TypeError, match=r"Alert has no fields \['colour'\]"):
         instance(Alert, {**values, "colour": "red"})
+
+
+def test_array_literals_read_back_as_the_values_they_were_built_from():
+    from apps.core.fastpath import pg_array, pg_null, pg_text_array
+
+    if connection.vendor != "postgresql":
+        pytest.skip("array literals are PostgreSQL's")
+    texts = ["plain", 'a "quoted" word', "back\\slash", "comma, brace } { and space", "", "NULL", "ünï ✓", None]
+    numbers = ["1", pg_null(None), "-3", pg_null("")]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %s::text[], %s::bigint[], %s::timestamptz[]",
+                       [pg_text_array(texts), pg_array(numbers),
+                        pg_array(["2026-11-30T05:10:27.123456+00:00", "2026-11-30T07:10:27+02:00"])])
+        got_texts, got_numbers, got_times = cursor.fetchone()
+    assert got_texts == texts
+    assert got_numbers == [1, None, -3, None]
+    assert got_times[0].isoformat() == "2026-11-30T05:10:27.123456+00:00" and got_times[1] == got_times[0].replace(microsecond=0)
