@@ -146,7 +146,7 @@ def _record_occurrences(occurrences: dict[int, int], counts: dict[int, int], now
              now - timedelta(seconds=firing.OCCURRENCE_COALESCE_SECONDS)])
         folded = {row[0] for row in cursor.fetchall()}
     label = actor_label(None)
-    TimelineEntry.objects.bulk_create([
+    bulk_insert([  # COPY, not bulk_create's list parameters (apps.core.fastpath)
         TimelineEntry(alert_id=aid, at=now, kind=TimelineEntry.Kind.OCCURRENCE, actor_label=label,
                       message=f"+{occurrences[aid]} occurrences (total {counts[aid]})",
                       data={"occurrences": occurrences[aid], "batches": 1, "count": counts[aid]})
