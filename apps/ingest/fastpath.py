@@ -5,7 +5,8 @@ and claimed with its payload as a binary parameter.
 Raw SQL kept: the COPY. Justification (bench/README.md, "Figures", ``bench/ingest.py`` on the
 2-core box): with the hand-written window locks (``apps.rules.fastpath``) it took detection from
 6,103 to 22,074 events/s; COPY now costs ~1 ms CPU per 1,000-event batch, about a tenth of what
-``bulk_create`` took building and adapting a model instance and eleven parameters per row.
+``bulk_create`` took building and adapting a model instance and eleven parameters per row. Its
+rows are formatted as COPY text by hand (``_copy_text`` escapes), not value by value by psycopg.
 
 Raw SQL kept: the batch INSERT and claim. Django binds parameters on the client, so a payload
 (~150 KB per 1,000 events) travelled as a hex literal: escaped in Python, lexed as SQL text and
@@ -23,7 +24,6 @@ from typing import Any, Sequence
 import orjson
 import psycopg
 from django.db import DatabaseError, connection, transaction
-from psycopg.types.json import Jsonb
 
 from .models import BatchStatus, EventRecord, IngestBatch
 
@@ -47,13 +47,34 @@ def insert_event_records(rows: Sequence[EventRow], *, batch_id: int, received_at
         _insert_event_records_portable(rows, batch_id, received_at)
 
 
+_NULL = "\\N"
+_COPY_EVENTS = 'COPY "{}" ({}) FROM STDIN'.format(EventRecord._meta.db_table, ", ".join(f'"{c}"' for c in _COLUMNS))
+
+
 def _insert_event_records_postgresql(rows: Sequence[EventRow], batch_id: int, received_at: datetime) -> None:
-    columns = ", ".join(f'"{c}"' for c in _COLUMNS)
-    with connection.cursor() as cursor:
-        with cursor.cursor.copy(f'COPY "{EventRecord._meta.db_table}" ({columns}) FROM STDIN') as copy:
-            for tid, pid, ts, level, level_no, message, trace, fields, rule_keys in rows:
-                copy.write_row((tid, pid, ts, level, level_no, message, trace, Jsonb(fields, orjson.dumps),
-                                Jsonb(rule_keys, orjson.dumps), batch_id, received_at))
+    # The rows are written as COPY text here rather than by psycopg's write_row, which looked up
+    # and called a dumper per value (py-spy, bench/ingest.py: 6% of the detect worker).
+    tail = f"{batch_id}\t{received_at.isoformat()}\n"
+    keys_text: dict[tuple, str] = {}  # a batch has few distinct rule key lists
+    lines = []
+    for tid, pid, ts, level, level_no, message, trace, fields, rule_keys in rows:
+        keys = tuple(rule_keys)
+        keys_json = keys_text.get(keys)
+        if keys_json is None:
+            keys_json = keys_text[keys] = _copy_text(orjson.dumps(rule_keys).decode())
+        lines.append(f"{tid}\t{_NULL if pid is None else pid}\t{ts.isoformat()}\t{_copy_text(level)}\t{level_no}\t"
+                     f"{_copy_text(message)}\t{_NULL if trace is None else _copy_text(trace)}\t"
+                     f"{'{}' if fields == {} else _copy_text(orjson.dumps(fields).decode())}\t{keys_json}\t{tail}")
+    with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(_COPY_EVENTS) as copy:
+        copy.write("".join(lines))
+
+
+def _copy_text(value: str) -> str:
+    """``value`` as a field of COPY's text format: backslash, newline, carriage return and tab
+    escaped (normalize has already removed NUL, which PostgreSQL text cannot hold)."""
+    if "\\" in value or "\n" in value or "\r" in value or "\t" in value:
+        value = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return value
 
 
 def _insert_event_records_portable(rows: Sequence[EventRow], batch_id: int, received_at: datetime) -> None:

@@ -56,3 +56,25 @@ def test_a_batch_is_written_and_claimed_with_its_payload_byte_for_byte(tenant):
         assert claim_pending_batch(batch.pk) is None  # only PENDING batches are claimed
     assert claim_pending_batch(batch.pk + 1000) is None
 
+
+
+def test_event_records_come_back_exactly_as_written_whatever_their_characters(tenant, plugin):
+    from datetime import datetime, timedelta, timezone
+
+    from apps.ingest.fastpath import insert_event_records
+    from apps.ingest.models import EventRecord
+
+    t0 = datetime(2026, 11, 30, 5, 10, 27, 123456, tzinfo=timezone.utc)
+    nasty = "tab\there, new\nline, cr\rreturn, back\\slash \\N \\t, quote \" ' and ünïcode ✓ 🚀"
+    rows = [
+        (tenant.pk, plugin.pk, t0, "ERROR", 40, nasty, "trace-1", {"k": nasty, "n": [1, 2.5, None, True]}, ["a", "b"]),
+        (tenant.pk, None, t0 + timedelta(microseconds=1), "WARNING", 30, "", None, {}, []),
+        (tenant.pk, plugin.pk, t0 - timedelta(days=1), "FATAL", 50, "\\", "t\\2", {"deep": {"x": "\\"}}, ["only\\one"]),
+        (tenant.pk, plugin.pk, t0, "INFO", 20, "{}\t{\"x\": 1}", None, {"\\N": "\\N", "tab\tkey": "x\ny"}, ["a", "b"]),
+    ]
+    received = t0 + timedelta(seconds=2)
+    insert_event_records(rows, batch_id=77, received_at=received)
+    got = [(r.tenant_id, r.plugin_id, r.ts, r.level, r.level_no, r.message, r.trace_id, r.fields, r.rule_keys)
+           for r in EventRecord.objects.order_by("id")]
+    assert got == rows
+    assert set(EventRecord.objects.values_list("batch_id", "received_at")) == {(77, received)}
