@@ -252,7 +252,9 @@ def main() -> None:
         wait_drained(120)
         print(f"throughput: posting for {args.seconds:.0f} s ...", flush=True)
         cpu0 = (cpu_seconds(pgid=web.pid), cpu_seconds(pgid=worker.pid), cpu_seconds(cmdline_has=f" {DB} "))
+        client0 = time.process_time()
         accepted, elapsed = throughput(url, token, bodies, args.seconds, args.clients)
+        client_ms = (time.process_time() - client0) * 1e6 / accepted  # this process: the posting client
         t_drain = time.monotonic()
         wait_drained(600)
         drain = time.monotonic() - t_drain
@@ -273,6 +275,7 @@ def main() -> None:
         ("backlog drain after posting stopped", f"{drain:.1f} s"),
         ("CPU per 1,000 events: web / detect worker / PostgreSQL",
          f"{cpu_ms[0]:.1f} / {cpu_ms[1]:.1f} / {cpu_ms[2]:.1f} ms"),
+        ("CPU per 1,000 events: the posting client (this script)", f"{client_ms:.1f} ms"),
         ("detect worker CPU-bound ceiling (1 core)", f"{1e6 / cpu_ms[1]:,.0f} ev/s" if cpu_ms[1] else "n/a"),
         (f"log-to-alert p50 at {args.latency_rate:,} ev/s ({len(lat)} alerts)", f"{pct(lat, 50) * 1000:,.0f} ms"),
         (f"log-to-alert p99 at {args.latency_rate:,} ev/s", f"{pct(lat, 99) * 1000:,.0f} ms"),

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from .fastpath import EventRow, insert_event_records
 from .normalize import LEVEL_NUMBERS, Event
+from . import tenancy
 from .tenancy import plugin_ids, tenant_map
 
 logger = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ def register_plugins(events: list[Event]) -> None:
     detect transaction may insert plugins (the engine does for the alerts it fires): with a
     single insert phase in one order, two workers cannot deadlock on the unique index."""
     tenants = tenant_map()
-    plugin_ids({(tenants[e.tenant_id], e.plugin_id) for e in events if e.tenant_id in tenants})
+    slugs = {(e.tenant_id, e.plugin_id) for e in events}  # a batch has far fewer pairs than events
+    tenancy.register_plugins({(tenants[t], p) for t, p in slugs if t in tenants})
 
 
 def store_events(*, batch_id: int, received_at: datetime, events: list[Event],

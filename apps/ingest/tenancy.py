@@ -34,7 +34,15 @@ def clear_caches() -> None:
 
 
 def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
-    """(tenant id, plugin slug) -> Plugin id, registering plugins seen for the first time.
+    """(tenant id, plugin slug) -> Plugin id, registering plugins seen for the first time
+    (``register_plugins``)."""
+    known = register_plugins(pairs)
+    return {p: _plugins.get(p) or known[p] for p in pairs if p in _plugins or p in known}
+
+
+def register_plugins(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """Register the plugins of ``pairs`` (tenant id, plugin slug) seen for the first time; the ids
+    this transaction registered (not yet in the process cache), for ``plugin_ids``.
 
     Runs in the caller's transaction. Plugins not in the process cache are read (one query), and
     only those not found are inserted. Concurrent workers may register the same plugin at once:
@@ -62,8 +70,7 @@ def plugin_ids(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
         # never came to be (alerts would fail on their foreign key, again and again, and stored
         # events, which have no constraint, would point at nothing).
         transaction.on_commit(_Registered(found))
-    known = {**here, **found}
-    return {p: _plugins.get(p) or known[p] for p in pairs if p in _plugins or p in known}
+    return {**here, **found} if found else here
 
 
 class _Registered:
