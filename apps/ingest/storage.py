@@ -27,8 +27,8 @@ def register_plugins(events: list[Event]) -> None:
     """Register the batch's unseen plugins (one sorted insert), before anything else in the
     detect transaction may insert plugins (the engine does for the alerts it fires): with a
     single insert phase in one order, two workers cannot deadlock on the unique index."""
-    tenants = tenant_map()
     slugs = {(e.tenant_id, e.plugin_id) for e in events}  # a batch has far fewer pairs than events
+    tenants = tenant_map({t for t, _ in slugs})
     tenancy.register_plugins({(tenants[t], p) for t, p in slugs if t in tenants})
 
 
@@ -42,7 +42,7 @@ def store_events(*, batch_id: int, received_at: datetime, events: list[Event],
     keep = events_to_store(events, matched)
     if not keep:
         return 0
-    tenants = tenant_map()
+    tenants = tenant_map({events[i].tenant_id for i in keep})
     pairs = {(tenants[events[i].tenant_id], events[i].plugin_id) for i in keep if events[i].tenant_id in tenants}
     plugins = plugin_ids(pairs)
     rows: list[EventRow] = []

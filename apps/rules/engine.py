@@ -227,7 +227,7 @@ def detect(events: list[Event], *, received_at: datetime) -> DetectResult:
 
 
 def _apply(groups: list[_Group], snapshot: Snapshot, received_at: datetime, result: DetectResult) -> None:
-    tenants = active.tenants()
+    tenants = active.tenants({g.tenant_slug for g in groups})
     work: list[_Group] = []
     for g in groups:
         tenant = tenants.get(g.tenant_slug)

@@ -1,18 +1,24 @@
 """The active tenants, cached in the process: every intake request and every detect batch needs
 them, and they almost never change.
 
-The cache is reloaded every ``TTL`` seconds, so a tenant created just now may be refused as
-unknown for that long, and one switched off (or deleted) is still seen for that long. A write
-that then fails on a stale id (an IntegrityError: the tenant was deleted, or deleted and
-re-created) is the caller's cue to ``clear()`` and retry.
+The cache is reloaded every ``TTL`` seconds, and sooner (at most every ``MISS_RELOAD_INTERVAL``)
+when a caller asks for a slug it lacks: a tenant created or switched on just now is found at
+once, while one switched off or deleted is still seen for up to ``TTL`` (at once in the process
+that made the change: ``on_tenant_changed``). A write that then fails on a stale id (an
+IntegrityError: the tenant was deleted, or deleted and re-created) is the caller's cue to
+``clear()`` and retry.
 
-The rows are shared by every caller in the process: read them, never change or save them.
-Tenant has no forward relation, so reading one caches nothing on it.
+The rows are shared by every caller in the process: read them, never change or save them, and
+never read a reverse relation on them (``tenant.ticket_bridge`` and the like would cache itself
+on the shared row).
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
+
+from django.db import transaction
 
 from .models import Tenant
 
@@ -21,6 +27,7 @@ TTL = 5.0
 # not turn into one query per request).
 MISS_RELOAD_INTERVAL = 0.5
 
+_monotonic = time.monotonic  # tests move this one, not the process's clock
 _lock = threading.Lock()
 _rows: dict[str, Tenant] = {}
 _ids: dict[str, int] = {}
@@ -28,9 +35,11 @@ _loaded_at = float("-inf")
 
 
 def clear() -> None:
-    global _rows, _ids, _loaded_at
+    """Make the next lookup read the tenants afresh. The maps are left in place, not emptied, so a
+    thread in the middle of a lookup keeps a whole (if old) view."""
+    global _loaded_at
     with _lock:
-        _rows, _ids, _loaded_at = {}, {}, float("-inf")
+        _loaded_at = float("-inf")
 
 
 def _load() -> None:
@@ -38,35 +47,36 @@ def _load() -> None:
     rows = {t.slug: t for t in Tenant.objects.filter(active=True).order_by()}
     ids = {slug: t.pk for slug, t in rows.items()}
     with _lock:
-        _rows, _ids, _loaded_at = rows, ids, time.monotonic()
+        _rows, _ids, _loaded_at = rows, ids, _monotonic()
 
 
-def _fresh() -> None:
-    if time.monotonic() - _loaded_at > TTL:
+def _fresh(wanted: Iterable[str]) -> None:
+    age = _monotonic() - _loaded_at
+    if age > TTL or (age > MISS_RELOAD_INTERVAL and any(slug not in _ids for slug in wanted)):
         _load()
 
 
-def tenants() -> dict[str, Tenant]:
-    """slug -> row of every active tenant (one query every ``TTL`` seconds at most)."""
-    _fresh()
+def tenants(wanted: Iterable[str] = ()) -> dict[str, Tenant]:
+    """slug -> row of every active tenant (one query every ``TTL`` seconds at most, or sooner when
+    a slug of ``wanted`` is missing)."""
+    _fresh(wanted)
     return _rows
 
 
-def tenant_ids() -> dict[str, int]:
-    """slug -> id of every active tenant (one query every ``TTL`` seconds at most)."""
-    _fresh()
+def tenant_ids(wanted: Iterable[str] = ()) -> dict[str, int]:
+    """slug -> id of every active tenant (as ``tenants``)."""
+    _fresh(wanted)
     return _ids
 
 
 def tenant_id(slug: str) -> int | None:
-    """The id of active tenant ``slug``, or None; reloads the cache once on a miss."""
-    found = tenant_ids().get(slug)
-    if found is None and time.monotonic() - _loaded_at > MISS_RELOAD_INTERVAL:
-        _load()
-        found = _ids.get(slug)
-    return found
+    """The id of active tenant ``slug``, or None."""
+    return tenant_ids((slug,)).get(slug)
 
 
 def on_tenant_changed(sender, **kwargs) -> None:
-    """post_save / post_delete of a Tenant (connected in ``TenantsConfig.ready``)."""
+    """post_save / post_delete of a Tenant (connected in ``TenantsConfig.ready``): read afresh now,
+    for this transaction's own reads, and again once it commits, in case another thread of this
+    process read the old rows meanwhile."""
     clear()
+    transaction.on_commit(clear)

@@ -16,4 +16,5 @@ class TenantsConfig(AppConfig):
         post_delete.connect(active.on_tenant_changed, sender=Tenant, dispatch_uid="tenants.active.deleted")
         for signal, name in ((post_save, "saved"), (post_delete, "deleted")):
             for model in (Tenant, ApiToken):
-                signal.connect(tokens.forget_tokens, sender=model, dispatch_uid=f"tenants.tokens.{model.__name__}.{name}")
+                signal.connect(tokens.on_token_or_tenant_changed, sender=model,
+                               dispatch_uid=f"tenants.tokens.{model.__name__}.{name}")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 def clock(monkeypatch):
     """The cache's monotonic clock, moved by hand."""
     now = [1000.0]
-    monkeypatch.setattr(active.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(active, "_monotonic", lambda: now[0])
     return now
 
 
@@ -63,3 +63,26 @@ def test_an_unknown_slug_reloads_at_most_twice_a_second(clock):
         assert active.tenant_id("acme") == acme.pk
         assert active.tenant_id("nobody") is None
     assert len(queries) == 1
+
+
+def test_a_tenant_created_elsewhere_is_found_at_once_by_a_lookup_that_wants_it(clock):
+    assert active.tenants() == {}
+    acme = Tenant.objects.bulk_create([Tenant(slug="acme", name="Acme")])[0]  # no post_save
+    clock[0] += active.MISS_RELOAD_INTERVAL + 0.01
+    assert active.tenants() == {}  # nobody asked for it: the cache stands until its TTL
+    assert active.tenants({"acme"})["acme"].pk == acme.pk
+    assert active.tenant_ids({"acme", "nobody"}) == {"acme": acme.pk}  # "nobody": no reload this soon
+
+
+def test_a_change_is_read_afresh_again_when_its_transaction_commits(clock, django_capture_on_commit_callbacks):
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    assert "acme" in active.tenants()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        acme.active = False
+        acme.save()
+    assert "acme" not in active.tenants()
+    Tenant.objects.filter(pk=acme.pk).update(active=True)  # as another thread might have read it meanwhile
+    assert "acme" not in active.tenants()  # read once, kept
+    for callback in callbacks:
+        callback()
+    assert "acme" in active.tenants()

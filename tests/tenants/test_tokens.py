@@ -73,7 +73,7 @@ def test_whoami_reports_tenant_and_scopes(api, tenant, make_token):
 def token_clock(monkeypatch):
     """The token cache's monotonic clock, moved by hand."""
     now = [1000.0]
-    monkeypatch.setattr("apps.tenants.tokens.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("apps.tenants.tokens._monotonic", lambda: now[0])
     return now
 
 
@@ -141,3 +141,26 @@ def test_no_cache_time_reads_the_token_at_every_request(tenant, settings):
         authenticate_token(plain)
         authenticate_token(plain)
     assert len(queries) == 2
+
+
+def test_a_row_read_while_tokens_are_forgotten_is_not_kept(tenant, token_clock, settings, monkeypatch):
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.tenants import tokens
+
+    settings.API_TOKEN_CACHE_SECONDS = 60.0
+    _, plain = issue_token(name="t", scopes="logs:write", tenant=tenant)
+    forgotten = []
+
+    def keep_after_a_forget(digest, token, generation):  # another thread forgets while this one reads
+        if not forgotten:
+            forgotten.append(tokens.forget_tokens())
+        return keep(digest, token, generation)
+
+    keep = tokens._keep
+    monkeypatch.setattr(tokens, "_keep", keep_after_a_forget)
+    assert authenticate_token(plain) is not None
+    monkeypatch.setattr(tokens, "_keep", keep)
+    with CaptureQueriesContext(connection) as queries:
+        assert authenticate_token(plain) is not None
+    assert len(queries) == 1  # it was not kept: read again
