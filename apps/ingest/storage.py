@@ -8,10 +8,9 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from . import tenancy
 from .fastpath import EventRow, insert_event_records
 from .normalize import LEVEL_NUMBERS, Event
-from . import tenancy
-from .tenancy import plugin_ids, tenant_map
 
 logger = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def register_plugins(events: list[Event]) -> None:
     detect transaction may insert plugins (the engine does for the alerts it fires): with a
     single insert phase in one order, two workers cannot deadlock on the unique index."""
     slugs = {(e.tenant_id, e.plugin_id) for e in events}  # a batch has far fewer pairs than events
-    tenants = tenant_map({t for t, _ in slugs})
+    tenants = tenancy.tenant_map({t for t, _ in slugs})
     tenancy.register_plugins({(tenants[t], p) for t, p in slugs if t in tenants})
 
 
@@ -42,9 +41,9 @@ def store_events(*, batch_id: int, received_at: datetime, events: list[Event],
     keep = events_to_store(events, matched)
     if not keep:
         return 0
-    tenants = tenant_map({events[i].tenant_id for i in keep})
+    tenants = tenancy.tenant_map({events[i].tenant_id for i in keep})
     pairs = {(tenants[events[i].tenant_id], events[i].plugin_id) for i in keep if events[i].tenant_id in tenants}
-    plugins = plugin_ids(pairs)
+    plugins = tenancy.plugin_ids(pairs)
     rows: list[EventRow] = []
     dropped = 0
     for i in keep:

@@ -1,9 +1,9 @@
 """Per-process lookups of tenant and plugin ids by slug, for the intake and the detect worker.
 
 Every request and every batch needs them, and they almost never change, so they are cached in
-the process: the tenant map for ``apps.tenants.active.TTL`` seconds (a tenant created just now
-may be refused as unknown for that long), plugin ids for the life of the process (plugins are
-only ever added). ``clear_caches()`` drops both (tests; a stale id after a tenant was deleted and
+the process: the tenant map as ``apps.tenants.active`` keeps it (a slug it lacks is looked up
+again at most twice a second), plugin ids for the life of the process (plugins are only ever
+added). ``clear_caches()`` drops both (tests; a stale id after a tenant was deleted and
 re-created shows up as an IntegrityError, and the caller clears and retries).
 """
 from __future__ import annotations

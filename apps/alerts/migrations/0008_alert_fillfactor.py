@@ -9,18 +9,7 @@ PostgreSQL only (SQLite has no fillfactor); existing pages keep their layout unt
 """
 from django.db import migrations
 
-TABLE = "alerts_alert"
-
-
-def _set_fillfactor(value: int | None):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor != "postgresql":
-            return
-        if value is None:
-            schema_editor.execute(f'ALTER TABLE "{TABLE}" RESET (fillfactor)')
-        else:
-            schema_editor.execute(f'ALTER TABLE "{TABLE}" SET (fillfactor = {value})')
-    return run
+from apps.core.schema_ops import set_fillfactor
 
 
 class Migration(migrations.Migration):
@@ -30,5 +19,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(_set_fillfactor(70), _set_fillfactor(None)),
+        set_fillfactor("alerts_alert", 70),
     ]

@@ -9,21 +9,10 @@ PostgreSQL only (SQLite has no fillfactor); existing pages keep their layout unt
 """
 from django.db import migrations
 
-TABLE = "rules_metricrollup"
-
-
-def _set_fillfactor(value: int | None):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor != "postgresql":
-            return
-        if value is None:
-            schema_editor.execute(f'ALTER TABLE "{TABLE}" RESET (fillfactor)')
-        else:
-            schema_editor.execute(f'ALTER TABLE "{TABLE}" SET (fillfactor = {value})')
-    return run
+from apps.core.schema_ops import set_fillfactor
 
 
 class Migration(migrations.Migration):
     dependencies = [("rules", "0005_log_rates")]
 
-    operations = [migrations.RunPython(_set_fillfactor(70), _set_fillfactor(None))]
+    operations = [set_fillfactor("rules_metricrollup", 70)]

@@ -9,18 +9,7 @@ the fillfactor (SQLite has none); existing pages keep their layout until rewritt
 """
 from django.db import migrations
 
-TABLE = "rules_windowstate"
-
-
-def _set_fillfactor(value: int | None):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor != "postgresql":
-            return
-        if value is None:
-            schema_editor.execute(f'ALTER TABLE "{TABLE}" RESET (fillfactor)')
-        else:
-            schema_editor.execute(f'ALTER TABLE "{TABLE}" SET (fillfactor = {value})')
-    return run
+from apps.core.schema_ops import set_fillfactor
 
 
 class Migration(migrations.Migration):
@@ -34,5 +23,5 @@ class Migration(migrations.Migration):
             model_name='windowstate',
             name='window_state_updated',
         ),
-        migrations.RunPython(_set_fillfactor(80), _set_fillfactor(None)),
+        set_fillfactor("rules_windowstate", 80),
     ]
