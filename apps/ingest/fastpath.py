@@ -6,7 +6,7 @@ Raw SQL kept: the COPY. Justification (bench/README.md, "Figures", ``bench/inges
 2-core box): with the hand-written window locks (``apps.rules.fastpath``) it took detection from
 6,103 to 22,074 events/s; COPY now costs ~1 ms CPU per 1,000-event batch, about a tenth of what
 ``bulk_create`` took building and adapting a model instance and eleven parameters per row. Its
-rows are formatted as COPY text by hand (``_copy_text`` escapes), not value by value by psycopg.
+rows are formatted as COPY text by hand (``apps.core.fastpath.copy_text``), not value by value by psycopg.
 
 Raw SQL kept: the batch INSERT and claim. Django binds parameters on the client, so a payload
 (~150 KB per 1,000 events) travelled as a hex literal: escaped in Python, lexed as SQL text and
@@ -24,6 +24,8 @@ from typing import Any, Sequence
 import orjson
 import psycopg
 from django.db import DatabaseError, connection, transaction
+
+from apps.core.fastpath import COPY_NULL, copy_text
 
 from .models import BatchStatus, EventRecord, IngestBatch
 
@@ -47,7 +49,6 @@ def insert_event_records(rows: Sequence[EventRow], *, batch_id: int, received_at
         _insert_event_records_portable(rows, batch_id, received_at)
 
 
-_NULL = "\\N"
 _COPY_EVENTS = 'COPY "{}" ({}) FROM STDIN'.format(EventRecord._meta.db_table, ", ".join(f'"{c}"' for c in _COLUMNS))
 
 
@@ -61,20 +62,12 @@ def _insert_event_records_postgresql(rows: Sequence[EventRow], batch_id: int, re
         keys = tuple(rule_keys)
         keys_json = keys_text.get(keys)
         if keys_json is None:
-            keys_json = keys_text[keys] = _copy_text(orjson.dumps(rule_keys).decode())
-        lines.append(f"{tid}\t{_NULL if pid is None else pid}\t{ts.isoformat()}\t{_copy_text(level)}\t{level_no}\t"
-                     f"{_copy_text(message)}\t{_NULL if trace is None else _copy_text(trace)}\t"
-                     f"{'{}' if fields == {} else _copy_text(orjson.dumps(fields).decode())}\t{keys_json}\t{tail}")
+            keys_json = keys_text[keys] = copy_text(orjson.dumps(rule_keys).decode())
+        lines.append(f"{tid}\t{COPY_NULL if pid is None else pid}\t{ts.isoformat()}\t{copy_text(level)}\t{level_no}\t"
+                     f"{copy_text(message)}\t{COPY_NULL if trace is None else copy_text(trace)}\t"
+                     f"{'{}' if fields == {} else copy_text(orjson.dumps(fields).decode())}\t{keys_json}\t{tail}")
     with connection.cursor() as cursor, connection.wrap_database_errors, cursor.cursor.copy(_COPY_EVENTS) as copy:
         copy.write("".join(lines))
-
-
-def _copy_text(value: str) -> str:
-    """``value`` as a field of COPY's text format: backslash, newline, carriage return and tab
-    escaped (normalize has already removed NUL, which PostgreSQL text cannot hold)."""
-    if "\\" in value or "\n" in value or "\r" in value or "\t" in value:
-        value = value.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
-    return value
 
 
 def _insert_event_records_portable(rows: Sequence[EventRow], batch_id: int, received_at: datetime) -> None:

@@ -127,3 +127,4 @@ def test_array_literals_read_back_as_the_values_they_were_built_from():
     assert got_texts == texts
     assert got_numbers == [1, None, -3, None]
     assert got_times[0].isoformat() == "2026-11-30T05:10:27.123456+00:00" and got_times[1] == got_times[0].replace(microsecond=0)
+
