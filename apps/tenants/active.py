@@ -31,6 +31,7 @@ _monotonic = time.monotonic  # tests move this one, not the process's clock
 _lock = threading.Lock()
 _rows: dict[str, Tenant] = {}
 _ids: dict[str, int] = {}
+_by_pk: dict[int, Tenant] = {}
 _loaded_at = float("-inf")
 
 
@@ -43,16 +44,18 @@ def clear() -> None:
 
 
 def _load() -> None:
-    global _rows, _ids, _loaded_at
+    global _rows, _ids, _by_pk, _loaded_at
     rows = {t.slug: t for t in Tenant.objects.filter(active=True).order_by()}
     ids = {slug: t.pk for slug, t in rows.items()}
+    by_pk = {t.pk: t for t in rows.values()}
     with _lock:
-        _rows, _ids, _loaded_at = rows, ids, _monotonic()
+        _rows, _ids, _by_pk, _loaded_at = rows, ids, by_pk, _monotonic()
 
 
-def _fresh(wanted: Iterable[str]) -> None:
+def _fresh(wanted: Iterable[str] = (), wanted_pks: Iterable[int] = ()) -> None:
     age = _monotonic() - _loaded_at
-    if age > TTL or (age > MISS_RELOAD_INTERVAL and any(slug not in _ids for slug in wanted)):
+    if age > TTL or (age > MISS_RELOAD_INTERVAL and (any(slug not in _ids for slug in wanted)
+                                                      or any(pk not in _by_pk for pk in wanted_pks))):
         _load()
 
 
@@ -72,6 +75,12 @@ def tenant_ids(wanted: Iterable[str] = ()) -> dict[str, int]:
 def tenant_id(slug: str) -> int | None:
     """The id of active tenant ``slug``, or None."""
     return tenant_ids((slug,)).get(slug)
+
+
+def tenant(pk: int) -> Tenant | None:
+    """The row of active tenant ``pk``, or None (as ``tenants``, looked up by id)."""
+    _fresh(wanted_pks=(pk,))
+    return _by_pk.get(pk)
 
 
 def on_tenant_changed(sender, **kwargs) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from apps.alerts.models import Alert, AlertState
 from apps.core.vocabulary import AlertSource
-from apps.ingest.models import BatchKind, IngestBatch
+from apps.ingest.models import BatchKind, BatchStatus, IngestBatch
 from apps.tenants.models import Plugin
 
 from .conftest import ndjson
@@ -59,6 +59,17 @@ def test_the_same_event_resent_with_its_ts_counts_once(ev, no_doorbell):
     accept_and_process(ev, EVENTS_URL, orjson.dumps([event(ts=ts)]))
     accept_and_process(ev, EVENTS_URL, orjson.dumps([event(ts=ts)]))  # a client retry
     assert Alert.objects.get().count == 1
+
+
+def test_a_batch_of_a_tenant_switched_off_after_acceptance_applies_nothing(ev, tenant, no_doorbell):
+    from apps.ingest.processing import process_batch
+
+    data = post(ev, EVENTS_URL, orjson.dumps([event()])).json()
+    tenant.active = False
+    tenant.save(update_fields=["active"])  # in this process: the tenant cache forgets it at once
+    process_batch(batch_id=data["batch_id"])
+    assert not Alert.objects.exists()
+    assert IngestBatch.objects.get(pk=data["batch_id"]).status == BatchStatus.DONE  # done, not retried forever
 
 
 def test_fire_and_resolve_in_one_batch_apply_in_order(ev, no_doorbell):

@@ -74,6 +74,19 @@ def test_a_tenant_created_elsewhere_is_found_at_once_by_a_lookup_that_wants_it(c
     assert active.tenant_ids({"acme", "nobody"}) == {"acme": acme.pk}  # "nobody": no reload this soon
 
 
+def test_a_tenant_is_found_by_id_and_a_missing_id_reloads_as_a_missing_slug_does(clock):
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    off = Tenant.objects.create(slug="off", name="Off", active=False)
+    assert active.tenant(acme.pk).slug == "acme" and active.tenant(off.pk) is None
+    globex = Tenant.objects.bulk_create([Tenant(slug="globex", name="Globex")])[0]  # no post_save
+    with CaptureQueriesContext(connection) as queries:
+        assert active.tenant(globex.pk) is None  # asked too soon after the load
+        clock[0] += active.MISS_RELOAD_INTERVAL + 0.01
+        assert active.tenant(globex.pk).slug == "globex"
+        assert active.tenant(off.pk) is None  # switched off: no reload this soon
+    assert len(queries) == 1
+
+
 def test_a_change_is_read_afresh_again_when_its_transaction_commits(clock, django_capture_on_commit_callbacks):
     acme = Tenant.objects.create(slug="acme", name="Acme")
     assert "acme" in active.tenants()

@@ -13,7 +13,8 @@ from datetime import datetime
 
 from apps.alerts.external import fire_external, resolve_external
 from apps.core.vocabulary import AlertSource
-from apps.tenants.models import Plugin, Tenant
+from apps.tenants import active
+from apps.tenants.models import Plugin
 
 from .. import tenancy
 from .entries import FIRING, Entry
@@ -33,10 +34,11 @@ class Applied:
 
 
 def apply_entries(*, tenant_id: int | None, entries: list[Entry], received_at: datetime) -> Applied:
-    """Fire, absorb or resolve one alert per entry of tenant ``tenant_id``; a gone tenant applies nothing."""
-    tenant = Tenant.objects.filter(pk=tenant_id).first() if tenant_id else None
+    """Fire, absorb or resolve one alert per entry of tenant ``tenant_id``; a tenant that is gone or
+    switched off (since the batch was accepted) applies nothing, as its log events count nothing."""
+    tenant = active.tenant(tenant_id) if tenant_id else None
     if tenant is None:
-        logger.warning("detect: inbound batch of a tenant that is gone", extra={"tenant_id": tenant_id})
+        logger.warning("detect: inbound batch of a tenant that is gone or switched off", extra={"tenant_id": tenant_id})
         return Applied()
     wanted = {(tenant.pk, e.plugin) for e in entries if e.plugin and e.status == FIRING}
     ids = tenancy.plugin_ids(wanted) if wanted else {}
