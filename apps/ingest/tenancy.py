@@ -18,6 +18,7 @@ from django.db.models import Count
 from apps.core import on_commit
 from apps.tenants import active
 from apps.tenants.models import Plugin, Tenant
+from apps.tenants.selectors import plugins_of_pairs
 
 _lock = threading.Lock()
 _plugins: dict[tuple[int, str], int] = {}
@@ -147,7 +148,4 @@ def admit_plugins(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Plu
 
 
 def _existing(pairs: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-    wanted = set(pairs)
-    # order_by(): the model's ordering (by tenant slug) would join and sort the tenants for nothing.
-    rows = Plugin.objects.filter(tenant_id__in={t for t, _ in pairs}, slug__in={s for _, s in pairs}).order_by()
-    return {(t, s): pk for pk, t, s in rows.values_list("id", "tenant_id", "slug") if (t, s) in wanted}
+    return {pair: plugin.pk for pair, plugin in plugins_of_pairs(pairs).items()}

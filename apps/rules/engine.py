@@ -60,6 +60,7 @@ from apps.rules.selectors import Snapshot, load_snapshot, ruleset_stamp
 from apps.rules.spec import RuleSpec
 from apps.tenants import active
 from apps.tenants.models import Plugin, Tenant
+from apps.tenants.selectors import plugins_of_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -371,18 +372,13 @@ def _plugins(groups: list[_Group]) -> dict[tuple[int, str], Plugin]:
     keys = {k for g in groups if (k := _plugin_key(g)) is not None}
     if not keys:
         return {}
-
-    def load(wanted: set[tuple[int, str]]) -> dict[tuple[int, str], Plugin]:
-        rows = Plugin.objects.filter(tenant_id__in={t for t, _ in wanted}, slug__in={s for _, s in wanted}).order_by()
-        return {(p.tenant_id, p.slug): p for p in rows if (p.tenant_id, p.slug) in wanted}
-
-    found = load(keys)
+    found = plugins_of_pairs(keys)
     missing = keys - found.keys()
     if missing:
         # ignore_conflicts: a concurrent worker (or store_events) may register the same plugin.
         Plugin.objects.bulk_create([Plugin(tenant_id=t, slug=s, name=s) for t, s in sorted(missing)],
                                    ignore_conflicts=True)
-        found.update(load(missing))
+        found.update(plugins_of_pairs(missing))
     return found
 
 

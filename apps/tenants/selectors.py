@@ -1,11 +1,15 @@
 """Read side of the tenants app."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from apps.core.errors import NotFound, Unprocessable
+from django.db import connection
 
-from .models import Tenant
+from apps.core.errors import NotFound, Unprocessable
+from apps.core.fastpath import pg_array, pg_text_array
+
+from .models import Plugin, Tenant
 
 
 def tenant_of_request(principal: Any, slug: str | None) -> Tenant:
@@ -22,3 +26,27 @@ def tenant_of_request(principal: Any, slug: str | None) -> Tenant:
     if tenant is None:
         raise NotFound(f"no tenant {slug!r}")
     return tenant
+
+
+def plugins_of_pairs(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Plugin]:
+    """The registered plugins among ``pairs`` (tenant id, slug), by pair.
+
+    On PostgreSQL one probe of the (tenant, slug) unique index per pair. The ORM's form, ``tenant_id
+    IN (..) AND slug IN (..)``, reads every plugin of the batch's tenants: 28 ms a detect batch at
+    10,400 plugins (bench/storm.py), and on a table the planner has no statistics of yet (a storm's
+    new plugins) a scan of the whole table. The ``LIMIT 1`` subquery keeps it a nested loop of index
+    probes whatever the statistics say. Elsewhere (SQLite) the ORM's form, filtered here.
+    """
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    if connection.vendor != "postgresql":
+        rows = Plugin.objects.filter(tenant_id__in={t for t, _ in wanted}, slug__in={s for _, s in wanted}).order_by()
+        return {(p.tenant_id, p.slug): p for p in rows if (p.tenant_id, p.slug) in wanted}
+    ordered = sorted(wanted)
+    table = Plugin._meta.db_table
+    rows = Plugin.objects.raw(
+        f'SELECT p.* FROM unnest(%s::bigint[], %s::text[]) AS v(t, s) CROSS JOIN LATERAL ('
+        f'SELECT * FROM "{table}" AS q WHERE q."tenant_id" = v.t AND q."slug" = v.s LIMIT 1) AS p',
+        [pg_array(str(t) for t, _ in ordered), pg_text_array(s for _, s in ordered)])
+    return {(p.tenant_id, p.slug): p for p in rows}

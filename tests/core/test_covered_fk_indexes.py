@@ -12,6 +12,7 @@ from apps.audit.models import AuditEvent
 from apps.delivery.models import Delivery, DeliveryAttempt
 from apps.ingest.models import EventRecord
 from apps.stream.models import StreamEvent
+from apps.tenants.models import Plugin
 
 pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
 
@@ -25,6 +26,7 @@ COVERED = [  # (model, column, the index that serves it)
     (Delivery, "endpoint_id", "delivery_endpoint_recent"),
     (DeliveryAttempt, "delivery_id", "attempt_delivery_number"),
     (EventRecord, "tenant_id", "eventrecord_tenant_plugin_ts"),
+    (Plugin, "tenant_id", "plugin_unique_slug_per_tenant"),
 ]
 
 

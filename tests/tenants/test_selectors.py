@@ -1,0 +1,45 @@
+"""apps.tenants.selectors.plugins_of_pairs on real PostgreSQL and (tests/test_fastpaths_on_sqlite.py)
+real SQLite: exactly the registered pairs asked for."""
+from __future__ import annotations
+
+import orjson
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from apps.tenants.models import Plugin, Tenant
+from apps.tenants.selectors import plugins_of_pairs
+
+pytestmark = [pytest.mark.both_databases, pytest.mark.django_db]
+
+
+def test_exactly_the_registered_pairs_come_back_never_a_crossed_one():
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    globex = Tenant.objects.create(slug="globex", name="Globex")
+    a_x = Plugin.objects.create(tenant=acme, slug="x", name="X")
+    g_y = Plugin.objects.create(tenant=globex, slug="y", name="Y")
+    Plugin.objects.create(tenant=acme, slug="other", name="other")
+    # (acme, y) and (globex, x) cross a registered tenant with a registered slug: neither exists.
+    wanted = [(acme.pk, "x"), (globex.pk, "y"), (acme.pk, "y"), (globex.pk, "x"), (acme.pk, "x"), (9999, "x")]
+    found = plugins_of_pairs(wanted)
+    assert found == {(acme.pk, "x"): a_x, (globex.pk, "y"): g_y}
+    assert found[(acme.pk, "x")].name == "X" and found[(acme.pk, "x")].tenant_id == acme.pk
+    assert plugins_of_pairs([]) == {}
+
+
+def test_postgresql_probes_the_unique_index_even_without_statistics():
+    """A storm registers thousands of plugins the planner has no statistics of; the lookup must stay a
+    probe per pair, never a read of the table or of all the tenant's plugins."""
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    Plugin.objects.bulk_create([Plugin(tenant=acme, slug=f"p{i}", name="p") for i in range(2000)])
+    wanted = [(acme.pk, f"p{i}") for i in range(0, 2000, 20)]
+    with CaptureQueriesContext(connection) as queries:
+        assert len(plugins_of_pairs(wanted)) == 100
+    (sent,) = [q["sql"] for q in queries.captured_queries]  # one statement, its parameters bound
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sent}")
+        plan = orjson.dumps(cursor.fetchone()[0]).decode()
+    assert "plugin_unique_slug_per_tenant" in plan and "Seq Scan" not in plan
+    assert '"Actual Rows":2000' not in plan and '"Actual Rows":2001' not in plan  # no read of every plugin
