@@ -102,7 +102,13 @@ class WindowState(models.Model):
     group_key = models.JSONField(default=dict)
     state = models.JSONField(default=dict)
     last_fired_at = models.DateTimeField(null=True, blank=True)
-    alert = models.ForeignKey("alerts.Alert", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The alert this group last fired, as a plain id: no foreign key constraint and no index. The
+    # engine treats an id whose alert is gone as no alert (the absorb finds nothing and the group is
+    # judged afresh), and nothing looks windows up by alert. Without them, writing the id checks no
+    # alert row (one KEY SHARE lock per window) and the window's rewrite changes no indexed column,
+    # so PostgreSQL can do it as a HOT update.
+    alert = models.ForeignKey("alerts.Alert", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+                              db_constraint=False, db_index=False)
     updated_at = models.DateTimeField()
 
     class Meta:

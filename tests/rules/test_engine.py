@@ -48,6 +48,24 @@ def test_threshold_crossing_fires_once_then_absorbs(tenant):
     assert alert.count == 7 and Alert.objects.count() == 1
 
 
+def test_a_window_whose_alert_is_gone_fires_afresh(tenant):
+    """The window keeps its alert's id without a foreign key: an id whose alert was deleted (raw SQL,
+    as a tenant cascade or an operator at the database would) is treated as no alert."""
+    make(count=1, cooldown="0s")
+    detect(burst(1), received_at=T0)
+    gone = Alert.objects.get()
+    assert WindowState.objects.get().alert_id == gone.pk
+    with connection.cursor() as cursor:
+        cursor.execute('DELETE FROM "alerts_timelineentry" WHERE "alert_id" = %s', [gone.pk])
+        cursor.execute('DELETE FROM "delivery_delivery" WHERE "alert_id" = %s', [gone.pk])
+        cursor.execute('DELETE FROM "alerts_alert" WHERE "id" = %s', [gone.pk])
+    assert WindowState.objects.get().alert_id == gone.pk  # nothing rewrote it
+    r = detect(burst(1, start=T0 + timedelta(seconds=5)), received_at=T0 + timedelta(seconds=6))
+    assert (r.alerts_fired, r.alerts_absorbed) == (1, 0)
+    fresh = Alert.objects.get()
+    assert fresh.pk != gone.pk and WindowState.objects.get().alert_id == fresh.pk
+
+
 def test_one_batch_crossing_many_times_fires_one_alert(tenant):
     make(count=2)
     events = [ev(f"boom {i}", ts=T0 + timedelta(seconds=i / 10), trace_id="t1") for i in range(50)]
