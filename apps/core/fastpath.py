@@ -143,6 +143,13 @@ def _json_text(field) -> Callable[[object], str | None]:
     return json_text
 
 
+def _orm_json_text(field) -> Callable[[object], str | None]:
+    """A JSON field's value -> the text Django's PostgreSQL backend sends for it (``json.dumps`` with
+    the field's encoder; None stays NULL)."""
+    encoder = field.encoder
+    return lambda value: None if value is None else json.dumps(value, cls=encoder)
+
+
 def _sequence(cursor, table: str, column: str) -> str:
     """The sequence behind ``table.column`` (serial or identity), looked up once per process."""
     name = _sequences.get(table)
@@ -157,7 +164,8 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Seque
 
     ``columns`` are field names (``tenant_id`` for a foreign key); values must be what the column
     stores (ints, strings, aware datetimes, None), except JSON fields, which take Python values and
-    are encoded with the field's own encoder. Fields left out get their model default. For
+    are encoded as the ORM encodes them (``json.dumps`` with the field's encoder, if any). Fields left
+    out get their model default. For
     append-only rows written by the hundred per batch (timeline lines, audit rows, stream events),
     where building a model instance per row cost more than writing it: no ``Model.__init__``, no
     ``get_db_prep_save`` per field (bench/storm.py under py-spy: 17 % of the storm worker before).
@@ -172,11 +180,13 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Seque
     conn = connections[DEFAULT_DB_ALIAS]
     given = {f.attname for f in fields}
     missing = [f for f in meta.concrete_fields if f is not meta.pk and f.attname not in given]
-    defaults = [_json_text(f)(f.get_default()) if f.get_internal_type() == "JSONField"
+    defaults = [_orm_json_text(f)(f.get_default()) if f.get_internal_type() == "JSONField"
                 else f.get_db_prep_save(f.get_default(), conn) for f in missing]
     # JSON as text, not the field's psycopg Jsonb wrapper (``get_db_prep_save``): its dumper per value
     # took the CPU of stream and audit rows from ~14.5 to ~19 us a row (measured alternately, 100 a COPY).
-    json_columns = [(i, _json_text(f)) for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"]
+    # Encoded exactly as the ORM encodes it (``json.dumps`` with the field's encoder), so a value is
+    # refused or stored alike however many rows are written and on either path.
+    json_columns = [(i, _orm_json_text(f)) for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"]
 
     def values(row: Sequence) -> list:
         out = list(row)

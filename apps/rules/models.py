@@ -102,11 +102,13 @@ class WindowState(models.Model):
     group_key = models.JSONField(default=dict)
     state = models.JSONField(default=dict)
     last_fired_at = models.DateTimeField(null=True, blank=True)
-    # The alert this group last fired, as a plain id: no foreign key constraint and no index. The
-    # engine treats an id whose alert is gone as no alert (the absorb finds nothing and the group is
-    # judged afresh), and nothing looks windows up by alert. Without them, writing the id checks no
-    # alert row (one KEY SHARE lock per window) and the window's rewrite changes no indexed column,
-    # so PostgreSQL can do it as a HOT update.
+    # The alert this group last fired, as a plain id: no foreign key constraint and no index. Alerts
+    # are only deleted with their tenant, whose windows go with them; should an id's alert be gone
+    # anyway, it counts as an alert that ended (a threshold rule's absorb finds nothing and the group
+    # is judged afresh; a spike rule waits for the spike to end, as after a hand resolve). Nothing
+    # looks windows up by alert. Without them, writing the id checks no alert row (one KEY SHARE
+    # lock per window) and the window's rewrite changes no indexed column, so PostgreSQL can do it as
+    # a HOT update.
     alert = models.ForeignKey("alerts.Alert", null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
                               db_constraint=False, db_index=False)
     updated_at = models.DateTimeField()

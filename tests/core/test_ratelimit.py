@@ -1,6 +1,8 @@
 """The one fixed-window counter (apps.core.ratelimit), on the real Redis cache of the test run."""
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from apps.core import ratelimit
@@ -59,3 +61,13 @@ def test_fails_open_when_the_cache_is_unreachable(settings, frozen):
                                    "LOCATION": "redis://127.0.0.1:1/0"}}
     assert ratelimit.hit("k", limit=0, seconds=60).allowed
     assert ratelimit.peek("k", limit=0, seconds=60).allowed
+
+
+def test_the_redis_client_is_built_once_per_thread_and_cache():
+    first = ratelimit._redis()
+    assert first is not None and ratelimit._redis() is first
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(ratelimit._redis()))
+    worker.start()
+    worker.join()
+    assert seen[0] is not None and seen[0] is not first  # another thread's cache, its own client

@@ -35,7 +35,9 @@ class Applied:
 
 def apply_entries(*, tenant_id: int | None, entries: list[Entry], received_at: datetime) -> Applied:
     """Fire, absorb or resolve one alert per entry of tenant ``tenant_id``; a tenant that is gone or
-    switched off (since the batch was accepted) applies nothing, as its log events count nothing."""
+    switched off (since the batch was accepted) applies nothing, as its log events count nothing. The
+    tenant comes from the process's cache (``apps.tenants.active``): a switch-off made by another
+    process is seen within its TTL (5 s)."""
     tenant = active.tenant(tenant_id) if tenant_id else None
     if tenant is None:
         logger.warning("detect: inbound batch of a tenant that is gone or switched off", extra={"tenant_id": tenant_id})
