@@ -18,7 +18,7 @@ from django.db.models import Count
 from apps.core import on_commit
 from apps.tenants import active
 from apps.tenants.models import Plugin, Tenant
-from apps.tenants.selectors import plugins_of_pairs
+from apps.tenants.selectors import plugin_ids_of_pairs
 
 _lock = threading.Lock()
 _plugins: dict[tuple[int, str], int] = {}
@@ -148,4 +148,4 @@ def admit_plugins(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Plu
 
 
 def _existing(pairs: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-    return {pair: plugin.pk for pair, plugin in plugins_of_pairs(pairs).items()}
+    return plugin_ids_of_pairs(pairs)

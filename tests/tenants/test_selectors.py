@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.tenants.models import Plugin, Tenant
-from apps.tenants.selectors import plugins_of_pairs
+from apps.tenants.selectors import plugin_ids_of_pairs, plugins_of_pairs
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.django_db]
 
@@ -24,7 +24,9 @@ def test_exactly_the_registered_pairs_come_back_never_a_crossed_one():
     found = plugins_of_pairs(wanted)
     assert found == {(acme.pk, "x"): a_x, (globex.pk, "y"): g_y}
     assert found[(acme.pk, "x")].name == "X" and found[(acme.pk, "x")].tenant_id == acme.pk
-    assert plugins_of_pairs([]) == {}
+    assert not found[(acme.pk, "x")]._state.adding  # a row read from the database, savable as such
+    assert plugin_ids_of_pairs(wanted) == {(acme.pk, "x"): a_x.pk, (globex.pk, "y"): g_y.pk}
+    assert plugins_of_pairs([]) == {} and plugin_ids_of_pairs([]) == {}
 
 
 def test_postgresql_probes_the_unique_index_even_without_statistics():
