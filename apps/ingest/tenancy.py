@@ -18,7 +18,7 @@ from django.db.models import Count
 from apps.core import on_commit
 from apps.tenants import active
 from apps.tenants.models import Plugin, Tenant
-from apps.tenants.selectors import plugin_ids_of_pairs
+from apps.tenants.fastpath import insert_plugins, plugin_ids_of_pairs
 
 _lock = threading.Lock()
 _plugins: dict[tuple[int, str], int] = {}
@@ -59,14 +59,12 @@ def register_plugins(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
     if unknown:
         # Most were registered already (intake registers a batch's plugins when it stores it):
         # read those, insert only the rest.
-        found = _existing(unknown)
+        found = plugin_ids_of_pairs(unknown)
         # Sorted: two workers registering overlapping sets insert in one order, so they queue on
         # the unique index instead of deadlocking.
         missing = sorted(p for p in unknown if p not in found)
         if missing:
-            Plugin.objects.bulk_create(
-                [Plugin(tenant_id=t, slug=s, name=s) for t, s in missing], ignore_conflicts=True)
-            found.update(_existing(missing))
+            found.update(insert_plugins(missing))
         # Cached once committed: a rolled-back registration must not leave ids of rows that
         # never came to be (alerts would fail on their foreign key, again and again, and stored
         # events, which have no constraint, would point at nothing).
@@ -114,7 +112,7 @@ def admit_plugins(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Plu
     unseen = [p for p in dict.fromkeys(pairs) if p not in _plugins]
     if not unseen:
         return {}
-    found = _existing(unseen)
+    found = plugin_ids_of_pairs(unseen)
     transaction.on_commit(lambda: _remember(found))
     new = [p for p in unseen if p not in found]
     if not new:
@@ -129,7 +127,7 @@ def admit_plugins(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Plu
                  .annotate(n=Count("id")).values_list("tenant_id", "n")):
         room[t] -= n
     # A request that held the lock before us may have registered some of them: known, not new.
-    registered_meanwhile = _existing(new)
+    registered_meanwhile = plugin_ids_of_pairs(new)
     admitted, refused = [], {}
     for p in new:
         if p in registered_meanwhile:
@@ -142,10 +140,7 @@ def admit_plugins(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Plu
         admitted.append(p)
     if admitted:
         # Sorted: inserts in one order on the unique index (see plugin_ids).
-        Plugin.objects.bulk_create([Plugin(tenant_id=t, slug=s, name=s) for t, s in sorted(admitted)],
-                                   ignore_conflicts=True)
+        registered = insert_plugins(sorted(admitted))
+        transaction.on_commit(lambda: _remember(registered))
     return refused
 
-
-def _existing(pairs: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-    return plugin_ids_of_pairs(pairs)

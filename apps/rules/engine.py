@@ -60,7 +60,7 @@ from apps.rules.selectors import Snapshot, load_snapshot, ruleset_stamp
 from apps.rules.spec import RuleSpec
 from apps.tenants import active
 from apps.tenants.models import Plugin, Tenant
-from apps.tenants.selectors import plugins_of_pairs
+from apps.tenants.fastpath import insert_plugins, plugins_of_pairs
 
 logger = logging.getLogger(__name__)
 
@@ -375,9 +375,8 @@ def _plugins(groups: list[_Group]) -> dict[tuple[int, str], Plugin]:
     found = plugins_of_pairs(keys)
     missing = keys - found.keys()
     if missing:
-        # ignore_conflicts: a concurrent worker (or store_events) may register the same plugin.
-        Plugin.objects.bulk_create([Plugin(tenant_id=t, slug=s, name=s) for t, s in sorted(missing)],
-                                   ignore_conflicts=True)
+        # A concurrent worker (or store_events) may register the same plugin: insert_plugins skips it.
+        insert_plugins(sorted(missing))
         found.update(plugins_of_pairs(missing))
     return found
 

@@ -1,5 +1,5 @@
-"""apps.tenants.selectors.plugins_of_pairs on real PostgreSQL and (tests/test_fastpaths_on_sqlite.py)
-real SQLite: exactly the registered pairs asked for."""
+"""apps.tenants.fastpath on real PostgreSQL and (tests/test_fastpaths_on_sqlite.py) real SQLite:
+plugins looked up by exact pair, and registered with every pair's id returned."""
 from __future__ import annotations
 
 import orjson
@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from apps.tenants.fastpath import insert_plugins, plugin_ids_of_pairs, plugins_of_pairs
 from apps.tenants.models import Plugin, Tenant
-from apps.tenants.selectors import plugin_ids_of_pairs, plugins_of_pairs
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.django_db]
 
@@ -47,3 +47,23 @@ def test_postgresql_probes_the_unique_index_even_without_statistics():
     assert "plugin_unique_slug_per_tenant" in plan and "Seq Scan" not in plan and "Bitmap" not in plan
     assert "Rows Removed by Filter" not in plan  # the slug is in the index condition, not filtered after
     assert '"Actual Loops":100' in plan  # one probe per pair
+
+
+def test_insert_plugins_registers_the_new_pairs_in_order_and_returns_every_id():
+    acme = Tenant.objects.create(slug="acme", name="Acme")
+    globex = Tenant.objects.create(slug="globex", name="Globex")
+    known = Plugin.objects.create(tenant=acme, slug="known", name="Known", owner="team-a")
+    pairs = sorted([(acme.pk, "known"), (acme.pk, "b-new"), (globex.pk, "a-new"), (acme.pk, "quote'\\,{}")])
+    ids = insert_plugins(pairs)
+    assert set(ids) == set(pairs) and ids[(acme.pk, "known")] == known.pk
+    new = [ids[p] for p in pairs if p != (acme.pk, "known")]
+    assert new == sorted(new)  # inserted in the order given
+    rows = {(p.tenant_id, p.slug): p for p in Plugin.objects.all()}
+    assert rows[(acme.pk, "known")].name == "Known" and rows[(acme.pk, "known")].owner == "team-a"  # untouched
+    for pair in pairs:
+        if pair != (acme.pk, "known"):
+            plugin = rows[pair]
+            assert (plugin.pk, plugin.name, plugin.owner) == (ids[pair], pair[1], "") and plugin.created_at is not None
+    assert insert_plugins([]) == {}
+    assert insert_plugins(pairs) == ids  # again: nothing new, the same ids
+    assert Plugin.objects.count() == 4
