@@ -129,18 +129,12 @@ def _preparer(field, conn) -> Callable[[Model], object]:
 
 
 def _json_text(field) -> Callable[[object], str | None]:
-    """A JSON field's value -> its JSON text (None stays NULL): the field's own encoder when it has
-    one, else orjson."""
-    encoder = field.encoder
-
-    def json_text(value) -> str | None:
-        if value is None:
-            return None
-        if encoder is not None:
-            return json.dumps(value, cls=encoder)
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-
-    return json_text
+    """A JSON field's value -> its JSON text (None stays NULL): as the ORM encodes it when the field
+    has an encoder, else orjson (a storm's alert and delivery rows: several times faster than
+    ``json.dumps`` on a webhook payload)."""
+    if field.encoder is not None:
+        return _orm_json_text(field)
+    return lambda value: None if value is None else orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _orm_json_text(field) -> Callable[[object], str | None]:

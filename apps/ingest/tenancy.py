@@ -47,7 +47,7 @@ def register_plugins(pairs: set[tuple[int, str]]) -> dict[tuple[int, str], int]:
 
     Runs in the caller's transaction. Plugins not in the process cache are read (one query), and
     only those not found are inserted. Concurrent workers may register the same plugin at once:
-    ``ignore_conflicts`` lets the unique constraint pick one row, and both read its id back.
+    the unique constraint picks one row, and ``insert_plugins`` returns its id to both.
     Plugins this transaction registered are not registered (or read) again by its later calls:
     a detect batch asks for its plugins up to three times (intake, engine, storage).
     """
@@ -140,7 +140,7 @@ def admit_plugins(pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Plu
         admitted.append(p)
     if admitted:
         # Sorted: inserts in one order on the unique index (see plugin_ids).
-        registered = insert_plugins(sorted(admitted))
-        transaction.on_commit(lambda: _remember(registered))
+        # Into ``found``: its on_commit above adds them to the process cache with the rest.
+        found.update(insert_plugins(sorted(admitted)))
     return refused
 

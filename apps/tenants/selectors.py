@@ -22,4 +22,3 @@ def tenant_of_request(principal: Any, slug: str | None) -> Tenant:
     if tenant is None:
         raise NotFound(f"no tenant {slug!r}")
     return tenant
-

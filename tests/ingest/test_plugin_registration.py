@@ -58,3 +58,19 @@ def test_later_calls_in_the_transaction_reuse_its_registrations_unless_their_sav
         assert tenancy.plugin_ids({(tenant.pk, "c")}) == {(tenant.pk, "c"): mixed[(tenant.pk, "c")]}
     assert [q["sql"].split()[0] for q in queries.captured_queries] == ["SELECT"]
     tenancy.clear_caches()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_intake_keeps_the_ids_of_the_plugins_it_registers_once_committed(tenant):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    tenancy.clear_caches()
+    with transaction.atomic():
+        assert tenancy.admit_plugins([(tenant.pk, "fresh")]) == {}
+    row = Plugin.objects.get(tenant=tenant, slug="fresh")
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        assert tenancy.admit_plugins([(tenant.pk, "fresh")]) == {}
+        assert tenancy.plugin_ids({(tenant.pk, "fresh")}) == {(tenant.pk, "fresh"): row.pk}
+    assert not queries.captured_queries  # known from the registration: neither read nor counted again
+    tenancy.clear_caches()
