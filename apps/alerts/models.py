@@ -34,7 +34,9 @@ class Alert(models.Model):
     plugin = models.ForeignKey("tenants.Plugin", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
     # The rule's stable id from the rule pack (e.g. "plugin-error-burst"); a string, not a foreign
     # key, because alerts must not depend on the rules app (data flows rules -> alerts).
-    rule_key = models.CharField(max_length=100, blank=True, db_index=True)
+    # Indexed by alert_rule_key: a plain btree, without the varchar_pattern_ops twin Django adds for
+    # LIKE on an indexed CharField (nothing filters rules by prefix; one index less to write).
+    rule_key = models.CharField(max_length=100, blank=True)
     rule_version = models.PositiveIntegerField(default=0)
     category = models.CharField(max_length=50, blank=True)
     fingerprint = models.CharField(max_length=64)
@@ -68,8 +70,10 @@ class Alert(models.Model):
 
     escalation_level = models.PositiveSmallIntegerField(default=0)
     last_escalated_at = models.DateTimeField(null=True, blank=True)
+    # assignee, silence: indexed only where set (alert_assignee, alert_silence); most alerts have
+    # neither, and a partial index takes no entry for them.
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                 related_name="assigned_alerts")
+                                 related_name="assigned_alerts", db_index=False)
     acknowledged_at = models.DateTimeField(null=True, blank=True)
     acknowledged_by = models.CharField(max_length=200, blank=True)
     resolved_at = models.DateTimeField(null=True, blank=True)
@@ -79,7 +83,8 @@ class Alert(models.Model):
     reopened_count = models.PositiveIntegerField(default=0)
     # Set while the alert is suppressed by a silence it was created (or reopened) under. Such an
     # alert has notified nobody yet, so when it is unsuppressed tenants get alert.triggered.
-    silence = models.ForeignKey("Silence", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts")
+    silence = models.ForeignKey("Silence", null=True, blank=True, on_delete=models.SET_NULL, related_name="alerts",
+                                db_index=False)
     # From the rule (`auto_resolve: 15m`): resolve by itself when no matching event came for this long.
     auto_resolve_seconds = models.PositiveIntegerField(null=True, blank=True)
     # last_seen + auto_resolve_seconds, kept in step on every absorb so the sweeper is one index scan.
@@ -114,6 +119,10 @@ class Alert(models.Model):
                                      auto_resolve_at__isnull=False)),
             models.Index(fields=["suppressed_until"], name="alert_suppression_due",
                          condition=Q(state="SUPPRESSED", suppressed_until__isnull=False)),
+            models.Index(fields=["rule_key"], name="alert_rule_key"),
+            # `assignee_id = x` / `IN (..)` imply IS NOT NULL, so lookups and the SET_NULL on delete use them.
+            models.Index(fields=["assignee"], name="alert_assignee", condition=Q(assignee__isnull=False)),
+            models.Index(fields=["silence"], name="alert_silence", condition=Q(silence__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -145,14 +154,16 @@ class TimelineEntry(models.Model):
     at = models.DateTimeField()
     kind = models.CharField(max_length=16, choices=Kind.choices)
     actor_label = models.CharField(max_length=200, blank=True)
+    # Set for real users only (the system and tokens are labels): indexed where set, timeline_actor_user.
     actor_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+                                   related_name="+", db_index=False)
     message = models.TextField(blank=True)
     data = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["at", "id"]
-        indexes = [models.Index(fields=["alert", "at"], name="timeline_alert_at")]
+        indexes = [models.Index(fields=["alert", "at"], name="timeline_alert_at"),
+                   models.Index(fields=["actor_user"], name="timeline_actor_user", condition=Q(actor_user__isnull=False))]
 
     def __str__(self) -> str:
         return f"{self.at:%H:%M:%S} {self.kind} {self.message[:60]}"

@@ -157,18 +157,22 @@ class Delivery(models.Model):
     # Kept when the endpoint is deleted: the history stays, pending attempts fail with a clear error.
     endpoint = models.ForeignKey(WebhookEndpoint, null=True, blank=True, on_delete=models.SET_NULL,
                                  related_name="deliveries", db_index=False)
+    # source, notification_channel: indexed only where set (delivery_source, delivery_channel): a
+    # webhook row has neither, and a partial index takes no entry for it at any of its writes.
     source = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="fallbacks",
-                               help_text="For a fallback email/SMS: the webhook delivery that was downgraded")
+                               db_index=False, help_text="For a fallback email/SMS: the webhook delivery that was downgraded")
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEBHOOK)
     # For a delivery to a tenant's configured channel (Slack, PagerDuty, ...); its body is a ChannelRequest.
     notification_channel = models.ForeignKey(NotificationChannel, null=True, blank=True, on_delete=models.SET_NULL,
-                                             related_name="deliveries")
+                                             related_name="deliveries", db_index=False)
     # Channel rows: the notification payload they were rendered from (their fallback renders it again).
     payload = models.BinaryField(null=True, blank=True)
     # The routing policy's fallback channels for this row (empty: the tenant's email/SMS contacts).
     fallback_channels = models.JSONField(default=list, blank=True)
     event_type = models.CharField(max_length=40)
-    msg_id = models.CharField(max_length=64, unique=True)
+    # Unique by delivery_msg_id_unique: a constraint, not unique=True, which would add a
+    # varchar_pattern_ops index for LIKE that nothing uses.
+    msg_id = models.CharField(max_length=64)
     body = models.BinaryField()
     recipients = models.JSONField(default=list, blank=True)
     plugin_id = models.BigIntegerField(null=True, blank=True)  # for log lines only; no FK on purpose
@@ -198,7 +202,12 @@ class Delivery(models.Model):
             models.Index(fields=["alert", "created_at"], name="delivery_alert"),
             models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_recent"),
             models.Index(fields=["tenant", "created_at"], name="delivery_tenant_created"),
+            # `source_id = x` / `IN (..)` imply IS NOT NULL, so lookups and the SET_NULL on delete use them.
+            models.Index(fields=["source"], name="delivery_source", condition=Q(source__isnull=False)),
+            models.Index(fields=["notification_channel"], name="delivery_channel",
+                         condition=Q(notification_channel__isnull=False)),
         ]
+        constraints = [models.UniqueConstraint(fields=["msg_id"], name="delivery_msg_id_unique")]
 
     def __str__(self) -> str:
         return f"{self.channel} {self.event_type} {self.msg_id} [{self.state}]"

@@ -1,5 +1,5 @@
-"""Foreign keys without an index of their own: a composite index leading with the column serves
-their lookups (and the cascades that delete by them), so each row write updates one index less."""
+"""Foreign keys without an index of their own (a composite index leading with the column serves
+their lookups and cascades) or indexed only where set: each row write updates fewer indexes."""
 from __future__ import annotations
 
 import re
@@ -46,3 +46,55 @@ def test_the_lookup_by_the_key_uses_the_composite_index(model, column, index):
                            "WHERE i.inhparent = %s::regclass", [index])
             names = [index] + [row[0] for row in cursor.fetchall()]
             assert any(re.search(rf"\b(using|on) {re.escape(name)}\b", plan) for name in names), plan
+
+
+# Keys most rows leave empty: indexed only where set, so a row without one takes no index entry.
+PARTIAL = [  # (model, column, the partial index)
+    (Alert, "assignee_id", "alert_assignee"),
+    (Alert, "silence_id", "alert_silence"),
+    (TimelineEntry, "actor_user_id", "timeline_actor_user"),
+    (Delivery, "source_id", "delivery_source"),
+    (Delivery, "notification_channel_id", "delivery_channel"),
+]
+
+
+@pytest.mark.parametrize(("model", "column", "index"), PARTIAL, ids=[f"{m.__name__}.{c}" for m, c, _ in PARTIAL])
+def test_a_key_most_rows_leave_empty_is_indexed_only_where_set(model, column, index):
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, table)
+        assert [name for name, c in constraints.items() if c["index"] and c["columns"] == [column]] == [index]
+        if connection.vendor != "postgresql":
+            return
+        cursor.execute("SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = %s::regclass", [index])
+        assert cursor.fetchone()[0] == f"({column} IS NOT NULL)"
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        # The lookups by the key and Django's SET_NULL on delete (`UPDATE .. WHERE col IN (..)`) imply
+        # IS NOT NULL, so the planner may use the partial index for them.
+        for where in (f'"{column}" = 1', f'"{column}" IN (1, 2)'):
+            cursor.execute(f'EXPLAIN SELECT * FROM "{table}" WHERE {where}')
+            plan = " ".join(row[0] for row in cursor.fetchall())
+            assert re.search(rf"\b(using|on) {index}\b", plan), plan
+
+
+@pytest.mark.parametrize(("model", "column"), [(Alert, "rule_key"), (Delivery, "msg_id")])
+def test_text_keys_have_no_index_for_like(model, column):
+    # Nothing filters rule keys or message ids by prefix: one btree each, no varchar_pattern_ops twin.
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, model._meta.db_table)
+    # A unique constraint is its own index (introspection reports it as unique, not as an index).
+    assert len([c for c in constraints.values() if (c["index"] or c["unique"]) and c["columns"] == [column]]) == 1
+
+
+def test_message_ids_stay_unique(tenant):
+    from django.db import IntegrityError, transaction
+
+    from apps.core import clock
+
+    now = clock.now()
+    row = dict(tenant=tenant, event_type="alert.triggered", msg_id="msg_same", body=b"{}", created_at=now,
+               expires_at=now)
+    Delivery.objects.create(**row)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Delivery.objects.create(**row)
+    assert Delivery.objects.filter(msg_id="msg_same").count() == 1
