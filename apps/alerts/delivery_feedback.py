@@ -42,7 +42,9 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
     invisible to everyone else and the reported deliveries are all they have), so neither the lock
     nor the read of their deliveries is needed: the reports carry the state their rows give them.
     Their first state is part of their creation (the caller writes the creation's history after
-    this, with the state in it), so it gets no timeline line or audit row of its own."""
+    this, with the state in it), so it gets no timeline line or audit row of its own; an instance
+    not written yet (``_state.adding``: its id reserved) gets no UPDATE either, it is written with
+    the state."""
     details = {r.alert_id: r.detail for r in reports}  # several reports for one alert: the last one
     ids = sorted(details)
     if not ids:
@@ -62,10 +64,13 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
     if not changed:
         return {}
     now = clock.now()
-    for state in set(changed.values()):
-        Alert.objects.filter(pk__in=[pk for pk, s in changed.items() if s == state]).update(
-            delivery_state=state, updated_at=now)
     instances = instances or {}
+    for state in set(changed.values()):
+        # An instance not written yet (its id reserved: ``firing._insert_notified``) is written
+        # with the state set below.
+        pks = [pk for pk, s in changed.items() if s == state and not (pk in instances and instances[pk]._state.adding)]
+        if pks:
+            Alert.objects.filter(pk__in=pks).update(delivery_state=state, updated_at=now)
     for pk, state in changed.items():
         if pk in instances:
             instances[pk].delivery_state = state

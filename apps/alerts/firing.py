@@ -238,7 +238,8 @@ def fire_alerts_bulk(items: Sequence[dict]) -> list[FireResult]:
     many there are: one read of their fingerprints, one of the silences and one of the escalation
     policies in force (matched in memory), one multi-row INSERT of the alerts, one INSERT each of
     their timeline lines, stream events and audit rows, and one ``outbox.notify`` for their
-    notifications. Everything else goes through ``fire_alert`` one at a time: absorbs, reopens,
+    notifications (on PostgreSQL before the alerts, which are then written once, with their first
+    delivery state: ``_insert_notified``). Everything else goes through ``fire_alert`` one at a time: absorbs, reopens,
     a fingerprint repeated in ``items``, and any row the partial unique index refused because a
     concurrent batch created that active fingerprint first (``fire_alert`` then absorbs into the
     winner's alert). Outcomes, history and notifications are those of calling ``fire_alert`` per
@@ -254,10 +255,12 @@ def fire_alerts_bulk(items: Sequence[dict]) -> list[FireResult]:
     results: list[FireResult | None] = [None] * len(items)
     if fresh:
         alerts = _new_alerts([prepared[i][1] for i in fresh.values()], now)
-        fastpath.insert_alerts([a for a, _ in alerts])
+        notified = _insert_notified([a for a, _ in alerts])
+        if not notified:
+            fastpath.insert_alerts([a for a, _ in alerts])
         created = [(i, a, s) for i, (a, s) in zip(fresh.values(), alerts) if a.pk is not None]
         opened.note(Counter(a.tenant_id for _, a, _ in created), at=now)
-        _record_created([(a, s, prepared[i][1]["occurrences"]) for i, a, s in created], now)
+        _record_created([(a, s, prepared[i][1]["occurrences"]) for i, a, s in created], now, notified=notified)
         for i, alert, _ in created:
             results[i] = FireResult(alert, created=True)
     return [r if r is not None else fire_alert(**items[i]) for i, r in enumerate(results)]
@@ -298,11 +301,40 @@ def _new_alerts(batch: list[dict], now: datetime) -> list[tuple[Alert, Silence |
             for args, k, s in zip(batch, keys, covering)]
 
 
-def _record_created(created: list[tuple[Alert, Silence | None, int]], now: datetime) -> None:
-    """``_create``'s history for many new alerts: one INSERT per table and one ``outbox.notify``."""
+def _insert_notified(alerts: list[Alert]) -> bool:
+    """Write new alerts after their notifications, each with the delivery state its deliveries give
+    it, when they are written by COPY (``fastpath.copies``); False (nothing written) otherwise.
+
+    Ids first (reserved from the sequence), then ``outbox.notify`` writes the deliveries that refer
+    to them (the foreign key is checked at commit), then one COPY of the alerts with their first
+    delivery state already set: no second write of every new alert, which on a page without room
+    for both versions also wrote each of its indexes again. All in a savepoint: if a concurrent
+    batch took one of the fingerprints meanwhile (unique violation: rare), the deliveries go with
+    it, the alerts are as they were built, and the caller writes them first, then notifies.
+    """
+    if not fastpath.copies(len(alerts)):
+        return False
+    built = [(a.delivery_state, a.updated_at) for a in alerts]
+    try:
+        with transaction.atomic():
+            fastpath.reserve_alert_ids(alerts)
+            emit_many([(alert, {"state": alert.state}) for alert in alerts], EVENT_TRIGGERED, new=True)
+            fastpath.insert_reserved(alerts)
+        return True
+    except IntegrityError:
+        for alert, (delivery_state, updated_at) in zip(alerts, built):
+            alert.pk, alert.delivery_state, alert.updated_at = None, delivery_state, updated_at
+            alert._state.adding = True
+        return False
+
+
+def _record_created(created: list[tuple[Alert, Silence | None, int]], now: datetime, *, notified: bool = False) -> None:
+    """``_create``'s history for many new alerts: one INSERT per table and one ``outbox.notify``
+    (unless ``notified``: ``_insert_notified`` did it)."""
     if not created:
         return
-    emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED, new=True)
+    if not notified:
+        emit_many([(alert, {"state": alert.state}) for alert, _, _ in created], EVENT_TRIGGERED, new=True)
     lines, changes, audits = [], [], []
     label, kind = actor_label(None), TimelineEntry.Kind.CREATED
     for alert, silence, occurrences in created:

@@ -56,11 +56,13 @@ def pg_null(text: str | None) -> str:
 def bulk_insert(objs: Sequence[M]) -> Sequence[M]:
     """Insert unsaved instances of one model in the caller's transaction and set their ``pk``, as
     ``bulk_create(objs)`` does (field defaults and ``auto_now_add`` applied, ``_state`` updated),
-    in order: the ids ascend with ``objs``."""
+    in order: the ids ascend with ``objs``. Instances whose ids ``reserve_ids`` gave them are
+    written with those ids (all of ``objs`` or none)."""
     if not objs:
         return objs
     model = type(objs[0])
-    if connection.vendor != "postgresql" or len(objs) < COPY_MIN_ROWS:
+    reserved = objs[0].pk is not None
+    if not reserved and (connection.vendor != "postgresql" or len(objs) < COPY_MIN_ROWS):
         return model.objects.bulk_create(objs)
     meta = model._meta
     fields = [f for f in meta.concrete_fields if f is not meta.pk]
@@ -68,11 +70,24 @@ def bulk_insert(objs: Sequence[M]) -> Sequence[M]:
     # the proxy is a thread-local lookup, thousands per batch in ``get_db_prep_save``.
     conn = connections[DEFAULT_DB_ALIAS]
     prep = [_preparer(f, conn) for f in fields]
-    ids = _copy_with_new_ids(conn, meta, fields, len(objs), ([to_db(obj) for to_db in prep] for obj in objs))
+    ids = [obj.pk for obj in objs] if reserved else _new_ids(conn, meta, len(objs))
+    _copy_rows(conn, meta, fields, ids, ([to_db(obj) for to_db in prep] for obj in objs))
     for obj, pk_value in zip(objs, ids):
         obj.pk = pk_value
         obj._state.adding, obj._state.db = False, conn.alias
     return objs
+
+
+def reserve_ids(objs: Sequence[Model]) -> None:
+    """Give unsaved instances of one model ids from its table's sequence (ascending, in order)
+    without writing them; ``bulk_insert`` writes them later with these ids, so rows that refer to
+    them can be written first (a foreign key is checked at commit: Django's are deferred).
+    ``_state.adding`` stays True until they are written. PostgreSQL only (SQLite has no sequence)."""
+    if not objs:
+        return
+    conn = connections[DEFAULT_DB_ALIAS]
+    for obj, pk_value in zip(objs, _new_ids(conn, type(objs[0])._meta, len(objs))):
+        obj.pk = pk_value
 
 
 # Fields whose attribute value is what COPY sends (``get_db_prep_save`` would return it unchanged
@@ -188,23 +203,28 @@ def insert_rows(model: type[Model], columns: Sequence[str], rows: Sequence[Seque
             out[i] = encode(out[i])
         return out + defaults
 
-    return _copy_with_new_ids(conn, meta, [*fields, *missing], len(rows), map(values, rows))
+    ids = _new_ids(conn, meta, len(rows))
+    _copy_rows(conn, meta, [*fields, *missing], ids, map(values, rows))
+    return ids
 
 
-def _copy_with_new_ids(conn, meta, fields: Sequence, count: int, rows: Iterable[list]) -> list[int]:
-    """Allocate ``count`` ids from the table's sequence (ascending) and COPY ``rows`` (values of
-    ``fields``, ready for the database) with them; the ids."""
-    quote = conn.ops.quote_name
+def _new_ids(conn, meta, count: int) -> list[int]:
+    """``count`` ids from the table's sequence, ascending."""
     with conn.cursor() as cursor:
         cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s) ORDER BY 1",
                        [_sequence(cursor, meta.db_table, meta.pk.column), count])
-        ids = [row[0] for row in cursor.fetchall()]
-        names = ", ".join(quote(f.column) for f in [meta.pk, *fields])
-        # wrap_database_errors: a constraint violation raises Django's IntegrityError, as an INSERT would.
-        with conn.wrap_database_errors, cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
-            for pk_value, row in zip(ids, rows):
-                copy.write_row([pk_value, *row])
-    return ids
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _copy_rows(conn, meta, fields: Sequence, ids: Sequence[int], rows: Iterable[list]) -> None:
+    """COPY ``rows`` (values of ``fields``, ready for the database) with the ids ``ids``."""
+    quote = conn.ops.quote_name
+    names = ", ".join(quote(f.column) for f in [meta.pk, *fields])
+    # wrap_database_errors: a constraint violation raises Django's IntegrityError, as an INSERT would.
+    with conn.cursor() as cursor, conn.wrap_database_errors, \
+            cursor.cursor.copy(f"COPY {quote(meta.db_table)} ({names}) FROM STDIN") as copy:
+        for pk_value, row in zip(ids, rows):
+            copy.write_row([pk_value, *row])
 
 
 # --------------------------------------------------------------------------- COPY text, by hand

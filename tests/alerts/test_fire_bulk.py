@@ -21,7 +21,7 @@ from apps.delivery.models import Delivery, WebhookEndpoint
 from apps.delivery.secrets import seal
 from apps.delivery.signing import new_secret
 from apps.stream.models import StreamEvent
-from apps.tenants.models import Plugin, Tenant
+from apps.tenants.models import FallbackContact, Plugin, Tenant
 
 from .conftest import fire_kwargs
 
@@ -141,6 +141,29 @@ def test_statements_do_not_grow_with_the_number_of_new_alerts(tenant, frozen):
     assert Alert.objects.count() == 33 and Delivery.objects.count() == 33
     assert TimelineEntry.objects.filter(kind="created").count() == 33
     assert AuditEvent.objects.filter(action="alert.created").count() == 33
+
+
+@pytest.mark.django_db
+@pytest.mark.both_databases
+def test_new_alerts_are_stored_with_the_delivery_state_their_deliveries_give_them(frozen):
+    reached = Tenant.objects.create(slug="reached", name="reached")
+    _endpoint(reached)
+    failing = Tenant.objects.create(slug="failing", name="failing")
+    WebhookEndpoint.objects.filter(pk=_endpoint(failing).pk).update(failure_streak=3, downgraded_at=frozen())
+    FallbackContact.objects.create(tenant=failing, kind="email", value="ops@example.com")
+    items = [fire_kwargs(t, Plugin.objects.create(tenant=t, slug=f"p{i}", name=f"p{i}"))
+             for t in (reached, failing) for i in range(3)]
+    with CaptureQueriesContext(connection) as queries:
+        results = fire_alerts_bulk(items)
+    assert all(r.created for r in results)
+    stored = dict(Alert.objects.values_list("tenant__slug", "delivery_state").distinct())
+    assert stored == {"reached": "PENDING", "failing": "DOWNGRADED"}
+    for r in results:
+        assert Delivery.objects.filter(alert=r.alert, channel="webhook").count() == 1
+    assert Delivery.objects.filter(alert__tenant=failing, channel="email").count() == 3  # fallback at once
+    if connection.vendor == "postgresql":
+        # Written once, after their deliveries: no UPDATE of the new alerts to set that first state.
+        assert not [q["sql"] for q in queries.captured_queries if q["sql"].startswith('UPDATE "alerts_alert"')]
 
 
 def _in_thread(target) -> tuple[threading.Thread, dict]:
