@@ -20,7 +20,8 @@ alert per (tenant, plugin) on one FATAL line.
 For each N it posts the N lines through ``POST /api/v1/logs`` in NDJSON batches of 100 (one
 keep-alive client, back to back) and waits for every webhook: accepted/s, alerts created/s,
 post -> alert (``Alert.created_at``) and post -> webhook p50/p99/max, CPU per 1,000 alerts of the
-web processes, the worker and PostgreSQL (from /proc). In the same run:
+web processes, the worker and PostgreSQL (from /proc), and PostgreSQL's WAL bytes per alert (the
+write volume, which unlike CPU time does not move with the machine's speed). In the same run:
 
 * peer: the same N alerts through Debian's ``prometheus-alertmanager`` (free port, no cluster,
   ``group_by: [tenant, plugin]`` so each alert is its own notification as here, ``group_wait: 0s``,
@@ -337,6 +338,25 @@ class BackendCpu:
         return sum(cpu - self._start.get(pid, 0.0) for pid, cpu in self._last.items())
 
 
+def wal_position() -> str:
+    """The server's current WAL position: the bytes written between two of them are the write
+    volume of everything in between (the bench's database is the only busy one), a figure that
+    does not move with the machine's speed as CPU time does."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn()::text")
+        return cursor.fetchone()[0]
+
+
+def wal_bytes_since(position: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", [position])
+        return int(cursor.fetchone()[0])
+
+
 def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict, hole: bool = False) -> dict:
     """Post N FATAL lines for N new pairs; wait for N webhooks; return the figures. ``hole``: every
     50th line is the black-holed tenant's; the figures are the other tenants'."""
@@ -353,6 +373,7 @@ def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict, h
     already = received(receiver, "storm")
     cpu0 = {k: cpu_seconds(pgid=p.pid) for k, p in procs.items()}
     pg = BackendCpu()
+    wal0 = wal_position()
     session, sent = requests.Session(), {}
     t0 = time.time()
     for i in range(0, n, BATCH):
@@ -362,6 +383,7 @@ def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict, h
                timeout=1800, interval=0.2)
     cpu = {k: (cpu_seconds(pgid=p.pid) - cpu0[k]) * 1e6 / n for k, p in procs.items()}
     cpu["pg"] = pg.seconds() * 1e6 / n
+    wal = wal_bytes_since(wal0) / n
     got = arrivals(log, "storm")
     created = {(t, p): at.timestamp() for t, p, at in Alert.objects.filter(
         plugin__slug__startswith=f"{prefix}-", rule_key="fatal-error").values_list("tenant__slug", "plugin__slug", "created_at")}
@@ -375,6 +397,7 @@ def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict, h
         "post_hook": [got[p] - sent[p] for p in measured],
         "done": max(got[p] for p in measured) - t0,
         "cpu": cpu,
+        "wal": wal,
     }
 
 
@@ -570,6 +593,7 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
             ("CPU per 1,000 alerts: web / worker / PostgreSQL",
              cpu_cell(ours["cpu"]),
              f"{am['cpu']:,.0f} ms" if am else "-", "-"),
+            ("PostgreSQL WAL written per alert", f"{ours['wal'] / 1024:,.1f} KiB", "-", "-"),
         ]
         if "hole" in r:
             h = r["hole"]
