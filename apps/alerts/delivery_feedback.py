@@ -65,10 +65,11 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
         return {}
     now = clock.now()
     instances = instances or {}
+    # Instances not written yet (their ids reserved: ``firing._insert_notified``) are written with
+    # the state set below.
+    unwritten = {pk for pk, alert in instances.items() if alert._state.adding}
     for state in set(changed.values()):
-        # An instance not written yet (its id reserved: ``firing._insert_notified``) is written
-        # with the state set below.
-        pks = [pk for pk, s in changed.items() if s == state and not (pk in instances and instances[pk]._state.adding)]
+        pks = [pk for pk, s in changed.items() if s == state and pk not in unwritten]
         if pks:
             Alert.objects.filter(pk__in=pks).update(delivery_state=state, updated_at=now)
     for pk, state in changed.items():

@@ -29,7 +29,7 @@ import orjson
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
-from apps.core.fastpath import COPY_MIN_ROWS, bulk_insert, pg_array, pg_null, pg_text_array, reserve_ids
+from apps.core.fastpath import COPY_MIN_ROWS, bulk_insert, pg_array, pg_null, pg_text_array
 
 from . import firing  # the shared caps and single-alert absorb (used at call time: firing imports us)
 from .history import actor_label, insert_timeline
@@ -158,19 +158,10 @@ INSERT_CHUNK = 500
 
 def copies(count: int) -> bool:
     """Are ``count`` new alerts written by one COPY (PostgreSQL, at least ``COPY_MIN_ROWS``)? Then
-    ``firing`` reserves their ids first and writes them after their deliveries (``insert_reserved``)."""
+    ``firing`` reserves their ids first (``reserve_ids``) and writes them after their deliveries
+    (``bulk_insert``, in a savepoint: a fingerprint a concurrent batch took meanwhile raises
+    ``IntegrityError`` and its rollback leaves nothing half-written)."""
     return connection.vendor == "postgresql" and count >= COPY_MIN_ROWS
-
-
-def reserve_alert_ids(alerts: Sequence[Alert]) -> None:
-    """Ids for unsaved ``alerts`` from the table's sequence, nothing written (``copies`` was True)."""
-    reserve_ids(alerts)
-
-
-def insert_reserved(alerts: Sequence[Alert]) -> None:
-    """COPY ``alerts`` with their reserved ids. A fingerprint a concurrent batch took meanwhile
-    raises ``IntegrityError``: call it in a savepoint, whose rollback leaves nothing half-written."""
-    bulk_insert(alerts)
 
 
 def insert_alerts(alerts: Sequence[Alert]) -> None:

@@ -18,7 +18,7 @@ from django.db.models import Q
 
 from apps.audit.services import record, record_many
 from apps.core import clock
-from apps.core.fastpath import instance
+from apps.core.fastpath import bulk_insert, instance, reserve_ids
 from apps.core.vocabulary import EVENT_TRIGGERED, AlertDeliveryState, AlertSource
 from apps.tenants.models import Plugin, Tenant
 
@@ -239,11 +239,11 @@ def fire_alerts_bulk(items: Sequence[dict]) -> list[FireResult]:
     policies in force (matched in memory), one multi-row INSERT of the alerts, one INSERT each of
     their timeline lines, stream events and audit rows, and one ``outbox.notify`` for their
     notifications (on PostgreSQL before the alerts, which are then written once, with their first
-    delivery state: ``_insert_notified``). Everything else goes through ``fire_alert`` one at a time: absorbs, reopens,
-    a fingerprint repeated in ``items``, and any row the partial unique index refused because a
-    concurrent batch created that active fingerprint first (``fire_alert`` then absorbs into the
-    winner's alert). Outcomes, history and notifications are those of calling ``fire_alert`` per
-    item. Runs in the caller's transaction; any database error propagates.
+    delivery state: ``_insert_notified``). Everything else goes through ``fire_alert`` one at a
+    time: absorbs, reopens, a fingerprint repeated in ``items``, and any row the partial unique
+    index refused because a concurrent batch created that active fingerprint first (``fire_alert``
+    then absorbs into the winner's alert). Outcomes, history and notifications are those of calling
+    ``fire_alert`` per item. Runs in the caller's transaction; any database error propagates.
     """
     prepared = [_prepare(**item) for item in items]
     now = clock.now()
@@ -317,9 +317,9 @@ def _insert_notified(alerts: list[Alert]) -> bool:
     built = [(a.delivery_state, a.updated_at) for a in alerts]
     try:
         with transaction.atomic():
-            fastpath.reserve_alert_ids(alerts)
+            reserve_ids(alerts)
             emit_many([(alert, {"state": alert.state}) for alert in alerts], EVENT_TRIGGERED, new=True)
-            fastpath.insert_reserved(alerts)
+            bulk_insert(alerts)
         return True
     except IntegrityError:
         for alert, (delivery_state, updated_at) in zip(alerts, built):

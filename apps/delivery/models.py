@@ -160,7 +160,8 @@ class Delivery(models.Model):
     # source, notification_channel: indexed only where set (delivery_source, delivery_channel): a
     # webhook row has neither, and a partial index takes no entry for it at any of its writes.
     source = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="fallbacks",
-                               db_index=False, help_text="For a fallback email/SMS: the webhook delivery that was downgraded")
+                               db_index=False,
+                               help_text="For a fallback email/SMS: the webhook delivery that was downgraded")
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.WEBHOOK)
     # For a delivery to a tenant's configured channel (Slack, PagerDuty, ...); its body is a ChannelRequest.
     notification_channel = models.ForeignKey(NotificationChannel, null=True, blank=True, on_delete=models.SET_NULL,

@@ -30,6 +30,17 @@ COVERED = [  # (model, column, the index that serves it)
 ]
 
 
+def _plan(cursor, table: str, where: str) -> str:
+    """PostgreSQL's plan for ``SELECT * FROM table WHERE ..`` with sequential scans ruled out."""
+    cursor.execute("SET LOCAL enable_seqscan = off")
+    cursor.execute(f'EXPLAIN SELECT * FROM "{table}" WHERE {where}')
+    return " ".join(row[0] for row in cursor.fetchall())
+
+
+def _uses(plan: str, name: str) -> bool:
+    return re.search(rf"\b(using|on) {re.escape(name)}\b", plan) is not None
+
+
 @pytest.mark.parametrize(("model", "column", "index"), COVERED, ids=[f"{m.__name__}.{c}" for m, c, _ in COVERED])
 def test_the_lookup_by_the_key_uses_the_composite_index(model, column, index):
     table = model._meta.db_table
@@ -38,14 +49,12 @@ def test_the_lookup_by_the_key_uses_the_composite_index(model, column, index):
         assert not [name for name, c in constraints.items() if c["index"] and c["columns"] == [column]]
         assert constraints[index]["columns"][0] == column
         if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL enable_seqscan = off")
-            cursor.execute(f'EXPLAIN SELECT * FROM "{table}" WHERE "{column}" = 1')
-            plan = " ".join(row[0] for row in cursor.fetchall())
+            plan = _plan(cursor, table, f'"{column}" = 1')
             # A partitioned table's index is one per partition, named after the partition.
             cursor.execute("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                            "WHERE i.inhparent = %s::regclass", [index])
             names = [index] + [row[0] for row in cursor.fetchall()]
-            assert any(re.search(rf"\b(using|on) {re.escape(name)}\b", plan) for name in names), plan
+            assert any(_uses(plan, name) for name in names), plan
 
 
 # Keys most rows leave empty: indexed only where set, so a row without one takes no index entry.
@@ -68,13 +77,11 @@ def test_a_key_most_rows_leave_empty_is_indexed_only_where_set(model, column, in
             return
         cursor.execute("SELECT pg_get_expr(indpred, indrelid) FROM pg_index WHERE indexrelid = %s::regclass", [index])
         assert cursor.fetchone()[0] == f"({column} IS NOT NULL)"
-        cursor.execute("SET LOCAL enable_seqscan = off")
         # The lookups by the key and Django's SET_NULL on delete (`UPDATE .. WHERE col IN (..)`) imply
         # IS NOT NULL, so the planner may use the partial index for them.
         for where in (f'"{column}" = 1', f'"{column}" IN (1, 2)'):
-            cursor.execute(f'EXPLAIN SELECT * FROM "{table}" WHERE {where}')
-            plan = " ".join(row[0] for row in cursor.fetchall())
-            assert re.search(rf"\b(using|on) {index}\b", plan), plan
+            plan = _plan(cursor, table, where)
+            assert _uses(plan, index), plan
 
 
 @pytest.mark.parametrize(("model", "column"), [(Alert, "rule_key"), (Delivery, "msg_id")])
