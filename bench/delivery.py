@@ -41,7 +41,6 @@ import sys
 sys.path.insert(0, {root!r})
 from apps.delivery.simulator import Simulator, SimulatorConfig
 sim = Simulator("127.0.0.1", {port}, SimulatorConfig(fail_rate={fail}, quiet=True, seed=1))
-sim.server.request_queue_size = 1024
 sim.server.serve_forever(0.2)
 """
 

@@ -37,6 +37,13 @@ def verify_standard(body: bytes, headers: dict[str, str], secret: str) -> bool:
     return ok
 
 
+class _Server(ThreadingHTTPServer):
+    # The standard library's listen backlog is 5: a burst of new connections from several sending
+    # threads overflows it, and the sender sees ~1 s waits and connection resets we did not cause.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 @dataclass
 class SimulatorConfig:
     fail_rate: float = 0.0
@@ -82,8 +89,7 @@ class Simulator:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server((host, port), Handler)
         self.port = self.server.server_address[1]
 
     def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes, dict[str, str]]:

@@ -11,7 +11,7 @@ import threading
 import time
 from email import message_from_bytes
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from ipaddress import ip_network
 from urllib.parse import parse_qs
 
@@ -32,6 +32,7 @@ from apps.delivery.transports import (
     WebhookTransport,
     get_transport,
 )
+from tests.support.http import PeerServer
 
 LOOPBACK = (ip_network("127.0.0.0/8"),)
 
@@ -62,8 +63,7 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = PeerServer(("127.0.0.1", 0), Handler)
         if tls_context is not None:
             self.server.socket = tls_context.wrap_socket(self.server.socket, server_side=True)
         self.port = self.server.server_address[1]

@@ -92,10 +92,9 @@ class Receiver(Hook):
 
     def up(self) -> None:
         """Listen again on the same port (endpoints keep their URL)."""
-        from http.server import ThreadingHTTPServer
+        from tests.support.http import PeerServer
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self.server.RequestHandlerClass)
-        self.server.daemon_threads = True
+        self.server = PeerServer(("127.0.0.1", self.port), self.server.RequestHandlerClass)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
         self.running = True
 
