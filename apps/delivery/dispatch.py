@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -265,16 +265,18 @@ def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wai
     return len(rows)
 
 
-# Once all but a tenth of a batch's sends are done, the rest get as long again as those took (at
-# least this, at most the straggler wait): a receiver gone silent costs the worker process a
-# tenth of a second per batch, not DELIVERY_STRAGGLER_SECONDS, and the detect tasks queued behind
-# it on the same process wait that much less.
+# Once all but a tenth of a batch's sends are done, each send still running gets as long as those
+# took (at least this), counted from its own start, within the straggler wait: a send queued behind
+# its destination's others gets its due, while one that has run since the batch began (a receiver
+# gone silent) is handed to the straggler thread at once, and the detect tasks queued behind this
+# task on the same process do not wait for it.
 TAIL_SECONDS = 0.1
 
 
 def _wait_for_batch(futures: list[Future], timeout: float, started: float) -> None:
     """Wait for ``futures`` at most ``timeout`` seconds from ``started`` (monotonic), and less once
-    all but a tenth of them are done (TAIL_SECONDS)."""
+    all but a tenth of them are done (TAIL_SECONDS). A future's ``send_started`` (monotonic, set
+    by ``_submit`` when its send begins) dates its allowance; one not begun yet gets it from now."""
     if not futures:
         return
     tail = len(futures) // 10  # 0 for a small batch: it waits for every send, as before
@@ -292,8 +294,18 @@ def _wait_for_batch(futures: list[Future], timeout: float, started: float) -> No
         future.add_done_callback(one_done)
     if not most_done.wait(max(0.0, started + timeout - time.monotonic())):
         return
-    elapsed = time.monotonic() - started
-    wait(futures, timeout=max(0.0, min(started + timeout - time.monotonic(), max(TAIL_SECONDS, elapsed))))
+    tail_began = time.monotonic()
+    allowance = max(TAIL_SECONDS, tail_began - started)
+
+    def deadline(f: Future) -> float:
+        return min(started + timeout, getattr(f, "send_started", tail_began) + allowance)
+
+    running = [f for f in futures if not f.done()]
+    while running:
+        now = time.monotonic()
+        running = [f for f in running if not f.done() and deadline(f) > now]
+        if running:
+            wait(running, timeout=min(map(deadline, running)) - now, return_when=FIRST_COMPLETED)
 
 
 def _submit(rows: list[Delivery]) -> list[tuple[Future, Delivery]]:
@@ -308,6 +320,7 @@ def _submit(rows: list[Delivery]) -> list[tuple[Future, Delivery]]:
     pool = _executor()
 
     def run(future: Future, delivery: Delivery, queue: deque) -> None:
+        future.send_started = time.monotonic()  # dates its allowance in _wait_for_batch
         try:
             future.set_result(send(delivery))
         except BaseException as exc:  # send itself never raises; a bug shows where the result is read

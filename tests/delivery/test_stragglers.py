@@ -204,6 +204,28 @@ def test_a_batch_whose_rest_is_done_waits_a_short_tail_for_its_silent_sends():
 
 
 @pytest.mark.django_db(transaction=False)
+def test_the_tail_is_counted_from_each_send_s_own_start():
+    # 48 of 50 sends done after 0.2 s. Two silent ones running since the batch began have had their
+    # 0.2 s: the batch does not wait for them at all (a black-holed receiver costs it nothing).
+    started = time.monotonic()
+    futures = _futures(done=48, pending=2, delay=0.2)
+    rest_done: list[float] = []
+    futures[47].add_done_callback(lambda _f: rest_done.append(time.monotonic()))
+    for f in futures[48:]:
+        f.send_started = started
+    dispatch._wait_for_batch(futures, 3.0, started)
+    # Before, it waited as long again (>= 0.2 s) after the rest were done.
+    assert time.monotonic() - rest_done[0] < 0.12
+    # Two that began late (queued behind their destination's other sends) get 0.2 s from their start.
+    started = time.monotonic()
+    futures = _futures(done=48, pending=2, delay=0.2)
+    for f in futures[48:]:
+        f.send_started = started + 0.15
+    dispatch._wait_for_batch(futures, 3.0, started)
+    assert 0.33 <= time.monotonic() - started < 2.5
+
+
+@pytest.mark.django_db(transaction=False)
 def test_the_tail_is_at_least_tail_seconds_and_the_wait_never_longer_than_asked():
     futures = _futures(done=45, pending=5)  # all but a tenth done at once: the tail is TAIL_SECONDS
     started = time.monotonic()
