@@ -1,6 +1,6 @@
 """Alert-storm bench: N FATAL lines for N distinct (tenant, plugin) pairs -> N signed webhooks.
 
-    .venv/bin/python bench/storm.py [--n 2000] [--n 10000] [--sustained] [--no-alertmanager]
+    .venv/bin/python bench/storm.py [--n 2000] [--n 10000] [--blackhole [--hole-rounds 2]] [--sustained] [--no-alertmanager]
 
 Database ``ac_storm`` (dropped, created and migrated at every run; BENCH_PG for the server) and
 Redis db 15 (flushed). This machine's PostgreSQL runs with ``autovacuum = off`` (its CI
@@ -31,7 +31,11 @@ write volume, which unlike CPU time does not move with the machine's speed). In 
 
 ``--blackhole``: the N storm again with one more tenant whose endpoint accepts connections and never
 answers (every attempt waits out WEBHOOK_TIMEOUT_SECONDS); every 50th line is that tenant's, and
-the row shows the other tenants' post -> webhook figures, to compare with the plain storm's.
+the rows show the other tenants' post -> webhook figures. ``--hole-rounds`` (2) such storms run
+alternating with plain storms of the same N, back to back, plain first and last (each plain one
+after a hole's starts once the hole's sends have timed out), and the holes' mean p99 is shown
+against the plain ones': a storm's p99 moves by tenths of a second from run to run on this machine,
+so one plain run minutes earlier, on smaller tables, cannot tell a hole's cost from the box's.
 
 ``--sustained``: 1,000 new alerts/s (ten 100-line batches a second) for ``--seconds`` (60): the
 notification backlog (posted minus received) every 5 s, and whether it grows.
@@ -253,6 +257,16 @@ def seed_hole(url: str) -> None:
     create_endpoint(tenant=Tenant.objects.create(slug=HOLE, name=HOLE), url=url, event_types=["alert.triggered"])
 
 
+def hole_sends_ended() -> None:
+    """Wait until no send to the black hole is in flight (each ends at WEBHOOK_TIMEOUT_SECONDS and is
+    recorded as a failure), so the plain storm after the hole's runs on a worker as quiet as the one
+    before it did."""
+    from apps.delivery.models import Delivery, DeliveryState
+
+    wait_until("the black hole's sends timed out", lambda: not Delivery.objects.filter(
+        tenant__slug=HOLE, state=DeliveryState.SENDING).exists(), timeout=120, interval=0.5)
+
+
 def pairs(n: int, prefix: str) -> list[tuple[str, str]]:
     return [(f"t{i % TENANTS:02d}", f"{prefix}-{i:06d}") for i in range(n)]
 
@@ -357,15 +371,17 @@ def wal_bytes_since(position: str) -> int:
         return int(cursor.fetchone()[0])
 
 
-def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict, hole: bool = False) -> dict:
-    """Post N FATAL lines for N new pairs; wait for N webhooks; return the figures. ``hole``: every
-    50th line is the black-holed tenant's; the figures are the other tenants'."""
+def storm(n: int, url: str, token: str, receiver: str, log: Path, procs: dict, hole: bool = False,
+          prefix: str = "s") -> dict:
+    """Post N FATAL lines for N new pairs (plugins named ``{prefix}{n}-..``); wait for N webhooks;
+    return the figures. ``hole``: every 50th line is the black-holed tenant's; the figures are the
+    other tenants'."""
     import requests
     from proc_cpu import cpu_seconds
 
     from apps.alerts.models import Alert
 
-    prefix = f"h{n}" if hole else f"s{n}"
+    prefix = f"{prefix}{n}"
     chosen = pairs(n, prefix)
     if hole:
         chosen = [(HOLE, p) if i % 50 == 49 else (t, p) for i, (t, p) in enumerate(chosen)]
@@ -503,6 +519,8 @@ def main() -> None:
     parser.add_argument("--sustained", action="store_true", help="also 1,000 new alerts/s for --seconds")
     parser.add_argument("--blackhole", action="store_true",
                         help="also each N storm with one more tenant whose endpoint never answers")
+    parser.add_argument("--hole-rounds", type=int, default=2,
+                        help="--blackhole: black-hole storms per N, each between two plain ones (default 2)")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--rate", type=int, default=1000)
     parser.add_argument("--no-alertmanager", action="store_true")
@@ -559,8 +577,18 @@ def main() -> None:
         if args.blackhole:
             seed_hole(black_hole())
             for n in sizes:
-                print(f"storm with a black-holed endpoint: N={n:,} ...", flush=True)
-                results[n]["hole"] = storm(n, url, token, receiver, arrivals_log, procs, hole=True)
+                # Bracketed by two plain storms of the same N, back to back: the hole's figure is
+                # judged against the spread of plain runs around it, not against one run minutes
+                # earlier on smaller tables (a run's p99 moves by tenths of a second with the box).
+                print(f"storms with a black-holed endpoint, each between two plain ones: N={n:,} "
+                      f"x {args.hole_rounds} ...", flush=True)
+                plain = [storm(n, url, token, receiver, arrivals_log, procs, prefix="p0-")]
+                holes = []
+                for k in range(1, args.hole_rounds + 1):
+                    holes.append(storm(n, url, token, receiver, arrivals_log, procs, hole=True, prefix=f"h{k}-"))
+                    hole_sends_ended()
+                    plain.append(storm(n, url, token, receiver, arrivals_log, procs, prefix=f"p{k}-"))
+                results[n]["hole"], results[n]["plain"] = holes, plain
         if args.sustained:
             print(f"sustained: {args.rate:,} new alerts/s for {args.seconds:.0f} s ...", flush=True)
             results["sustained"] = sustained(url, token, receiver, args.seconds, args.rate)
@@ -596,13 +624,19 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
             ("PostgreSQL WAL written per alert", f"{ours['wal'] / 1024:,.1f} KiB", "-", "-"),
         ]
         if "hole" in r:
-            h = r["hole"]
-            rows.append(("the same with 1 endpoint black-holed (2 %): the other tenants' post -> alert",
-                         dist(h["post_alert"]), "-", "-"))
-            rows.append(("the same with 1 endpoint black-holed (2 %): the other tenants' post -> webhook",
-                         dist(h["post_hook"]), "-", "-"))
-            rows.append(("the same with 1 endpoint black-holed: CPU per 1,000 alerts",
-                         cpu_cell(h["cpu"]), "-", "-"))
+            holes, plain = r["hole"], r["plain"]
+            p99 = lambda runs: [pct(x["post_hook"], 99) for x in runs]  # noqa: E731
+            rows.append(("black hole: plain storms' post -> webhook p99, in run order",
+                         " / ".join(f"{v:.2f}" for v in p99(plain)) + " s", "-", "-"))
+            rows.append(("black hole: 1 endpoint black-holed (2 %), each between two plain ones: "
+                         "the others' post -> webhook p99", " / ".join(f"{v:.2f}" for v in p99(holes)) + " s", "-", "-"))
+            mean_hole, mean_plain = sum(p99(holes)) / len(holes), sum(p99(plain)) / len(plain)
+            rows.append(("black hole: its mean p99 against the plain ones' (their range)",
+                         f"{mean_hole - mean_plain:+.2f} s ({min(p99(plain)):.2f}-{max(p99(plain)):.2f} s)", "-", "-"))
+            rows.append(("black hole: the others' post -> alert / post -> webhook, last hole run",
+                         f"{dist(holes[-1]['post_alert'])}; {dist(holes[-1]['post_hook'])}", "-", "-"))
+            rows.append(("black hole: CPU per 1,000 alerts, last hole run (the plain one before it)",
+                         f"{cpu_cell(holes[-1]['cpu'])} ({cpu_cell(plain[-2]['cpu'])})", "-", "-"))
         print(f"\nN = {n:,}")
         widths = [max(len(row[i]) for row in rows) for i in range(4)]
         for row in rows:
