@@ -462,6 +462,11 @@ DELIVERY_DOWNGRADE_AFTER_FAILURES = _positive_int("DELIVERY_DOWNGRADE_AFTER_FAIL
 # (bench/storm.py: worker CPU per alert -20 %, N = 10,000 p99 16 s -> 12 s).
 DELIVERY_BATCH_SIZE = _positive_int("DELIVERY_BATCH_SIZE", 100)
 DELIVERY_CLAIM_LEASE_SECONDS = _positive_int("DELIVERY_CLAIM_LEASE_SECONDS", 60)
+# A detect task sends the first attempt of the webhook deliveries it writes itself, right after its
+# commit: the rows are written claimed (SENDING, its claim token) and go out without a deliver task,
+# a broker hop, a claim UPDATE and a second read of rows and endpoints (bench/storm.py). Off: every
+# first attempt is a deliver task, for detect workers that must not make outbound connections.
+DELIVERY_SEND_FROM_DETECT = _bool("DELIVERY_SEND_FROM_DETECT", True)
 # A deliver task waits this long for its batch's sends; the ones still running are recorded later by
 # the process's straggler thread, so a receiver that never answers holds its own rows, not the
 # worker. A destination holding this many stragglers in a process gets no new sends there until

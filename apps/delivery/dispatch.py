@@ -1,4 +1,5 @@
-"""Claim, send, record: the attempt path run by the deliver tasks, and the sweeper.
+"""Claim, send, record: the attempt path run by the deliver tasks (and by a detect task for the first
+attempts it wrote, already claimed: ``send_claimed``), and the sweeper.
 
 Contract: a delivery is claimed by a conditional UPDATE (state SENDING + a claim token) before any
 network call, so two workers never send it at once; the network call happens outside any
@@ -235,7 +236,12 @@ def process(ids: Iterable[int], claim_token: str | None = None, *, straggler_wai
     put back the rows of destinations already holding DELIVERY_STRAGGLERS_PER_DESTINATION of them.
     None (direct calls, tests): wait for every send and record them all before returning.
     """
-    rows = claim(ids, claim_token)
+    return send_claimed(claim(ids, claim_token), straggler_wait=straggler_wait)
+
+
+def send_claimed(rows: list[Delivery], *, straggler_wait: float | None = None) -> int:
+    """``process`` for rows this process already holds (claimed, endpoint loaded): the detect task's
+    first attempts (``outbox.first_attempts_here``), and ``process`` after its claim."""
     if not rows:
         return 0
     _share_endpoints(rows)

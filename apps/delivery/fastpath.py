@@ -83,6 +83,17 @@ def _insert_attempts_portable(outcomes: list[Outcome], numbers: list[int], now: 
     return marked
 
 
+def database_now() -> datetime:
+    """The database's clock, which judges claims (``claimed_at`` against the lease)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement_timestamp()")
+            return cursor.fetchone()[0]
+    from django.utils import timezone
+
+    return timezone.now()  # SQLite: the embedded database's clock is this host's
+
+
 def claim_rows(ids: list[int], claim_token: str | None, now: datetime) -> list[Delivery]:
     """Claim the due ones of ``ids`` (or renew the sweeper's claim ``claim_token`` on them) and return
     the rows held, newest first; see ``dispatch.claim`` for the contract (``now`` is business time for

@@ -3,12 +3,20 @@
 ``notify`` runs inside the alert service's transaction (the alerts app calls it with the change's
 ``Notification``), so an alert change and its deliveries commit together or not at all. The broker only rings a
 doorbell on commit; if that message is lost, the sweeper finds the due rows anyway.
+
+Inside ``first_attempts_here`` (a detect task, DELIVERY_SEND_FROM_DETECT) the webhook rows are written
+claimed instead (SENDING, the task's claim token, ``claimed_at`` by the database's clock) and handed
+to the task once its transaction commits; it sends them itself (``dispatch.send_claimed``). If the
+task dies before recording them, the claim's lease ends and the sweeper sends them again, as for
+any claimed row (at-least-once). A rolled-back transaction hands over nothing.
 """
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 
 import orjson
@@ -20,7 +28,7 @@ from apps.core.fastpath import bulk_insert, instance
 from apps.core.vocabulary import NOTIFY_EVENTS, severity_rank
 from apps.tenants.models import FallbackContact
 
-from . import grouping, messages, policies, routing
+from . import fastpath, grouping, messages, policies, routing
 from .feedback import DeliveryReport
 from .models import (GROUPABLE_KINDS, Channel, Delivery, DeliveryState, NotificationChannel, NotificationPolicy,
                      WebhookEndpoint)
@@ -118,6 +126,57 @@ def ring(ids: Iterable[int]) -> None:
     bell.ids.extend(ids)
 
 
+class FirstAttempts:
+    """The claimed rows a detect task wrote, once their transaction committed (``first_attempts_here``)."""
+
+    def __init__(self) -> None:
+        self.claim_token = uuid.uuid4().hex
+        self.rows: list[Delivery] = []
+
+
+_first_attempts: ContextVar[FirstAttempts | None] = ContextVar("first_attempts", default=None)
+
+
+@contextmanager
+def first_attempts_here() -> Iterator[FirstAttempts | None]:
+    """Within: webhook rows are written claimed and collected for the caller to send (None when
+    DELIVERY_SEND_FROM_DETECT is off: every row is rung as usual)."""
+    if not settings.DELIVERY_SEND_FROM_DETECT:
+        yield None
+        return
+    collected = FirstAttempts()
+    token = _first_attempts.set(collected)
+    try:
+        yield collected
+    finally:
+        _first_attempts.reset(token)
+
+
+class _Handover:
+    """On commit, these claimed rows join the task's ``FirstAttempts`` (a rollback drops them)."""
+
+    def __init__(self, collected: FirstAttempts, rows: list[Delivery]) -> None:
+        self.collected, self.rows = collected, rows
+
+    def __call__(self) -> None:
+        self.collected.rows.extend(self.rows)
+
+
+def _claim_as_written(rows: list[Delivery]) -> list[Delivery]:
+    """Inside ``first_attempts_here``: the webhook rows due now, marked claimed before they are
+    written (the others are rung); [] elsewhere."""
+    collected = _first_attempts.get()
+    if collected is None:
+        return []
+    claimed = [r for r in rows if r.channel == Channel.WEBHOOK and r.state == DeliveryState.PENDING]
+    if claimed:
+        claimed_at = fastpath.database_now()
+        for r in claimed:
+            r.state, r.claim_token, r.claimed_at = DeliveryState.SENDING, collected.claim_token, claimed_at
+        transaction.on_commit(_Handover(collected, claimed))
+    return claimed
+
+
 def _endpoints_by_tenant(tenant_ids: set[int], endpoint_ids: Iterable[int] | None) -> dict[int, list[WebhookEndpoint]]:
     """The enabled endpoints of these tenants (restricted to ``endpoint_ids`` when given), one query."""
     qs = WebhookEndpoint.objects.filter(tenant_id__in=tenant_ids, enabled=True).order_by("id")
@@ -162,9 +221,10 @@ def notify(notifications: Sequence[Notification], *,
         mine += _channel_rows(n, route, routes, now)
         rows += mine
         plan.append((n, mine))
+    claimed = _claim_as_written(rows)
     if rows:
         bulk_insert(rows)
-    to_ring = [r.pk for r in rows]
+    to_ring = [r.pk for r in rows if r.state != DeliveryState.SENDING] if claimed else [r.pk for r in rows]
     reports = []
     for n, mine in plan:
         downgraded = [r for r in mine if r.downgraded_at]

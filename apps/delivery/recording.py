@@ -40,6 +40,19 @@ def retry_schedule(delivery: Delivery) -> list[int]:
     return list(delivery.tenant.retry_schedule or settings.DELIVERY_RETRY_SCHEDULE)
 
 
+def _load_tenants(rows: list[Delivery]) -> None:
+    """Cache the tenant of the rows that lack it, in one query (rows the detect task wrote and sent
+    come without theirs: only a failure needs it)."""
+    field = Delivery._meta.get_field("tenant")
+    missing = [d for d in rows if not field.is_cached(d)]
+    if not missing:
+        return
+    tenants = field.related_model.objects.in_bulk({d.tenant_id for d in missing})
+    for d in missing:
+        if d.tenant_id in tenants:
+            field.set_cached_value(d, tenants[d.tenant_id])
+
+
 def record_outcomes(outcomes: list[Outcome]) -> list[str]:
     """Record a batch of outcomes of claimed deliveries in one transaction; returns each delivery's
     new state ("" where the claim was lost meanwhile: the attempt row is still written, the row is
@@ -50,6 +63,7 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
     if not outcomes:
         return []
     now = clock.now()
+    _load_tenants([o.delivery for o in outcomes if not o.ok])  # their retry schedules
     numbers = [o.delivery.attempts + 1 for o in outcomes]
     states = [""] * len(outcomes)
     with transaction.atomic():

@@ -4,6 +4,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.conf import settings
+
+from apps.delivery.dispatch import send_claimed
+from apps.delivery.outbox import first_attempts_here
 
 from .heartbeats.services import sweep_missed
 from .processing import pending_batches_due, process_batch
@@ -13,9 +17,15 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="detect.batch", acks_late=True, ignore_result=True)
 def detect_batch(batch_id: int) -> None:
-    """Detect one stored batch. No Celery retries: a failed batch stays PENDING and the
-    sweeper re-enqueues it, so retries survive a flushed broker too."""
-    process_batch(batch_id=batch_id)
+    """Detect one stored batch, then send the first attempts of the webhook deliveries it wrote
+    (DELIVERY_SEND_FROM_DETECT; ``apps.delivery.outbox.first_attempts_here``). No Celery retries: a
+    failed batch stays PENDING and the sweeper re-enqueues it, so retries survive a flushed broker too."""
+    with first_attempts_here() as first:
+        try:
+            process_batch(batch_id=batch_id)
+        finally:  # what committed goes out, even if something after the commit raised
+            if first is not None:
+                send_claimed(first.rows, straggler_wait=settings.DELIVERY_STRAGGLER_SECONDS)
 
 
 @shared_task(name="detect.sweep", ignore_result=True)

@@ -100,8 +100,9 @@ def redis_flushed(log_dir: Path, *, batches: int = 6, plugins: int = 6, slug: st
         world = make_world(slug, p.hook, endpoints=("a", "b"))
         env = worker_env(p)
         with web(log_dir) as base:
-            # Phase 1: a detect-only worker fires alerts; their delivery doorbells wait in Redis.
-            with celery_worker(name=f"{slug}-detect", queues="detect", env=env,
+            # Phase 1: a detect-only worker fires alerts; their delivery doorbells wait in Redis (it
+            # leaves first attempts to deliver workers, as a detect pool without outbound access would).
+            with celery_worker(name=f"{slug}-detect", queues="detect", env={**env, "DELIVERY_SEND_FROM_DETECT": "0"},
                                log_path=log_dir / f"{slug}-detect.log"):
                 _post_all(base, world, [make_batch(world, plugins=half, errors_per_plugin=12, noise=50, tag=f"a{i}")
                                         for i in range(batches)])
