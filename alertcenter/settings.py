@@ -366,6 +366,10 @@ INGEST_MAX_PAST_SECONDS = _positive_int("INGEST_MAX_PAST_SECONDS", 7 * 24 * 3600
 INGEST_MAX_FUTURE_SECONDS = _positive_int("INGEST_MAX_FUTURE_SECONDS", 300)
 # A batch still unprocessed after this many seconds is re-enqueued by the sweeper.
 INGEST_SWEEP_AFTER_SECONDS = _positive_int("INGEST_SWEEP_AFTER_SECONDS", 30)
+# A detect task takes up to this many log batches in one transaction when more are waiting (a
+# backlog: received within a second of its own): per-batch statements, commit and recording are
+# then shared (bench/storm.py). 1: one batch per task.
+DETECT_COALESCE_BATCHES = _positive_int("DETECT_COALESCE_BATCHES", 4)
 MASKING_RULES_FILE = Path(_read("MASKING_RULES_FILE", env.str, str(BASE_DIR / "fixtures" / "masking_rules.yaml")))
 # Plugins a tenant may have (auto-registered on ingest); events of new plugins past it are rejected.
 # Tenant.max_plugins overrides it per tenant.

@@ -84,10 +84,10 @@ _INSERT_BATCH = 'INSERT INTO "{}" ({}) VALUES ({}) RETURNING "id"'.format(
     IngestBatch._meta.db_table, ", ".join(f'"{f.column}"' for f in _BATCH_FIELDS),
     ", ".join("%b" if f.name == "payload" else "%s" for f in _BATCH_FIELDS))
 # In the model's field order: Model.from_db pairs the values with the fields in that order.
-_CLAIMED = tuple(f.attname for f in IngestBatch._meta.concrete_fields
+CLAIMED_FIELDS = tuple(f.attname for f in IngestBatch._meta.concrete_fields
                  if f.attname in {"id", "received_at", "payload", "kind", "tenant_id"})
 _CLAIM_BATCH = 'SELECT {} FROM "{}" WHERE "id" = %s AND "status" = %s FOR UPDATE SKIP LOCKED'.format(
-    ", ".join(f'"{c}"' for c in _CLAIMED), IngestBatch._meta.db_table)
+    ", ".join(f'"{c}"' for c in CLAIMED_FIELDS), IngestBatch._meta.db_table)
 
 
 def insert_batch(batch: IngestBatch) -> IngestBatch:
@@ -112,12 +112,12 @@ def claim_pending_batch(batch_id: int) -> IngestBatch | None:
     the caller's transaction; None otherwise. Loads only the columns the processors read."""
     if connection.vendor != "postgresql":
         return (IngestBatch.objects.select_for_update(skip_locked=True)
-                .filter(pk=batch_id, status=BatchStatus.PENDING).only(*_CLAIMED).first())
+                .filter(pk=batch_id, status=BatchStatus.PENDING).only(*CLAIMED_FIELDS).first())
     with connection.cursor() as cursor, connection.wrap_database_errors, \
             psycopg.Cursor(cursor.cursor.connection) as bound:
         bound.execute(_CLAIM_BATCH, [batch_id, BatchStatus.PENDING.value], binary=True)
         row = bound.fetchone()
-    return None if row is None else IngestBatch.from_db(connection.alias, list(_CLAIMED), row)
+    return None if row is None else IngestBatch.from_db(connection.alias, list(CLAIMED_FIELDS), row)
 
 
 # --- EventRecord partitions (PostgreSQL; migration 0004 made the table partitioned by day) ------------

@@ -9,7 +9,7 @@ import pytest
 from apps.alerts.models import Alert
 from apps.core import clock
 from apps.ingest import processing
-from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
+from apps.ingest.models import BatchKind, BatchStatus, EventRecord, IngestBatch
 from apps.ingest.processing import MAX_ATTEMPTS, pending_batches_due, process_batch
 from apps.ingest.services import Writer, accept_events
 from apps.ingest.tasks import sweep_batches
@@ -134,6 +134,51 @@ def test_a_poison_batch_is_given_up_after_max_attempts(tenant, default_rules, no
             process_batch(batch_id=batch_id)
     assert IngestBatch.objects.get(pk=batch_id).status == BatchStatus.FAILED
     assert process_batch(batch_id=batch_id) is None
+
+
+def test_log_batches_waiting_behind_a_batch_are_detected_with_it_in_one_transaction(tenant, default_rules, no_doorbell,
+                                                                                     settings):
+    settings.DETECT_COALESCE_BATCHES = 3
+    first, second, third, fourth = (accept([event(level="FATAL", message=f"segfault {i}", plugin_id=f"p{i}")])
+                                    for i in range(4))
+    IngestBatch.objects.filter(pk=fourth).update(received_at=clock.now() + timedelta(seconds=5))  # too far apart
+    outcome = process_batch(batch_id=first)
+    assert (outcome.batches, outcome.events, outcome.stored, outcome.alerts_fired) == (3, 3, 3, 3)
+    assert set(IngestBatch.objects.filter(status=BatchStatus.DONE).values_list("pk", flat=True)) == {first, second, third}
+    # Each stored event keeps its own batch and the time that batch was received.
+    received = dict(IngestBatch.objects.values_list("pk", "received_at"))
+    for record in EventRecord.objects.all():
+        assert record.received_at == received[record.batch_id] and record.message == f"segfault {record.plugin.slug[1:]}"
+    assert process_batch(batch_id=second) is None  # its own doorbell finds it done: counted once
+    assert process_batch(batch_id=fourth).batches == 1
+    assert Alert.objects.filter(rule_key="fatal-error").count() == 4
+
+
+def test_only_log_batches_are_taken_along_and_one_per_task_when_set_so(tenant, default_rules, no_doorbell, settings):
+    settings.DETECT_COALESCE_BATCHES = 1
+    first, second = accept([event(level="FATAL")]), accept([event(level="FATAL", plugin_id="other")])
+    assert process_batch(batch_id=first).batches == 1
+    assert IngestBatch.objects.get(pk=second).status == BatchStatus.PENDING
+    settings.DETECT_COALESCE_BATCHES = 4
+    inbound = accept([event(level="FATAL", plugin_id="third")])
+    IngestBatch.objects.filter(pk=inbound).update(kind=BatchKind.EVENTS)
+    assert process_batch(batch_id=second).batches == 1
+    assert IngestBatch.objects.get(pk=inbound).status == BatchStatus.PENDING
+
+
+def test_a_batch_taken_along_that_fails_fails_only_itself(tenant, default_rules, no_doorbell, settings, caplog):
+    settings.DETECT_COALESCE_BATCHES = 4
+    good, poison = accept([event(level="FATAL", message="segfault")]), accept([event(level="FATAL", plugin_id="bad")])
+    IngestBatch.objects.filter(pk=poison).update(payload=b"\xff not a batch")
+    outcome = process_batch(batch_id=good)  # with the poison batch it fails; then alone it succeeds
+    assert outcome.batches == 1 and outcome.alerts_fired == 1
+    assert "running the batch alone" in caplog.text
+    good_row, poison_row = IngestBatch.objects.get(pk=good), IngestBatch.objects.get(pk=poison)
+    assert (good_row.status, good_row.attempts) == (BatchStatus.DONE, 0)
+    assert (poison_row.status, poison_row.attempts) == (BatchStatus.PENDING, 0)  # its own run will count it
+    with pytest.raises(Exception):
+        process_batch(batch_id=poison)
+    assert IngestBatch.objects.get(pk=poison).attempts == 1
 
 
 def test_sweeper_picks_only_stale_pending_batches_once_per_period(tenant, no_doorbell, settings, monkeypatch):
