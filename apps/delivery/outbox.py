@@ -30,8 +30,8 @@ from apps.tenants.models import FallbackContact
 
 from . import fastpath, grouping, messages, policies, routing
 from .feedback import DeliveryReport
-from .models import (GROUPABLE_KINDS, Channel, Delivery, DeliveryState, NotificationChannel, NotificationPolicy,
-                     WebhookEndpoint)
+from .models import (DUE_STATES, GROUPABLE_KINDS, Channel, Delivery, DeliveryState, NotificationChannel,
+                     NotificationPolicy, WebhookEndpoint)
 from .notifications import Notification
 from .state import states_of
 
@@ -163,12 +163,13 @@ class _Handover:
 
 
 def _claim_as_written(rows: list[Delivery]) -> list[Delivery]:
-    """Inside ``first_attempts_here``: the webhook rows due now, marked claimed before they are
-    written (the others are rung); [] elsewhere."""
+    """Inside ``first_attempts_here``: the webhook rows due now (PENDING, or DOWNGRADED: their
+    endpoint is failing and they go to fallback at once, but the webhook is still tried), marked
+    claimed before they are written (the others are rung); [] elsewhere."""
     collected = _first_attempts.get()
     if collected is None:
         return []
-    claimed = [r for r in rows if r.channel == Channel.WEBHOOK and r.state == DeliveryState.PENDING]
+    claimed = [r for r in rows if r.channel == Channel.WEBHOOK and r.state in DUE_STATES]
     if claimed:
         claimed_at = fastpath.database_now()
         for r in claimed:

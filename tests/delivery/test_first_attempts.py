@@ -74,6 +74,24 @@ def test_rows_are_written_claimed_and_handed_over_only_when_their_transaction_co
     assert Delivery.objects.count() == 1 and deliver_tasks_enqueued == []  # nor rung
 
 
+def test_a_downgraded_endpoint_s_row_is_written_claimed_too_and_its_fallback_rung(tenant, deliver_tasks_enqueued):
+    from apps.tenants.models import FallbackContact
+
+    FallbackContact.objects.create(tenant=tenant, kind="email", value="ops@acme.test")
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    endpoint.downgraded_at = timezone.now()
+    endpoint.save(update_fields=["downgraded_at"])
+    with outbox.first_attempts_here() as first:
+        alert = fire_alert(tenant)
+    webhook = Delivery.objects.get(endpoint=endpoint)
+    email = Delivery.objects.get(channel="email")
+    # The webhook is still tried, by this task (no deliver task for it); the fallback goes out at once.
+    assert (webhook.state, webhook.claim_token) == (DeliveryState.SENDING, first.claim_token)
+    assert webhook.downgraded_at is not None and [r.pk for r in first.rows] == [webhook.pk]
+    assert deliver_tasks_enqueued == [[email.pk]]
+    assert Alert.objects.get(pk=alert.pk).delivery_state == DeliveryState.DOWNGRADED
+
+
 def test_with_the_setting_off_rows_are_written_due_and_rung(tenant, settings, deliver_tasks_enqueued):
     settings.DELIVERY_SEND_FROM_DETECT = False
     endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
