@@ -32,8 +32,9 @@ write volume, which unlike CPU time does not move with the machine's speed). In 
 ``--blackhole``: the N storm again with one more tenant whose endpoint accepts connections and never
 answers (every attempt waits out WEBHOOK_TIMEOUT_SECONDS); every 50th line is that tenant's, and
 the rows show the other tenants' post -> webhook figures. ``--hole-rounds`` (2) such storms run
-alternating with plain storms of the same N, back to back, plain first and last (each plain one
-after a hole's starts once the hole's sends have timed out), and the holes' mean p99 is shown
+alternating with plain storms of the same N, plain first and last, each after the same pause
+(WEBHOOK_TIMEOUT_SECONDS + 2 s: the hole's sends have timed out and the box is quiet, so no storm
+inherits the previous one's leftovers), and the holes' mean p99 is shown
 against the plain ones': a storm's p99 moves by tenths of a second from run to run on this machine,
 so one plain run minutes earlier, on smaller tables, cannot tell a hole's cost from the box's.
 
@@ -255,6 +256,13 @@ def seed_hole(url: str) -> None:
     from apps.tenants.models import Tenant
 
     create_endpoint(tenant=Tenant.objects.create(slug=HOLE, name=HOLE), url=url, event_types=["alert.triggered"])
+
+
+def settle() -> None:
+    """The pause before each storm of the black-hole bracket: a hole send's timeout and 2 s."""
+    from django.conf import settings
+
+    time.sleep(settings.WEBHOOK_TIMEOUT_SECONDS + 2)
 
 
 def hole_sends_ended() -> None:
@@ -582,10 +590,16 @@ def main() -> None:
                 # earlier on smaller tables (a run's p99 moves by tenths of a second with the box).
                 print(f"storms with a black-holed endpoint, each between two plain ones: N={n:,} "
                       f"x {args.hole_rounds} ...", flush=True)
+                # Every storm of the bracket starts from a quiet box: the same pause before each
+                # (longer than a hole send's timeout), so none inherits the one before it's
+                # leftovers (dirty pages, a checkpoint, the hole's sends still timing out).
+                settle()
                 plain = [storm(n, url, token, receiver, arrivals_log, procs, prefix="p0-")]
                 holes = []
                 for k in range(1, args.hole_rounds + 1):
+                    settle()
                     holes.append(storm(n, url, token, receiver, arrivals_log, procs, hole=True, prefix=f"h{k}-"))
+                    settle()
                     hole_sends_ended()
                     plain.append(storm(n, url, token, receiver, arrivals_log, procs, prefix=f"p{k}-"))
                 results[n]["hole"], results[n]["plain"] = holes, plain
