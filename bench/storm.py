@@ -643,7 +643,8 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
             rows.append(("black hole: plain storms' post -> webhook p99, in run order",
                          " / ".join(f"{v:.2f}" for v in p99(plain)) + " s", "-", "-"))
             rows.append(("black hole: 1 endpoint black-holed (2 %), each between two plain ones: "
-                         "the others' post -> webhook p99", " / ".join(f"{v:.2f}" for v in p99(holes)) + " s", "-", "-"))
+                         "the others' post -> webhook p99",
+                         " / ".join(f"{v:.2f}" for v in p99(holes)) + " s", "-", "-"))
             mean_hole, mean_plain = sum(p99(holes)) / len(holes), sum(p99(plain)) / len(plain)
             rows.append(("black hole: its mean p99 against the plain ones' (their range)",
                          f"{mean_hole - mean_plain:+.2f} s ({min(p99(plain)):.2f}-{max(p99(plain)):.2f} s)", "-", "-"))

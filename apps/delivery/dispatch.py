@@ -73,11 +73,12 @@ def due_q(now: datetime) -> Q:
 
 def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
     """Claim ``ids`` (or renew the sweeper's claim ``claim_token`` on them); return the rows held,
-    with their endpoint and tenant loaded.
+    with their endpoint loaded.
 
     One conditional UPDATE (``fastpath.claim_rows``: the rows as this claim left them), then the
-    batch's endpoints and tenants in one query each (a batch has few of them). Rows someone else holds,
-    already finished or not yet due are silently left out.
+    batch's endpoints in one query (a batch has few of them; the tenants only a failure needs are
+    loaded when it is recorded: ``recording``). Rows someone else holds, already finished or not yet
+    due are silently left out.
     """
     ids = list(ids)
     if not ids:
@@ -87,14 +88,10 @@ def claim(ids: Iterable[int], claim_token: str | None = None) -> list[Delivery]:
         return []
     endpoint_ids = {d.endpoint_id for d in rows if d.endpoint_id}
     endpoints = WebhookEndpoint.objects.in_bulk(endpoint_ids) if endpoint_ids else {}
-    tenant_field = Delivery._meta.get_field("tenant")
-    tenants = tenant_field.related_model.objects.in_bulk({d.tenant_id for d in rows})
     endpoint_field = Delivery._meta.get_field("endpoint")
     for d in rows:
         # As select_related would: an endpoint deleted meanwhile is None, its id kept on the row.
         endpoint_field.set_cached_value(d, endpoints.get(d.endpoint_id) if d.endpoint_id else None)
-        if d.tenant_id in tenants:
-            tenant_field.set_cached_value(d, tenants[d.tenant_id])
     return rows
 
 

@@ -162,20 +162,19 @@ class _Handover:
         self.collected.rows.extend(self.rows)
 
 
-def _claim_as_written(rows: list[Delivery]) -> list[Delivery]:
+def _claim_as_written(rows: list[Delivery]) -> None:
     """Inside ``first_attempts_here``: the webhook rows due now (PENDING, or DOWNGRADED: their
     endpoint is failing and they go to fallback at once, but the webhook is still tried), marked
-    claimed before they are written (the others are rung); [] elsewhere."""
+    claimed before they are written (the others are rung); nothing elsewhere."""
     collected = _first_attempts.get()
     if collected is None:
-        return []
+        return
     claimed = [r for r in rows if r.channel == Channel.WEBHOOK and r.state in DUE_STATES]
     if claimed:
         claimed_at = fastpath.database_now()
         for r in claimed:
             r.state, r.claim_token, r.claimed_at = DeliveryState.SENDING, collected.claim_token, claimed_at
         transaction.on_commit(_Handover(collected, claimed))
-    return claimed
 
 
 def _endpoints_by_tenant(tenant_ids: set[int], endpoint_ids: Iterable[int] | None) -> dict[int, list[WebhookEndpoint]]:
@@ -222,10 +221,10 @@ def notify(notifications: Sequence[Notification], *,
         mine += _channel_rows(n, route, routes, now)
         rows += mine
         plan.append((n, mine))
-    claimed = _claim_as_written(rows)
+    _claim_as_written(rows)
     if rows:
         bulk_insert(rows)
-    to_ring = [r.pk for r in rows if r.state != DeliveryState.SENDING] if claimed else [r.pk for r in rows]
+    to_ring = [r.pk for r in rows if r.state != DeliveryState.SENDING]  # the claimed ones go out from here
     reports = []
     for n, mine in plan:
         downgraded = [r for r in mine if r.downgraded_at]

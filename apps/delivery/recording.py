@@ -41,8 +41,8 @@ def retry_schedule(delivery: Delivery) -> list[int]:
 
 
 def _load_tenants(rows: list[Delivery]) -> None:
-    """Cache the tenant of the rows that lack it, in one query (rows the detect task wrote and sent
-    come without theirs: only a failure needs it)."""
+    """Cache the tenant of the rows that lack it, in one query: only a failure needs it (its retry
+    schedule), so neither the claim nor the detect task's first sends load it."""
     field = Delivery._meta.get_field("tenant")
     missing = [d for d in rows if not field.is_cached(d)]
     if not missing:

@@ -85,7 +85,7 @@ _INSERT_BATCH = 'INSERT INTO "{}" ({}) VALUES ({}) RETURNING "id"'.format(
     ", ".join("%b" if f.name == "payload" else "%s" for f in _BATCH_FIELDS))
 # In the model's field order: Model.from_db pairs the values with the fields in that order.
 CLAIMED_FIELDS = tuple(f.attname for f in IngestBatch._meta.concrete_fields
-                 if f.attname in {"id", "received_at", "payload", "kind", "tenant_id"})
+                       if f.attname in {"id", "received_at", "payload", "kind", "tenant_id"})
 _CLAIM_BATCH = 'SELECT {} FROM "{}" WHERE "id" = %s AND "status" = %s FOR UPDATE SKIP LOCKED'.format(
     ", ".join(f'"{c}"' for c in CLAIMED_FIELDS), IngestBatch._meta.db_table)
 

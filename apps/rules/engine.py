@@ -22,10 +22,11 @@ like a group without one: it fires only when its window crosses the threshold ou
 Time ("now"): the window is evaluated at the batch's ``received_at``, the moment ingest
 accepted it, not at the worker's clock, so a worker backlog (or a replayed batch) neither drops
 events nor shifts cooldowns. (Batches detected together under a backlog, received within a second
-of each other, are evaluated at the newest one's: ``apps.ingest.processing.COALESCE_SPREAD``.) An event whose bucket is at or before ``received_at - window`` is
-*late*: it stays in ``matched`` (the caller stores it as evidence) but it is not counted and it
-does not feed an alert; ``DetectResult.late_dropped`` reports how many. Events slightly in the
-future (ingest bounds the skew) count in the current window.
+of each other, are evaluated at the newest one's: ``apps.ingest.processing.COALESCE_SPREAD``.) An
+event whose bucket is at or before ``received_at - window`` is *late*: it stays in ``matched`` (the
+caller stores it as evidence) but it is not counted and it does not feed an alert;
+``DetectResult.late_dropped`` reports how many. Events slightly in the future (ingest bounds the
+skew) count in the current window.
 
 Deadlock policy: groups are inserted and locked in one order, sorted by (rule_key, tenant id,
 group_hash), by single statements, so two workers touching the same groups queue instead of

@@ -112,3 +112,26 @@ def test_rows_a_dead_task_held_are_taken_back_by_the_sweeper_after_the_lease(ten
     assert dispatch.sweep() == {"claimed": 1, "stuck": 1}
     row = Delivery.objects.get(endpoint=endpoint)
     assert deliver_tasks_enqueued == [[row.pk]] and row.state == DeliveryState.SENDING and row.attempts == 0
+
+
+def test_a_failed_first_attempt_is_retried_on_its_tenant_s_own_schedule(tenant, settings, default_rules,  # noqa: F811
+                                                                        no_doorbell, deliver_tasks_enqueued):  # noqa: F811
+    # Neither the claim nor the detect task loads the tenant; recording a failure must, for its schedule.
+    settings.DELIVERY_RETRY_SCHEDULE = [3600]
+    tenant.retry_schedule = [120]
+    tenant.save(update_fields=["retry_schedule"])
+    with Hook(lambda n, path, body: (500, {})) as hook:
+        endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        result = accept_events(items=[event(level="FATAL", message="out of memory: killing worker")],
+                               writer=Writer(token_id=None, tenant_slug=tenant.slug))
+        before = timezone.now()
+        detect_batch(result.batch_id)  # the detect task's own first send
+        first = Delivery.objects.get(endpoint=endpoint)
+        fire_alert(tenant, title="via a deliver task")
+        second = Delivery.objects.exclude(pk=first.pk).get(endpoint=endpoint)
+        assert dispatch.process([second.pk]) == 1  # claimed by a deliver task
+    assert len(hook.requests) == 2
+    for row in Delivery.objects.filter(endpoint=endpoint):
+        assert (row.state, row.attempts) == (DeliveryState.PENDING, 1)
+        delay = (row.next_attempt_at - before).total_seconds()
+        assert 60 < delay < 300, delay  # the tenant's 120 s (with jitter), not the default hour
