@@ -63,6 +63,19 @@ def test_insert_attempts_with_only_failures_marks_nothing(tenant):
     assert DeliveryAttempt.objects.get().success is False
 
 
+def test_insert_attempts_keeps_any_text_as_written(tenant):
+    # The attempt columns go in as array literals: quotes, backslashes, braces, commas, "NULL" and
+    # non-ASCII text must come back unchanged, and a missing status code as NULL.
+    texts = ['say "hi", {x}', "C:\\temp\\", "NULL", "", "été ✓\nline"]
+    rows = _claimed(tenant, len(texts))
+    started = timezone.now()
+    outcomes = [Outcome(row, started, error=TransportError(text, latency_ms=1, response_excerpt=text[::-1]))
+                for row, text in zip(rows, texts)]
+    fastpath.insert_attempts(outcomes, [1] * len(rows), timezone.now())
+    got = {a.delivery_id: (a.error, a.response_excerpt, a.status_code) for a in DeliveryAttempt.objects.all()}
+    assert got == {row.pk: (text, text[::-1], None) for row, text in zip(rows, texts)}
+
+
 def _due(tenant, n: int, **fields) -> list[Delivery]:
     now = timezone.now()
     rows = Delivery.objects.bulk_create([
