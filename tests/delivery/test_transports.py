@@ -247,6 +247,20 @@ def test_webhook_config_from_settings_and_registry(settings, receiver):
         get_transport("pigeon")
 
 
+def test_webhook_config_is_built_once_per_settings_and_follows_a_change(settings):
+    settings.WEBHOOK_ALLOWED_NETWORKS = [ip_network("127.0.0.0/8")]
+    settings.WEBHOOK_TIMEOUT_SECONDS = 2.5
+    first = WebhookConfig.from_settings()
+    assert WebhookConfig.from_settings() is first  # every send reads it: no rebuild per send
+    settings.WEBHOOK_TIMEOUT_SECONDS = 4
+    settings.WEBHOOK_ALLOWED_NETWORKS = "10.0.0.0/8, 127.0.0.1/8"
+    changed = WebhookConfig.from_settings()
+    assert (changed.timeout, changed.allowed_networks) == (4.0, (ip_network("10.0.0.0/8"), ip_network("127.0.0.0/8")))
+    settings.WEBHOOK_TIMEOUT_SECONDS = 2.5
+    settings.WEBHOOK_ALLOWED_NETWORKS = [ip_network("127.0.0.0/8")]
+    assert WebhookConfig.from_settings() == first
+
+
 # --- TLS: pinned address, SNI and certificate checked against the hostname ------------------------
 
 

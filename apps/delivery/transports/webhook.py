@@ -17,6 +17,7 @@ the last byte read; at most ``max_response_bytes`` (``DELIVERY_MAX_RESPONSE_BYTE
 
 from __future__ import annotations
 
+import functools
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -55,14 +56,22 @@ class WebhookConfig:
     def from_settings(cls) -> WebhookConfig:
         """Build from ``WEBHOOK_ALLOWED_NETWORKS``, ``WEBHOOK_ALLOW_HTTP``, ``WEBHOOK_TIMEOUT_SECONDS``,
         ``DELIVERY_MAX_RESPONSE_BYTES``."""
-        # Settings hold parsed networks; a raw "a/b,c/d" string (tests, scripts) is accepted too.
-        networks = tuple(parse_allowed_networks(setting("WEBHOOK_ALLOWED_NETWORKS", None)))
-        return cls(
-            allowed_networks=networks,
-            allow_http=bool(setting("WEBHOOK_ALLOW_HTTP", False)),
-            timeout=float(setting("WEBHOOK_TIMEOUT_SECONDS", DEFAULT_TIMEOUT)),
-            max_response_bytes=int(setting("DELIVERY_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES)),
+        networks = setting("WEBHOOK_ALLOWED_NETWORKS", None)
+        return _config(
+            networks if networks is None or isinstance(networks, str) else tuple(networks),
+            setting("WEBHOOK_ALLOW_HTTP", False), setting("WEBHOOK_TIMEOUT_SECONDS", DEFAULT_TIMEOUT),
+            setting("DELIVERY_MAX_RESPONSE_BYTES", MAX_RESPONSE_BYTES),
         )
+
+
+# Built once per distinct settings (every send reads them; a storm sends thousands a second).
+@functools.lru_cache(maxsize=8)
+def _config(networks: str | tuple | None, allow_http: object, timeout: object, max_body: object) -> WebhookConfig:
+    # Settings hold parsed networks; a raw "a/b,c/d" string (tests, scripts) is accepted too.
+    return WebhookConfig(
+        allowed_networks=tuple(parse_allowed_networks(networks)), allow_http=bool(allow_http),
+        timeout=float(timeout), max_response_bytes=int(max_body),
+    )
 
 
 def _reason(exc: BaseException) -> str:
