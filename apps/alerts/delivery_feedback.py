@@ -56,7 +56,7 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
     else:
         current = {}
         for pk, delivery_state, tenant_id, silence_id, *description in (
-                Alert.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+                Alert.objects.select_for_update().filter(pk__any=ids).order_by("pk")
                 .values_list("pk", "delivery_state", "tenant_id", "silence_id", "state", "severity", "title")):
             current[pk], described[pk] = (delivery_state, tenant_id, silence_id), tuple(description)
         computed = alert_delivery_states(list(current))
@@ -71,7 +71,7 @@ def apply(reports: Sequence[DeliveryReport], *, instances: dict[int, Alert] | No
     for state in set(changed.values()):
         pks = [pk for pk, s in changed.items() if s == state and pk not in unwritten]
         if pks:
-            Alert.objects.filter(pk__in=pks).update(delivery_state=state, updated_at=now)
+            Alert.objects.filter(pk__any=pks).update(delivery_state=state, updated_at=now)
     for pk, state in changed.items():
         if pk in instances:
             instances[pk].delivery_state = state

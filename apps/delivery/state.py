@@ -81,7 +81,7 @@ def alert_delivery_states(alert_ids: Iterable[int]) -> dict[int, str]:
     if not ids:
         return {}
     latest: dict[int, dict[tuple, str]] = {}
-    rows = (Delivery.objects.filter(_routed(), alert_id__in=ids).order_by("id")
+    rows = (Delivery.objects.filter(_routed(), alert_id__any=ids).order_by("id")
             .values_list("alert_id", "endpoint_id", "notification_channel_id", "state", "downgraded_at"))
     for alert_id, endpoint_id, channel_id, state, downgraded_at in rows:
         latest.setdefault(alert_id, {})[_destination(endpoint_id, channel_id)] = effective_state(state, downgraded_at)
