@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -29,6 +28,7 @@ from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from queue import SimpleQueue
 
 from django.conf import settings
 from django.db import OperationalError, connection
@@ -221,12 +221,14 @@ class SendThreads:
     """Up to ``size`` threads running queued calls: a ThreadPoolExecutor without its Future and work
     item per call (the caller's own future carries the result). In a storm ``submit`` was ~6 % of
     the worker's GIL-held samples (py-spy), part of it the garbage collector its allocations set off.
-    Daemon threads: a worker's warm shutdown drains what matters (``stragglers``) before it exits."""
+    Threads never exit (the idle count below relies on it); they are daemons: a worker's warm
+    shutdown drains what matters (``stragglers``) before it exits. With no thread to be had, a call
+    runs on the caller's thread, as the executor's users did when it refused."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._calls: queue.SimpleQueue = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)
+        self._calls: SimpleQueue = SimpleQueue()
+        self._idle = threading.Semaphore(0)  # one permit per call a thread finished: it waits for more
         self._lock = threading.Lock()
         self._threads = 0
 
@@ -235,19 +237,31 @@ class SendThreads:
         if self._idle.acquire(blocking=False):  # a thread is waiting for work: it takes this call
             return
         with self._lock:
-            if self._threads < self._size:
-                self._threads += 1
-                threading.Thread(target=self._serve, name=f"deliver-send-{self._threads}", daemon=True).start()
+            if self._threads >= self._size:
+                return  # all busy: the first to finish takes it
+            self._threads += 1
+            number = self._threads
+        try:
+            threading.Thread(target=self._serve, name=f"deliver-send-{number}", daemon=True).start()
+        except RuntimeError:  # can't start new thread (a process limit, interpreter shutdown)
+            with self._lock:
+                self._threads -= 1
+                alone = self._threads == 0
+            if alone:  # nobody would ever take it
+                self._run_one(self._calls.get())
 
     def _serve(self) -> None:
         while True:
-            fn, args = self._calls.get()
-            try:
-                fn(*args)
-            except Exception:  # noqa: BLE001 - a bug costs that call, not the thread
-                logger.exception("send thread call failed")
-            del fn, args  # hold no reference to a finished call's rows while idle
+            self._run_one(self._calls.get())
             self._idle.release()
+
+    @staticmethod
+    def _run_one(call: tuple) -> None:
+        fn, args = call
+        try:
+            fn(*args)
+        except BaseException:  # noqa: BLE001 - a bug costs that call, not the thread
+            logger.exception("send thread call failed")
 
 
 def _executor() -> SendThreads:
