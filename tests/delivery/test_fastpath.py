@@ -76,6 +76,19 @@ def test_insert_attempts_keeps_any_text_as_written(tenant):
     assert got == {row.pk: (text, text[::-1], None) for row, text in zip(rows, texts)}
 
 
+def test_a_nul_in_an_error_or_an_answer_does_not_fail_the_batch(tenant):
+    # PostgreSQL's text refuses NUL: the transport's result and error replace it, so a receiver
+    # answering with one costs nothing to the other rows recorded with it.
+    bad, good = _claimed(tenant, 2)
+    started = timezone.now()
+    outcomes = [Outcome(bad, started, error=TransportError("HTTP 500: a\x00b", status_code=500, latency_ms=3,
+                                                           response_excerpt="x\x00y")),
+                Outcome(good, started, result=AttemptResult(status_code=200, latency_ms=2, response_excerpt="ok\x00"))]
+    assert fastpath.insert_attempts(outcomes, [1, 1], timezone.now()) == {good.pk}
+    got = {a.delivery_id: (a.error, a.response_excerpt) for a in DeliveryAttempt.objects.all()}
+    assert got == {bad.pk: ("HTTP 500: a\ufffdb", "x\ufffdy"), good.pk: ("", "ok\ufffd")}
+
+
 def _due(tenant, n: int, **fields) -> list[Delivery]:
     now = timezone.now()
     rows = Delivery.objects.bulk_create([

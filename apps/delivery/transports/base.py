@@ -41,6 +41,9 @@ class AttemptResult:
     latency_ms: int
     response_excerpt: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "response_excerpt", no_nul(self.response_excerpt))
+
 
 class TransportError(Exception):
     """A failed send; see the module docstring for ``permanent`` and ``retry_after``."""
@@ -55,12 +58,13 @@ class TransportError(Exception):
         response_excerpt: str = "",
         latency_ms: int | None = None,
     ) -> None:
+        message = no_nul(message)
         super().__init__(message)
         self.message = message
         self.permanent = permanent
         self.status_code = status_code
         self.retry_after = retry_after
-        self.response_excerpt = response_excerpt
+        self.response_excerpt = no_nul(response_excerpt)
         self.latency_ms = latency_ms
 
     def __repr__(self) -> str:
@@ -77,9 +81,15 @@ class Transport:
         raise NotImplementedError
 
 
+def no_nul(text: str) -> str:
+    """``text`` with NUL replaced: PostgreSQL's text refuses it, and one NUL in an attempt's error or
+    answer would fail the recording of its whole batch (every row of it sent again after the lease)."""
+    return text.replace("\x00", "\ufffd") if isinstance(text, str) and "\x00" in text else text
+
+
 def excerpt(data: bytes | None, limit: int = EXCERPT_LIMIT) -> str:
-    """First ``limit`` bytes of a body as text (undecodable bytes replaced)."""
-    return (data or b"")[:limit].decode("utf-8", "replace")
+    """First ``limit`` bytes of a body as text (undecodable bytes and NUL replaced)."""
+    return no_nul((data or b"")[:limit].decode("utf-8", "replace"))
 
 
 class Stopwatch:
