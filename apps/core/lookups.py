@@ -4,7 +4,7 @@ Django's ``__in`` prepares every element through the field and sends each as its
 which psycopg then quotes one by one (client-side binding): for the 100-400 alert ids a storm's
 delivery report locks, that was ~3 % of the worker's CPU (bench/storm.py under py-spy). ``__any``
 sends one array literal (``= ANY(%s::bigint[])``), and falls back to ``IN`` on other databases.
-Integers only: every element goes through ``int()``.
+Integer keys only: every element goes through ``int()`` (a model instance through its ``pk``).
 """
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class AnyInteger(Lookup):
     prepare_rhs = False
 
     def get_prep_lookup(self):
-        return [int(value) for value in self.rhs]
+        # As ``__in``: model instances stand for their key, None matches nothing.
+        return [int(getattr(value, "pk", value)) for value in self.rhs if value is not None]
 
     def as_sql(self, compiler, connection):
         lhs, params = self.process_lhs(compiler, connection)

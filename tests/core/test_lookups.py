@@ -23,6 +23,12 @@ def test_any_selects_exactly_the_listed_ids(plugins):
         {p.pk for p in plugins}
 
 
+def test_any_takes_instances_for_their_key_and_skips_none(plugins):
+    got = Plugin.objects.filter(pk__any=[plugins[2], None]).values_list("pk", flat=True)
+    assert list(got) == [plugins[2].pk]
+    assert list(Plugin.objects.filter(pk__any=[None])) == []
+
+
 def test_any_of_nothing_matches_nothing_and_updates_nothing(plugins):
     assert list(Plugin.objects.filter(pk__any=[])) == []
     assert Plugin.objects.filter(pk__any=[]).update(name="x") == 0
