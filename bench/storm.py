@@ -573,17 +573,23 @@ def main() -> None:
         # after the other, all could land on one; the other then paid its first requests in the
         # first storm: up to twice the web CPU per alert at N = 2,000).
         warm_sent: dict = {}
+        warm_failed: list[BaseException] = []
 
         def warm(first: int) -> None:
             s = requests.Session()
-            for i in range(first, 8, 2):
-                post_logs(s, url, token, pairs(100, f"w{i}"), warm_sent)
+            try:
+                for i in range(first, 8, 2):
+                    post_logs(s, url, token, pairs(100, f"w{i}"), warm_sent)
+            except BaseException as exc:  # post_logs raises SystemExit, which a thread would swallow
+                warm_failed.append(exc)
 
         threads = [threading.Thread(target=warm, args=(k,)) for k in (0, 1)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        if warm_failed:
+            raise warm_failed[0]
         wait_until("warm-up webhooks", lambda: received(receiver, "storm") >= 800, 600, 0.2)
         vacuum.once()  # the statistics a running server has (module docstring)
         for n in sizes:

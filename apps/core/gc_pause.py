@@ -9,7 +9,9 @@ Reference counting still frees everything as usual; only
 cycles wait, and the collector runs as soon as the work ends.
 
 The work must be bounded (one request body, one batch): the limits (INGEST_MAX_EVENTS,
-METRICS_MAX_SAMPLES, ...) make it so. Not re-entrant across threads by design: a nested or
+METRICS_MAX_SAMPLES, ...) make it so. A detect task's pause also spans its first attempts' sends,
+bounded by DELIVERY_STRAGGLER_SECONDS (sends still running then are recorded later, by the
+straggler thread, with the collector on). Not re-entrant across threads by design: a nested or
 concurrent pause leaves the switch to whoever turned it off, so the collector is off at most
 as long as the outermost pause.
 """

@@ -21,9 +21,10 @@ def detect_batch(batch_id: int) -> None:
     """Detect one stored batch, then send the first attempts of the webhook deliveries it wrote
     (DELIVERY_SEND_FROM_DETECT; ``apps.delivery.outbox.first_attempts_here``). No Celery retries: a
     failed batch stays PENDING and the sweeper re-enqueues it, so retries survive a flushed broker too."""
-    # The collector stays off until the sends are recorded too, not only over detection: turned on
-    # in between, it ran at once, walking the batch's alerts and rows still held for the sends
-    # (bench/storm.py, gc callbacks: ~0.1 s of each worker process's ~8 s at N = 10,000).
+    # The collector stays off until the first attempts that finished within the straggler wait are
+    # recorded, not only over detection: turned on in between, it ran at once, walking the batch's
+    # alerts and rows still held for the sends (bench/storm.py, gc callbacks: ~0.1 s of each worker
+    # process's ~8 s at N = 10,000).
     with gc_paused(), first_attempts_here() as first:
         try:
             process_batch(batch_id=batch_id)
