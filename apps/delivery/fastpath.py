@@ -22,7 +22,7 @@ import uuid
 from django.db import connection
 from django.db.models.functions import Now
 
-from apps.core.fastpath import pg_array, pg_text_array
+from apps.core.fastpath import pg_array, pg_null, pg_text_array
 
 from .models import Delivery, DeliveryAttempt, DeliveryState
 
@@ -56,20 +56,17 @@ def insert_attempts(outcomes: list[Outcome], numbers: list[int], now: datetime) 
         pg_array(str(o.delivery.pk) for o in outcomes), pg_array(map(str, numbers)),
         pg_text_array(str(o.delivery.channel) for o in outcomes),
         pg_text_array(o.started_at.isoformat() for o in outcomes), pg_array(str(o.latency_ms) for o in outcomes),
-        pg_array(_int_or_null(o.status_code) for o in outcomes), pg_array("t" if o.ok else "f" for o in outcomes),
+        pg_array(pg_null(o.status_code and str(o.status_code)) for o in outcomes),
+        pg_array("t" if o.ok else "f" for o in outcomes),
         pg_text_array("" if o.ok else o.error.message[:2000] for o in outcomes),
         pg_text_array((o.result.response_excerpt if o.ok else o.error.response_excerpt)[:1024] for o in outcomes),
         str(DeliveryState.DELIVERED), now, now, pg_array(str(o.delivery.pk) for o, _ in ok),
-        pg_array(str(n) for _, n in ok), pg_array(_int_or_null(o.status_code) for o, _ in ok),
+        pg_array(str(n) for _, n in ok), pg_array(pg_null(o.status_code and str(o.status_code)) for o, _ in ok),
         pg_text_array(o.delivery.claim_token for o, _ in ok), str(DeliveryState.SENDING),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return {row[0] for row in cursor.fetchall()}
-
-
-def _int_or_null(value: int | None) -> str:
-    return "NULL" if value is None else str(value)
 
 
 def _insert_attempts_portable(outcomes: list[Outcome], numbers: list[int], now: datetime) -> set[int]:
