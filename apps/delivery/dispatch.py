@@ -129,6 +129,7 @@ class Outcome:
     started_at: datetime
     result: AttemptResult | None = None
     error: TransportError | None = None
+    unsent: bool = False  # not started: it could have outlasted its claim (``_submit``); released
 
     @property
     def ok(self) -> bool:
@@ -359,36 +360,74 @@ def _wait_for_batch(futures: list[Future], timeout: float, started: float) -> No
             wait(running, timeout=min(map(deadline, running)) - now, return_when=FIRST_COMPLETED)
 
 
+def send_timeout(delivery: Delivery) -> float:
+    """The longest one send of this row can take (its transport's total deadline)."""
+    if delivery.notification_channel_id:
+        return settings.CHANNEL_TIMEOUT_SECONDS
+    return {Channel.EMAIL: settings.EMAIL_TIMEOUT,
+            Channel.SMS: settings.SMS_TIMEOUT_SECONDS}.get(delivery.channel, settings.WEBHOOK_TIMEOUT_SECONDS)
+
+
+def start_budget(delivery: Delivery) -> float:
+    """Seconds after its claim within which a queued send of this row may still start: one begun
+    later could run past the claim's lease (its timeout on top), and the sweeper would then claim
+    the row and send it again while the first send is still out. A tenth of the lease is kept as
+    margin (the detect task's rows were claimed when written, before its transaction committed);
+    at least half the lease."""
+    lease_seconds = lease().total_seconds()
+    return max(lease_seconds - send_timeout(delivery) - lease_seconds / 10, lease_seconds / 2)
+
+
 def _submit(rows: list[Delivery]) -> list[tuple[Future, Delivery]]:
     """Each row's send as a future, at most DELIVERY_CONCURRENCY_PER_DESTINATION of them running at
     once per destination: the next row of a destination starts when one of its sends ends, while
-    other destinations' rows go out meanwhile."""
+    other destinations' rows go out meanwhile.
+
+    Rows still queued behind their destination's sends when ``start_budget`` runs out (a slow or
+    silent receiver and many rows for it) are not sent: their futures get an ``unsent`` outcome and
+    ``_record`` releases the rows for a later claim, instead of sending them past their lease."""
     futures = [(Future(), d) for d in rows]
     queues: dict[str, deque] = {}
     for item in futures:
         queues.setdefault(destination(item[1]), deque()).append(item)
     lock = threading.Lock()
     pool = _executor()
+    submitted = time.monotonic()
+    # One destination per queue, so one kind of transport: its rows share their budget.
+    start_by = {id(queue): submitted + start_budget(queue[0][1]) for queue in queues.values()}
 
     def run(future: Future, delivery: Delivery, queue: deque) -> None:
         future.send_started = time.monotonic()  # dates its allowance in _wait_for_batch
-        try:
-            future.set_result(send(delivery))
-        except BaseException as exc:  # send itself never raises; a bug shows where the result is read
-            future.set_exception(exc)
+        if future.send_started >= start_by[id(queue)]:  # waited that long for a free send thread
+            future.set_result(Outcome(delivery, clock.now(), unsent=True))
+        else:
+            try:
+                future.set_result(send(delivery))
+            except BaseException as exc:  # send itself never raises; a bug shows where the result is read
+                future.set_exception(exc)
         start_next(queue)
 
-    def start_next(queue: deque) -> None:
+    def start_next(queue: deque, first: bool = False) -> None:
         with lock:
             if not queue:
                 return
-            future, delivery = queue.popleft()
+            if first or time.monotonic() < start_by[id(queue)]:
+                future, delivery = queue.popleft()
+                late = []
+            else:
+                late = list(queue)
+                queue.clear()
+        if late:
+            now = clock.now()
+            for future, delivery in late:
+                future.set_result(Outcome(delivery, now, unsent=True))
+            return
         pool.run(run, future, delivery, queue)
 
     limit = settings.DELIVERY_CONCURRENCY_PER_DESTINATION
     for queue in queues.values():
         for _ in range(min(limit, len(queue))):
-            start_next(queue)
+            start_next(queue, first=True)
     return futures
 
 
@@ -435,6 +474,14 @@ def _record(outcomes: list[Outcome]) -> None:
     until the lease ends and the sweeper would send them all again."""
     from .recording import record_outcomes
 
+    unsent = [(o.delivery, clock.now()) for o in outcomes if o.unsent]
+    if unsent:
+        _put_back(unsent)
+        logger.warning("deliveries released unsent: queued too long behind their destination's sends",
+                       extra={"count": len(unsent), "destinations": sorted({destination(d) for d, _ in unsent})})
+        outcomes = [o for o in outcomes if not o.unsent]
+        if not outcomes:
+            return
     for attempt in range(1, RECORD_TRIES + 1):
         try:
             record_outcomes(outcomes)

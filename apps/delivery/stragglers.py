@@ -5,9 +5,10 @@ A deliver task waits ``DELIVERY_STRAGGLER_SECONDS`` for its batch's sends (less 
 tenth are done: ``dispatch.TAIL_SECONDS``), records those that finished and hands the rest here;
 the task returns and the worker takes the next batch while the stragglers run out their own
 deadline (``WEBHOOK_TIMEOUT_SECONDS`` / ``CHANNEL_TIMEOUT_SECONDS``).
-Their rows stay claimed (SENDING, the batch's claim token) until this thread records them, well
-within the claim lease; if the process dies first, the lease ends and the sweeper sends them again
-(at-least-once, as for any send cut short).
+Their rows stay claimed (SENDING, the batch's claim token) until this thread records them, within
+the claim lease (a send that could end past it is not started: ``dispatch.start_budget``); if the
+process dies first, the lease ends and the sweeper sends them again (at-least-once, as for any send
+cut short).
 
 Per destination (a webhook endpoint, a channel, or the email/SMS provider) a process holds at most
 ``DELIVERY_STRAGGLERS_PER_DESTINATION`` *slow* stragglers (running for longer than ``SLOW_FACTOR``

@@ -3,6 +3,7 @@ sends that finished within DELIVERY_STRAGGLER_SECONDS, the process's straggler t
 rest when their deadline ends, and a destination holding its cap of stragglers gets no new sends."""
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -246,3 +247,74 @@ def test_a_small_batch_waits_the_whole_wait_for_a_silent_send_and_no_wait_when_a
     started = time.monotonic()
     dispatch._wait_for_batch(_futures(done=30, pending=0), 3.0, started)
     assert time.monotonic() - started < 0.3
+
+
+def test_a_send_that_would_outlast_its_claim_is_not_started_but_released(net, settings, tenant):
+    # One slow receiver (0.5 s an answer), one send at a time to it, ten rows claimed together: the
+    # last ones would start seconds after the claim. Started past lease - timeout - lease/10, a send
+    # could still be running when the lease ends, and the sweeper would claim and send that row
+    # again. Such rows are released unsent instead (PENDING, no attempt), for a later claim.
+    settings.DELIVERY_CONCURRENCY_PER_DESTINATION = 1
+    settings.DELIVERY_CLAIM_LEASE_SECONDS = 3
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1.0  # start budget (dispatch.start_budget): 3 - 1 - 0.3 = 1.7 s
+
+    def slow(n, path, body):
+        time.sleep(0.5)
+        return 200, {}
+
+    with Hook(slow) as hook:
+        slow_endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        for i in range(10):
+            fire_alert(tenant, title=f"slow {i}")
+        rows = rows_of(slow_endpoint)
+        started = time.monotonic()
+        assert dispatch.process(rows, straggler_wait=0.2) == 10
+        assert stragglers.drain(10)
+        sent = len(hook.requests)
+        assert 1 <= sent < 10
+        # Every send began within the budget, so each ended (answered or timed out) inside the lease.
+        assert max(r["at"] for r in hook.requests) - started < 3 - 1.0
+        states = dict(Delivery.objects.filter(pk__in=rows).values_list("pk", "state"))
+        delivered = [pk for pk in rows if states[pk] == "DELIVERED"]
+        released = [pk for pk in rows if states[pk] != "DELIVERED"]
+        assert len(delivered) == sent and len(released) == 10 - sent
+        for row in Delivery.objects.filter(pk__in=released):
+            assert (row.state, row.attempts, row.claim_token) == ("PENDING", 0, "")
+        assert not DeliveryAttempt.objects.filter(delivery_id__in=released).exists()
+
+        # A later claim sends them, each once: no webhook-id arrives twice.
+        while released:
+            dispatch.process(released, straggler_wait=0.2)
+            assert stragglers.drain(10)
+            released = list(Delivery.objects.filter(pk__in=released).exclude(state="DELIVERED")
+                            .values_list("pk", flat=True))
+        assert len(hook.requests) == 10 and len(set(hook.ids())) == 10
+    assert set(Delivery.objects.filter(pk__in=rows).values_list("attempts", flat=True)) == {1}
+
+
+def test_a_send_that_waited_too_long_for_a_send_thread_is_released_too(net, settings, tenant, monkeypatch):
+    # Ten endpoints, one alert: ten first sends, but one send thread. Those it reaches after the
+    # start budget are released as above; none is sent past its claim's lease.
+    settings.DELIVERY_CLAIM_LEASE_SECONDS = 3
+    settings.WEBHOOK_TIMEOUT_SECONDS = 1.0
+    monkeypatch.setattr(dispatch, "_pool", (os.getpid(), dispatch.SendThreads(1)))
+
+    def slow(n, path, body):
+        time.sleep(0.5)
+        return 200, {}
+
+    with Hook(slow) as hook:
+        for i in range(10):
+            create_endpoint(tenant=tenant, url=f"{hook.url}/{i}", event_types=["alert.triggered"])
+        fire_alert(tenant)
+        rows = list(Delivery.objects.order_by("pk").values_list("pk", flat=True))
+        assert len(rows) == 10
+        started = time.monotonic()
+        dispatch.process(rows, straggler_wait=0.2)
+        assert stragglers.drain(10)
+        sent = len(hook.requests)
+        assert 1 <= sent < 10
+        assert max(r["at"] for r in hook.requests) - started < 3 - 1.0
+    assert Delivery.objects.filter(state="DELIVERED").count() == sent
+    assert Delivery.objects.filter(state="PENDING", attempts=0, claim_token="").count() == 10 - sent
+    assert DeliveryAttempt.objects.count() == sent
