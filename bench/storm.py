@@ -5,8 +5,8 @@
 Database ``ac_storm`` (dropped, created and migrated at every run; BENCH_PG for the server) and
 Redis db 15 (flushed). This machine's PostgreSQL runs with ``autovacuum = off`` (its CI
 configuration); the bench runs ``VACUUM (ANALYZE)`` on its database every 20 s in its place, as
-autovacuum would on a production server (its CPU counts in the PostgreSQL column), and once after
-the warm-up: a server that has been running has statistics of its tables. Without them (a table
+autovacuum would on a production server (its CPU counts in the PostgreSQL column; in the
+``--blackhole`` bracket once in each pause between storms instead), and once after the warm-up: a server that has been running has statistics of its tables. Without them (a table
 the planner has never seen analysed) it guesses that a lookup of 100 keys on an indexed column
 matches half the table, and the first storm's window, delivery and plugin lookups ran as scans of
 their whole tables (pg_stat_user_tables: 1.3 M window rows, 0.5 M deliveries read at N = 10,000).
@@ -190,9 +190,12 @@ class Autovacuum:
     is one of the database's, so its CPU is in the PostgreSQL column."""
 
     def __init__(self) -> None:
+        self.runs = 0
+        self.start()
+
+    def start(self) -> None:
         import threading
 
-        self.runs = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
@@ -214,6 +217,7 @@ class Autovacuum:
             conn.execute("VACUUM (ANALYZE)")
 
     def stop(self) -> None:
+        """Stop the periodic passes (waits for one under way); ``start`` resumes them."""
         self._stop.set()
         self._thread.join()
 
@@ -260,10 +264,16 @@ def seed_hole(url: str) -> None:
 
 
 def settle() -> None:
-    """The pause before each storm of the black-hole bracket: a hole send's timeout and 2 s."""
+    """The pause before each storm of the black-hole bracket: a hole send's timeout and 2 s, with
+    the bench's vacuum pass in it. The periodic pass is stopped over the bracket: one landing
+    inside a storm (every 20 s, whichever storm is running) cost that storm up to a second of
+    PostgreSQL CPU and moved its p99 more than a hole does; now every storm of the bracket starts
+    just vacuumed and none is hit by a pass."""
     from django.conf import settings
 
-    time.sleep(settings.WEBHOOK_TIMEOUT_SECONDS + 2)
+    began = time.monotonic()
+    Autovacuum.once()
+    time.sleep(max(0.0, settings.WEBHOOK_TIMEOUT_SECONDS + 2 - (time.monotonic() - began)))
 
 
 def hole_sends_ended() -> None:
@@ -602,6 +612,7 @@ def main() -> None:
                 results[n]["am"] = alertmanager_peer(n, receiver, arrivals_log, workdir)
         if args.blackhole:
             seed_hole(black_hole())
+            vacuum.stop()  # its passes run in the bracket's pauses instead (settle)
             for n in sizes:
                 # Bracketed by two plain storms of the same N, back to back: the hole's figure is
                 # judged against the spread of plain runs around it, not against one run minutes
@@ -621,6 +632,7 @@ def main() -> None:
                     hole_sends_ended()
                     plain.append(storm(n, url, token, receiver, arrivals_log, procs, prefix=f"p{k}-"))
                 results[n]["hole"], results[n]["plain"] = holes, plain
+            vacuum.start()
         if args.sustained:
             print(f"sustained: {args.rate:,} new alerts/s for {args.seconds:.0f} s ...", flush=True)
             results["sustained"] = sustained(url, token, receiver, args.seconds, args.rate)
