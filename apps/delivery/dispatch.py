@@ -304,9 +304,10 @@ def send_claimed(rows: list[Delivery], *, straggler_wait: float | None = None) -
     if straggler_wait is None:
         wait([f for f, _ in futures])
     else:
-        # Sends to a destination that already has a straggler running are not waited for at all:
-        # a silent receiver costs each process one wait, not one per batch it appears in.
-        suspects = _stragglers().suspects()
+        # Sends to a destination that already has a straggler running, or had a slow one end just
+        # now, are not waited for at all: a silent receiver costs each process one wait, not one
+        # per batch it appears in nor one per timeout.
+        suspects = _stragglers().suspects(slow_after=stragglers.SLOW_FACTOR * straggler_wait)
         _wait_for_batch([f for f, d in futures if destination(d) not in suspects], straggler_wait, started)
     done = {f for f, _ in futures if f.done()}
     late = {f for f, _ in futures} - done

@@ -44,6 +44,9 @@ class Stragglers:
         self._lock = threading.Condition()
         self._waiting: dict[Future, tuple[str, float]] = {}  # future -> (destination, monotonic start)
         self._held: dict[str, int] = {}
+        # destination -> (monotonic end, seconds it ran) of its last straggler to end: one that ran
+        # long (a receiver gone silent) leaves its destination a suspect for as long again.
+        self._ended: dict[str, tuple[float, float]] = {}
         self._close_asked = False
         self._thread = threading.Thread(target=self._run, name="deliver-stragglers", daemon=True)
         self._thread.start()
@@ -57,10 +60,16 @@ class Stragglers:
                 self._held[key] = self._held.get(key, 0) + 1
             self._lock.notify_all()
 
-    def suspects(self) -> set[str]:
-        """Destinations with a straggler still running: a batch does not wait for its sends to them."""
+    def suspects(self, slow_after: float = float("inf")) -> set[str]:
+        """Destinations with a straggler still running, or whose last straggler ran ``slow_after``
+        seconds or more and ended less than that long ago: a batch does not wait for its sends to
+        them. Without the second, the first batch for a silent receiver after its sends timed out
+        (the sweeper's chunk of its put-back rows, say) waited out the whole straggler wait for
+        sends none of which could finish, a worker process idle each time."""
+        now = time.monotonic()
         with self._lock:
-            return set(self._held)
+            recent = {key for key, (ended, ran) in self._ended.items() if ran >= slow_after and now < ended + ran}
+            return set(self._held) | recent
 
     def held(self, key: str) -> int:
         with self._lock:
@@ -111,8 +120,14 @@ class Stragglers:
                 continue
             time.sleep(GATHER_SECONDS)  # record what finishes together in one transaction
             done = [f for f in pending if f.done()]
+            ended = time.monotonic()
             with self._lock:
-                keys = [self._waiting.pop(f)[0] for f in done]
+                keys = []
+                for f in done:
+                    key, started = self._waiting.pop(f)
+                    keys.append(key)
+                    self._ended[key] = (ended, ended - started)
+                self._ended = {k: v for k, v in self._ended.items() if ended < v[0] + v[1]}  # the expired go
             try:
                 close_old_connections()
                 self._record([f.result() for f in done])  # send() never raises: a result each

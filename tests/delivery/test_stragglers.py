@@ -153,6 +153,25 @@ def test_sends_to_a_destination_with_a_straggler_running_are_not_waited_for(net,
     assert set(Delivery.objects.filter(endpoint=dead).values_list("attempts", flat=True)) == {1}
 
 
+def test_a_destination_whose_sends_just_timed_out_is_not_waited_for_again(net, settings, tenant):
+    settings.DELIVERY_STRAGGLERS_PER_DESTINATION = 5  # not held back here: only the wait is under test
+    with BlackHole() as hole:
+        dead, _ = create_endpoint(tenant=tenant, url=hole.url, event_types=["alert.triggered"])
+        fire_alert(tenant, title="first")
+        assert dispatch.process(rows_of(dead), straggler_wait=0.5) == 1
+        assert stragglers.drain(TIMEOUT + 10)  # its send timed out and was recorded: nothing running
+        assert dispatch._stragglers().held(f"endpoint:{dead.pk}") == 0
+        # The next batch for it (the sweeper's chunk of its put-back rows, say) does not wait out
+        # the whole straggler wait for sends that cannot finish: that send ran 3 s, slow for a
+        # 0.75 s wait (4 x 0.75 s), and ended less than 3 s ago.
+        fire_alert(tenant, title="second")
+        started = time.monotonic()
+        assert dispatch.process(rows_of(dead)[1:], straggler_wait=0.75) == 1
+        assert time.monotonic() - started < 0.6
+        assert stragglers.drain(TIMEOUT + 10)
+    assert set(Delivery.objects.filter(endpoint=dead).values_list("attempts", flat=True)) == {1}
+
+
 def test_a_batch_keeps_at_most_its_cap_of_sends_in_flight_per_destination(net, settings, tenant, other_tenant):
     settings.DELIVERY_CONCURRENCY_PER_DESTINATION = 3
     in_flight = {"busy": 0, "busy_max": 0}
