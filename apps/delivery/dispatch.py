@@ -403,7 +403,9 @@ def _submit(rows: list[Delivery]) -> list[tuple[Future, Delivery]]:
             future.set_result(Outcome(delivery, clock.now(), unsent=True))
         else:
             try:
-                future.set_result(send(delivery))
+                outcome = send(delivery)
+                future.send_ended = time.monotonic()  # its own duration, for stragglers.suspects
+                future.set_result(outcome)
             except BaseException as exc:  # send itself never raises; a bug shows where the result is read
                 future.set_exception(exc)
         start_next(queue)

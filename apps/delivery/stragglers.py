@@ -124,9 +124,12 @@ class Stragglers:
             with self._lock:
                 keys = []
                 for f in done:
-                    key, started = self._waiting.pop(f)
+                    key, _started = self._waiting.pop(f)
                     keys.append(key)
-                    self._ended[key] = (ended, ended - started)
+                    # The send's own duration (``dispatch._submit`` dates it), not since its batch
+                    # began: a healthy send that merely waited to be recorded is not slow.
+                    ran = getattr(f, "send_ended", 0.0) - getattr(f, "send_started", 0.0)
+                    self._ended[key] = (ended, ran)
                 self._ended = {k: v for k, v in self._ended.items() if ended < v[0] + v[1]}  # the expired go
             try:
                 close_old_connections()
