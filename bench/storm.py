@@ -6,8 +6,9 @@ Database ``ac_storm`` (dropped, created and migrated at every run; BENCH_PG for 
 Redis db 15 (flushed). This machine's PostgreSQL runs with ``autovacuum = off`` (its CI
 configuration); the bench runs ``VACUUM (ANALYZE)`` on its database every 20 s in its place, as
 autovacuum would on a production server (its CPU counts in the PostgreSQL column; in the
-``--blackhole`` bracket once in each pause between storms instead), and once after the warm-up: a server that has been running has statistics of its tables. Without them (a table
-the planner has never seen analysed) it guesses that a lookup of 100 keys on an indexed column
+``--blackhole`` bracket once in each pause between storms instead), and once after the warm-up:
+a server that has been running has statistics of its tables. Without them (a table the planner
+has never seen analysed) it guesses that a lookup of 100 keys on an indexed column
 matches half the table, and the first storm's window, delivery and plugin lookups ran as scans of
 their whole tables (pg_stat_user_tables: 1.3 M window rows, 0.5 M deliveries read at N = 10,000).
 

@@ -480,7 +480,7 @@ def _record(outcomes: list[Outcome]) -> None:
     unsent = [(o.delivery, clock.now()) for o in outcomes if o.unsent]
     if unsent:
         _put_back(unsent)
-        logger.warning("deliveries released unsent: queued too long behind their destination's sends",
+        logger.warning("deliveries released unsent: started now, they could outlast their claim",
                        extra={"count": len(unsent), "destinations": sorted({destination(d) for d, _ in unsent})})
         outcomes = [o for o in outcomes if not o.unsent]
         if not outcomes:
