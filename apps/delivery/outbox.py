@@ -226,20 +226,27 @@ def notify(notifications: Sequence[Notification], *,
         bulk_insert(rows)
     to_ring = [r.pk for r in rows if r.state != DeliveryState.SENDING]  # the claimed ones go out from here
     reports = []
+    downgraded: dict[str, list[tuple[Delivery, Notification]]] = {}  # by what is downgraded
     for n, mine in plan:
-        downgraded = [r for r in mine if r.downgraded_at]
-        if downgraded:
-            what = "webhook endpoint" if downgraded[0].channel == Channel.WEBHOOK else f"{downgraded[0].channel} channel"
-            to_ring += [f.pk for f in create_fallbacks_for(
-                downgraded[0], notification=n, now=now, reason=f"your {what} is downgraded after repeated failures")]
+        first = next((r for r in mine if r.downgraded_at), None)
+        if first is not None:
+            downgraded.setdefault(what_failed(first), []).append((first, n))
         counted = [r for r in mine if r.event_type in NOTIFY_EVENTS]
         if counted:
             reports.append(DeliveryReport(n.alert_id, {
                 "event_type": n.event_type, "endpoints": [r.endpoint_id for r in counted if r.endpoint_id],
                 "channels": [r.notification_channel_id for r in counted if r.notification_channel_id],
                 "delivery_ids": [r.pk for r in counted]}, rows_state=states_of(mine).get(n.alert_id)))
+    for what, pairs in downgraded.items():
+        to_ring += [f.pk for f in create_fallbacks_for_many(
+            pairs, now=now, reason=f"your {what} is downgraded after repeated failures")]
     ring(to_ring)
     return reports
+
+
+def what_failed(row: Delivery) -> str:
+    """What failed, as a fallback message names it."""
+    return "webhook endpoint" if row.channel == Channel.WEBHOOK else f"{row.channel} channel"
 
 
 def _webhook_rows(n: Notification, targets: list[WebhookEndpoint], now: datetime) -> list[Delivery]:
@@ -292,29 +299,50 @@ def _channel_rows(n: Notification, route: routing.Route, routes: policies.Routin
 
 
 def create_fallbacks_for(row: Delivery, *, notification: Notification, now: datetime, reason: str) -> list[Delivery]:
-    """The fallback of a downgraded row: its policy's fallback channels, else the tenant's email/SMS
-    contacts (``create_fallbacks``). The caller rings the doorbell."""
-    if not row.fallback_channels:
-        return create_fallbacks(notification=notification, source=row, now=now, reason=reason)
+    """The fallback of one downgraded row (``create_fallbacks_for_many``). The caller rings the doorbell."""
+    return create_fallbacks_for_many([(row, notification)], now=now, reason=reason)
+
+
+def create_fallbacks_for_many(downgraded: Sequence[tuple[Delivery, Notification]], *, now: datetime,
+                              reason: str) -> list[Delivery]:
+    """The fallbacks of downgraded rows, each with the notification it carried: the row's policy
+    fallback channels (enabled, of its tenant), else its tenant's email/SMS contacts.
+
+    One read of the channels, one of the contacts and one INSERT for the whole list, and one warning
+    per tenant left without any: a storm's alerts to a downgraded endpoint cost its batch a constant
+    number of queries, not three per alert. The caller rings the doorbell."""
     from .transports import channels as channel_kinds
 
-    payload = notification.payload
-    out = []
-    for channel in NotificationChannel.objects.filter(pk__in=row.fallback_channels, tenant_id=row.tenant_id,
-                                                      enabled=True).order_by("pk"):
-        request = channel_kinds.render(channel.kind, notification.event_type, payload,
-                                       templates=channel.templates or None)
-        if request is None:
-            continue
-        out.append(Delivery(
-            tenant_id=row.tenant_id, alert_id=row.alert_id, source=row, channel=channel.kind,
-            notification_channel=channel, event_type=notification.event_type, msg_id=new_msg_id(),
-            body=request.encode(), payload=notification.payload_json, plugin_id=row.plugin_id,
-            next_attempt_at=now, created_at=now, expires_at=expires(now)))
-    if not out:
-        logger.warning("no enabled fallback channel", extra={"alert_id": row.alert_id, "tenant_id": row.tenant_id})
-        return create_fallbacks(notification=notification, source=row, now=now, reason=reason)
-    Delivery.objects.bulk_create(out)
+    wanted = {pk for row, _ in downgraded for pk in row.fallback_channels or ()}
+    enabled = ({c.pk: c for c in NotificationChannel.objects.filter(pk__in=wanted, enabled=True)}
+               if wanted else {})
+    out: list[Delivery] = []
+    to_contacts: list[tuple[Notification, Delivery]] = []
+    unrouted: dict[int, list[int | None]] = {}
+    for row, n in downgraded:
+        mine = []
+        for pk in sorted(row.fallback_channels or ()):
+            channel = enabled.get(pk)
+            if channel is None or channel.tenant_id != row.tenant_id:
+                continue
+            request = channel_kinds.render(channel.kind, n.event_type, n.payload, templates=channel.templates or None)
+            if request is None:
+                continue
+            mine.append(Delivery(
+                tenant_id=row.tenant_id, alert_id=row.alert_id, source=row, channel=channel.kind,
+                notification_channel=channel, event_type=n.event_type, msg_id=new_msg_id(),
+                body=request.encode(), payload=n.payload_json, plugin_id=row.plugin_id,
+                next_attempt_at=now, created_at=now, expires_at=expires(now)))
+        if row.fallback_channels and not mine:
+            unrouted.setdefault(row.tenant_id, []).append(row.alert_id)
+        if mine:
+            out += mine
+        else:
+            to_contacts.append((n, row))
+    _warn_per_tenant("no enabled fallback channel", unrouted)
+    out += _contact_fallbacks(to_contacts, now=now, reason=reason, channels=(Channel.EMAIL, Channel.SMS))
+    if out:
+        Delivery.objects.bulk_create(out)
     return out
 
 
@@ -325,30 +353,53 @@ def create_fallbacks(*, notification: Notification, source: Delivery | None, now
     Returns the rows (possibly none: a tenant without contacts is logged, not an error). The caller
     rings the doorbell. Bodies are rendered now from the notification's payload and frozen.
     """
-    n = notification
-    contacts: dict[str, list[str]] = {}
-    for kind, value in FallbackContact.objects.filter(tenant_id=n.tenant_id, active=True,
-                                                       kind__in=channels).values_list("kind", "value"):
-        contacts.setdefault(kind, []).append(value)
-    rows = []
-    payload = n.payload
-    for channel in channels:
-        if not contacts.get(channel):
-            continue
-        fields = (messages.alert_email(payload, reason=reason) if channel == Channel.EMAIL
-                  else messages.alert_sms(payload))
-        rows.append(Delivery(
-            tenant_id=n.tenant_id, alert_id=n.alert_id, source=source, channel=channel,
-            event_type=n.event_type, msg_id=new_msg_id(), body=messages.encode(fields),
-            recipients=sorted(contacts[channel]), plugin_id=n.plugin_id, next_attempt_at=now,
-            created_at=now, expires_at=expires(now),
-        ))
-    if not rows:
-        logger.warning("no active fallback contact", extra={"alert_id": n.alert_id, "tenant_id": n.tenant_id,
-                                                            "channel": ",".join(channels)})
-        return []
-    Delivery.objects.bulk_create(rows)
+    rows = _contact_fallbacks([(notification, source)], now=now, reason=reason, channels=channels)
+    if rows:
+        Delivery.objects.bulk_create(rows)
     return rows
+
+
+def _contact_fallbacks(wanted: Sequence[tuple[Notification, Delivery | None]], *, now: datetime, reason: str,
+                       channels: tuple[str, ...]) -> list[Delivery]:
+    """Unsaved rows: per notification, one per channel with active contacts of its tenant (one read
+    for all tenants); a warning per tenant without any."""
+    if not wanted:
+        return []
+    contacts: dict[tuple[int, str], list[str]] = {}
+    for tenant_id, kind, value in FallbackContact.objects.filter(
+            tenant_id__in={n.tenant_id for n, _ in wanted}, active=True,
+            kind__in=channels).values_list("tenant_id", "kind", "value"):
+        contacts.setdefault((tenant_id, kind), []).append(value)
+    rows: list[Delivery] = []
+    missing: dict[int, list[int | None]] = {}
+    for n, source in wanted:
+        payload = n.payload
+        mine = []
+        for channel in channels:
+            recipients = contacts.get((n.tenant_id, channel))
+            if not recipients:
+                continue
+            fields = (messages.alert_email(payload, reason=reason) if channel == Channel.EMAIL
+                      else messages.alert_sms(payload))
+            mine.append(Delivery(
+                tenant_id=n.tenant_id, alert_id=n.alert_id, source=source, channel=channel,
+                event_type=n.event_type, msg_id=new_msg_id(), body=messages.encode(fields),
+                recipients=sorted(recipients), plugin_id=n.plugin_id, next_attempt_at=now,
+                created_at=now, expires_at=expires(now),
+            ))
+        if not mine:
+            missing.setdefault(n.tenant_id, []).append(n.alert_id)
+        rows += mine
+    _warn_per_tenant("no active fallback contact", missing, channel=",".join(channels))
+    return rows
+
+
+def _warn_per_tenant(message: str, alerts_by_tenant: dict[int, list[int | None]], **extra: str) -> None:
+    """One warning per tenant (not per alert: a storm to a downgraded endpoint would log thousands),
+    naming how many alerts and the first few."""
+    for tenant_id, alert_ids in alerts_by_tenant.items():
+        logger.warning(message, extra={"tenant_id": tenant_id, "alert_id": alert_ids[0], "alerts": len(alert_ids),
+                                       "alert_ids": alert_ids[:20], **extra})
 
 
 def notification_of(delivery: Delivery) -> Notification:

@@ -72,6 +72,7 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
         counted = [o for o in outcomes if not o.ok or o.delivery.pk in held_ok]
         after = {**_replay_endpoints(counted, now), **_replay_channels(counted, now)}
         reports: dict[int, DeliveryReport] = {}  # per alert, the batch's last word
+        downgraded: list[Delivery] = []
         for i, (o, n) in enumerate(zip(outcomes, numbers)):
             d = o.delivery
             detail = None
@@ -80,11 +81,12 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
                     d.state = states[i] = DeliveryState.DELIVERED
                     detail = {"channel": d.channel, "attempt": n, "status_code": o.status_code}
             else:
-                states[i], detail = _failed(d, o, n, now, after.get(id(o)))
+                states[i], detail = _failed(d, o, n, now, after.get(id(o)), downgraded)
             if detail is not None and state.counts(d):
                 reports[d.alert_id] = DeliveryReport(d.alert_id, {
                     "delivery_id": d.pk, "endpoint_id": d.endpoint_id, "event_type": d.event_type,
                     **({"channel_id": d.notification_channel_id} if d.notification_channel_id else {}), **detail})
+        _send_fallbacks(downgraded, now)
         feedback.report(list(reports.values()))
         # The live stream: every delivery whose outcome was recorded (not those whose claim was lost).
         stream.append_many([(o.delivery.tenant_id, StreamEventType.DELIVERY_UPDATED, o.delivery.alert_id,
@@ -219,10 +221,12 @@ def _replay_channels(outcomes: list[Outcome], now: datetime) -> dict[int, Notifi
 
 
 def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
-            destination: WebhookEndpoint | NotificationChannel | None) -> tuple[str, dict | None]:
+            destination: WebhookEndpoint | NotificationChannel | None,
+            downgraded: list[Delivery]) -> tuple[str, dict | None]:
     """The failure policy for one delivery; returns (new state or "" if the claim was lost, the
     detail to report for the alert's state or None). ``destination`` is the endpoint or channel as
-    it stood after this failure (a downgraded one sends the alert to fallback at once)."""
+    it stood after this failure (a downgraded one sends the alert to fallback at once). A row
+    downgraded now joins ``downgraded``, whose fallbacks the batch writes together."""
     err = outcome.error
     final = err.permanent
     next_at = None
@@ -248,20 +252,22 @@ def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
         return "", None
     d.state, d.downgraded_at = new_state, downgraded_at
     if downgrade:
-        _send_fallback(d, now)
+        downgraded.append(d)
     if final or downgrade:
         return new_state, {"channel": d.channel, "attempt": number, "status_code": err.status_code,
                            "error": err.message[:300]}
     return new_state, None
 
 
-def _send_fallback(d: Delivery, now: datetime) -> None:
-    """The policy's fallback channels, or email + SMS to the tenant's contacts, with what the failing
-    destination should have carried (rendered from what the row froze)."""
-    what = "webhook endpoint" if d.channel == Channel.WEBHOOK else f"{d.channel} channel"
-    rows = outbox.create_fallbacks_for(d, notification=outbox.notification_of(d), now=now,
-                                       reason=f"your {what} did not accept this alert")
-    outbox.ring(r.pk for r in rows)
+def _send_fallbacks(downgraded: list[Delivery], now: datetime) -> None:
+    """The policies' fallback channels, or email + SMS to the tenants' contacts, with what each failing
+    destination should have carried (rendered from what the row froze): one write for the batch."""
+    by_what: dict[str, list] = {}
+    for d in downgraded:
+        by_what.setdefault(outbox.what_failed(d), []).append((d, outbox.notification_of(d)))
+    for what, pairs in by_what.items():
+        rows = outbox.create_fallbacks_for_many(pairs, now=now, reason=f"your {what} did not accept this alert")
+        outbox.ring(r.pk for r in rows)
 
 
 def _log(outcome: Outcome, number: int, new_state: str) -> None:
