@@ -19,5 +19,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        set_fillfactor("alerts_alert", 70),
+        set_fillfactor("alerts_alert", 70, previous=85),  # 0006 set 85
     ]

@@ -35,5 +35,5 @@ class Migration(migrations.Migration):
             model_name='windowstate',
             constraint=models.UniqueConstraint(fields=('group_hash', 'rule_key', 'tenant'), name='window_state_unique'),
         ),
-        set_fillfactor("rules_windowstate", 50),
+        set_fillfactor("rules_windowstate", 50, previous=80),  # 0007 set 80
     ]
