@@ -321,11 +321,12 @@ def create_fallbacks_for_many(downgraded: Sequence[tuple[Delivery, Notification]
     unrouted: dict[int, list[int | None]] = {}
     for row, n in downgraded:
         mine = []
+        payload = n.payload if row.fallback_channels else None  # parsed once per alert
         for pk in sorted(row.fallback_channels or ()):
             channel = enabled.get(pk)
             if channel is None or channel.tenant_id != row.tenant_id:
                 continue
-            request = channel_kinds.render(channel.kind, n.event_type, n.payload, templates=channel.templates or None)
+            request = channel_kinds.render(channel.kind, n.event_type, payload, templates=channel.templates or None)
             if request is None:
                 continue
             mine.append(Delivery(
