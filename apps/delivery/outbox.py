@@ -162,14 +162,19 @@ class _Handover:
         self.collected.rows.extend(self.rows)
 
 
+def behind_breaker(row: Delivery) -> bool:
+    """A new row for a downgraded webhook endpoint: neither claimed as written nor rung. It waits
+    for the sweeper's probes (``dispatch.probes``), its fallback sent at once."""
+    return row.channel == Channel.WEBHOOK and row.endpoint_id is not None and row.endpoint.downgraded_at is not None
+
+
 def _claim_as_written(rows: list[Delivery]) -> None:
-    """Inside ``first_attempts_here``: the webhook rows due now (PENDING, or DOWNGRADED: their
-    endpoint is failing and they go to fallback at once, but the webhook is still tried), marked
-    claimed before they are written (the others are rung); nothing elsewhere."""
+    """Inside ``first_attempts_here``: the webhook rows due now, except those behind a breaker,
+    marked claimed before they are written (the others are rung); nothing elsewhere."""
     collected = _first_attempts.get()
     if collected is None:
         return
-    claimed = [r for r in rows if r.channel == Channel.WEBHOOK and r.state in DUE_STATES]
+    claimed = [r for r in rows if r.channel == Channel.WEBHOOK and r.state in DUE_STATES and not behind_breaker(r)]
     if claimed:
         claimed_at = fastpath.database_now()
         for r in claimed:
@@ -224,7 +229,8 @@ def notify(notifications: Sequence[Notification], *,
     _claim_as_written(rows)
     if rows:
         bulk_insert(rows)
-    to_ring = [r.pk for r in rows if r.state != DeliveryState.SENDING]  # the claimed ones go out from here
+    # The claimed ones go out from here; those behind a breaker wait for its probes.
+    to_ring = [r.pk for r in rows if r.state != DeliveryState.SENDING and not behind_breaker(r)]
     reports = []
     downgraded: dict[str, list[tuple[Delivery, Notification]]] = {}  # by what is downgraded
     for n, mine in plan:

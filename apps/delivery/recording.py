@@ -31,7 +31,7 @@ from apps.stream.models import StreamEventType
 from . import backoff, fastpath, feedback, outbox, state
 from .dispatch import Outcome
 from .feedback import DeliveryReport
-from .models import Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
+from .models import DUE_STATES, Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
 
 logger = logging.getLogger("apps.delivery")
 
@@ -156,6 +156,7 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
         ep.save(update_fields=["failure_streak", "downgraded_at", "enabled", "disabled_reason", "updated_at"])
         if restored and ep.downgraded_at is None:
             audit("webhook.restored", target=ep, tenant=ep.tenant_id, data={"url": ep.url})
+            _release_waiting(ep, now)
             outbox.create_notice(
                 tenant_id=ep.tenant_id, event_type="webhook.restored", subject="Webhook endpoint restored",
                 text=f"Your webhook endpoint {ep.url} accepts alerts again; alerts go to it as usual.")
@@ -169,6 +170,17 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
             audit("webhook.downgraded", target=ep, tenant=ep.tenant_id,
                   data={"url": ep.url, "failure_streak": ep.failure_streak, "error": downgraded.message[:300]})
     return after
+
+
+# The waiting rows a restored endpoint's recording rings at once; more wait for the sweeper.
+RELEASE_ON_RESTORE = 500
+
+
+def _release_waiting(ep: WebhookEndpoint, now: datetime) -> None:
+    """Ring the due rows that waited behind the endpoint's breaker (``dispatch.probes``): the oldest
+    first, on commit, with the restore."""
+    outbox.ring(Delivery.objects.filter(endpoint_id=ep.pk, state__in=DUE_STATES, next_attempt_at__lte=now)
+                .order_by("next_attempt_at").values_list("pk", flat=True)[:RELEASE_ON_RESTORE])
 
 
 def _replay_channels(outcomes: list[Outcome], now: datetime) -> dict[int, NotificationChannel]:

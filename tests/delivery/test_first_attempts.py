@@ -74,7 +74,7 @@ def test_rows_are_written_claimed_and_handed_over_only_when_their_transaction_co
     assert Delivery.objects.count() == 1 and deliver_tasks_enqueued == []  # nor rung
 
 
-def test_a_downgraded_endpoint_s_row_is_written_claimed_too_and_its_fallback_rung(tenant, deliver_tasks_enqueued):
+def test_a_downgraded_endpoint_s_row_waits_for_its_probe_and_its_fallback_is_rung(tenant, deliver_tasks_enqueued):
     from apps.tenants.models import FallbackContact
 
     FallbackContact.objects.create(tenant=tenant, kind="email", value="ops@acme.test")
@@ -85,10 +85,12 @@ def test_a_downgraded_endpoint_s_row_is_written_claimed_too_and_its_fallback_run
         alert = fire_alert(tenant)
     webhook = Delivery.objects.get(endpoint=endpoint)
     email = Delivery.objects.get(channel="email")
-    # The webhook is still tried, by this task (no deliver task for it); the fallback goes out at once.
-    assert (webhook.state, webhook.claim_token) == (DeliveryState.SENDING, first.claim_token)
-    assert webhook.downgraded_at is not None and [r.pk for r in first.rows] == [webhook.pk]
+    # The fallback goes out at once; the webhook row waits, neither claimed nor rung, for the
+    # sweeper's probe of its endpoint (tests/delivery/test_breaker.py).
+    assert (webhook.state, webhook.claim_token, webhook.attempts) == (DeliveryState.DOWNGRADED, "", 0)
+    assert webhook.downgraded_at is not None and first.rows == []
     assert deliver_tasks_enqueued == [[email.pk]]
+    assert dispatch.sweep() == {"claimed": 1, "stuck": 0} and deliver_tasks_enqueued[-1] == [webhook.pk]
     assert Alert.objects.get(pk=alert.pk).delivery_state == DeliveryState.DOWNGRADED
 
 
