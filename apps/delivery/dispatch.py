@@ -32,12 +32,12 @@ from queue import SimpleQueue
 
 from django.conf import settings
 from django.db import OperationalError, connection
-from django.db.models import Count, Q
+from django.db.models import Q
 from django.db.models.functions import Now
 
 from apps.core import clock, ratelimit
 
-from . import fastpath, messages, stragglers
+from . import breaker, fastpath, messages, stragglers
 from .crypto import CryptoError
 from .models import DUE_STATES, Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
 from .secrets import active_secrets, channel_secrets
@@ -110,7 +110,11 @@ def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:
                                 | Q(attempts__gt=0, next_attempt_at__lte=now), state__in=DUE_STATES)
         .filter(Q(endpoint__isnull=True) | Q(endpoint__downgraded_at__isnull=True) | Q(endpoint__enabled=False))
         .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    due += probes(now)
+    # Downgraded endpoints: the rows above leave them out; they get probes, not every row.
+    downgraded = breaker.downgraded_endpoints()
+    if downgraded:
+        breaker.upkeep(downgraded, now)
+        due += breaker.probes(downgraded, now)
     stuck = list(Delivery.objects.filter(lease_expired_q()).values_list("pk", flat=True)[:limit])
     if not due and not stuck:
         return {"claimed": 0, "stuck": 0}
@@ -123,29 +127,6 @@ def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:
     if stuck:
         logger.warning("reclaimed deliveries whose sender vanished", extra={"count": len(stuck)})
     return {"claimed": len(ids), "stuck": len(stuck)}
-
-
-def probes(now: datetime) -> list[int]:
-    """The due rows the sweeper may send to downgraded webhook endpoints now: the oldest, up to
-    DELIVERY_DOWNGRADED_IN_FLIGHT per endpoint counting its sends in flight (the circuit breaker's
-    half-open state). Their other rows wait unsent, their fallback sent already, until one of these
-    succeeds: the endpoint is then restored and its waiting rows rung (``recording``). Trying them
-    all instead kept a send thread per row busy for a whole timeout when the receiver is silent, and
-    put back and claimed again every 2 s the rows no thread was free for (bench/storm.py
-    --blackhole). Costs one query on the endpoints when none is downgraded."""
-    downgraded = list(WebhookEndpoint.objects.filter(downgraded_at__isnull=False, enabled=True)
-                      .values_list("pk", flat=True))
-    if not downgraded:
-        return []
-    in_flight = dict(Delivery.objects.filter(endpoint_id__in=downgraded, state=DeliveryState.SENDING)
-                     .order_by().values("endpoint_id").annotate(n=Count("pk")).values_list("endpoint_id", "n"))
-    out: list[int] = []
-    for endpoint_id in downgraded:
-        room = settings.DELIVERY_DOWNGRADED_IN_FLIGHT - in_flight.get(endpoint_id, 0)
-        if room > 0:
-            out += Delivery.objects.filter(endpoint_id=endpoint_id, state__in=DUE_STATES, next_attempt_at__lte=now) \
-                .order_by("next_attempt_at").values_list("pk", flat=True)[:room]
-    return out
 
 
 @dataclass

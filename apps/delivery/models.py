@@ -200,6 +200,9 @@ class Delivery(models.Model):
             models.Index(fields=["next_attempt_at"], name="delivery_due",
                          condition=Q(state__in=["PENDING", "DOWNGRADED"])),
             models.Index(fields=["claimed_at"], name="delivery_sending", condition=Q(state="SENDING")),
+            # A downgraded endpoint's waiting rows (apps.delivery.breaker): its probes, upkeep, release.
+            models.Index(fields=["endpoint", "next_attempt_at"], name="delivery_endpoint_due",
+                         condition=Q(state__in=["PENDING", "DOWNGRADED"])),
             models.Index(fields=["alert", "created_at"], name="delivery_alert"),
             models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_recent"),
             models.Index(fields=["tenant", "created_at"], name="delivery_tenant_created"),

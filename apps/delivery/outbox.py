@@ -164,7 +164,7 @@ class _Handover:
 
 def behind_breaker(row: Delivery) -> bool:
     """A new row for a downgraded webhook endpoint: neither claimed as written nor rung. It waits
-    for the sweeper's probes (``dispatch.probes``), its fallback sent at once."""
+    for the sweeper's probes (``breaker``), its fallback sent at once."""
     return row.channel == Channel.WEBHOOK and row.endpoint_id is not None and row.endpoint.downgraded_at is not None
 
 

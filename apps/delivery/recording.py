@@ -3,11 +3,13 @@
 All in one transaction per batch of outcomes (``record_outcomes``). Policy (DESIGN 3.5, 3.6):
 
 * success -> DELIVERED (also after a downgrade: a late success counts); the endpoint's streak goes
-  to 0 and a downgraded endpoint is restored (audited, tenant told by email);
+  to 0 and a downgraded endpoint is restored (audited, tenant told by email) and the rows that
+  waited behind its breaker (``breaker``) are rung;
 * failure -> next attempt on the tenant's schedule (or DELIVERY_RETRY_SCHEDULE), ``Retry-After``
   honoured; the endpoint's streak + 1; at DELIVERY_DOWNGRADE_AFTER_FAILURES consecutive failures the
   endpoint is downgraded, and a notifying delivery that has failed that often (or whose endpoint is
-  downgraded) goes out by fallback email + SMS and becomes DOWNGRADED, still retried;
+  downgraded) goes out by fallback email + SMS and becomes DOWNGRADED, still retried (one probe
+  at a time while its endpoint is downgraded);
 * permanent failure (410, endpoint deleted/disabled, URL now refused) or past ``expires_at`` ->
   FAILED, after sending the fallback if it was never sent (the alert must reach the tenant);
   410 also disables the endpoint (audited, tenant told by email);
@@ -28,10 +30,10 @@ from apps.core.vocabulary import NOTIFY_EVENTS
 from apps.stream import services as stream
 from apps.stream.models import StreamEventType
 
-from . import backoff, fastpath, feedback, outbox, state
+from . import backoff, breaker, fastpath, feedback, outbox, state
 from .dispatch import Outcome
 from .feedback import DeliveryReport
-from .models import DUE_STATES, Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
+from .models import Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
 
 logger = logging.getLogger("apps.delivery")
 
@@ -86,7 +88,7 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
                 reports[d.alert_id] = DeliveryReport(d.alert_id, {
                     "delivery_id": d.pk, "endpoint_id": d.endpoint_id, "event_type": d.event_type,
                     **({"channel_id": d.notification_channel_id} if d.notification_channel_id else {}), **detail})
-        _send_fallbacks(downgraded, now)
+        send_fallbacks(downgraded, now)
         feedback.report(list(reports.values()))
         # The live stream: every delivery whose outcome was recorded (not those whose claim was lost).
         stream.append_many([(o.delivery.tenant_id, StreamEventType.DELIVERY_UPDATED, o.delivery.alert_id,
@@ -156,7 +158,7 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
         ep.save(update_fields=["failure_streak", "downgraded_at", "enabled", "disabled_reason", "updated_at"])
         if restored and ep.downgraded_at is None:
             audit("webhook.restored", target=ep, tenant=ep.tenant_id, data={"url": ep.url})
-            _release_waiting(ep, now)
+            breaker.release(ep, now)
             outbox.create_notice(
                 tenant_id=ep.tenant_id, event_type="webhook.restored", subject="Webhook endpoint restored",
                 text=f"Your webhook endpoint {ep.url} accepts alerts again; alerts go to it as usual.")
@@ -170,17 +172,6 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
             audit("webhook.downgraded", target=ep, tenant=ep.tenant_id,
                   data={"url": ep.url, "failure_streak": ep.failure_streak, "error": downgraded.message[:300]})
     return after
-
-
-# The waiting rows a restored endpoint's recording rings at once; more wait for the sweeper.
-RELEASE_ON_RESTORE = 500
-
-
-def _release_waiting(ep: WebhookEndpoint, now: datetime) -> None:
-    """Ring the due rows that waited behind the endpoint's breaker (``dispatch.probes``): the oldest
-    first, on commit, with the restore."""
-    outbox.ring(Delivery.objects.filter(endpoint_id=ep.pk, state__in=DUE_STATES, next_attempt_at__lte=now)
-                .order_by("next_attempt_at").values_list("pk", flat=True)[:RELEASE_ON_RESTORE])
 
 
 def _replay_channels(outcomes: list[Outcome], now: datetime) -> dict[int, NotificationChannel]:
@@ -271,7 +262,7 @@ def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
     return new_state, None
 
 
-def _send_fallbacks(downgraded: list[Delivery], now: datetime) -> None:
+def send_fallbacks(downgraded: list[Delivery], now: datetime) -> None:
     """The policies' fallback channels, or email + SMS to the tenants' contacts, with what each failing
     destination should have carried (rendered from what the row froze): one write for the batch."""
     by_what: dict[str, list] = {}

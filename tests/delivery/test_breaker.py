@@ -110,3 +110,50 @@ def test_a_disabled_endpoint_s_rows_are_still_swept_to_their_end(tenant, enqueue
     run(enqueued.pop())
     row.refresh_from_db()
     assert row.state == "FAILED"  # the disabled endpoint's row ends instead of waiting forever
+
+
+def test_rows_still_pending_when_their_endpoint_is_downgraded_get_their_fallback_at_the_next_sweep(
+        tenant, enqueued):
+    from apps.alerts.models import Alert
+    from apps.tenants.models import FallbackContact
+
+    FallbackContact.objects.create(tenant=tenant, kind="email", value="oncall@acme.example")
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    early = [fire_alert(tenant, title=f"early {i}") for i in range(3)]
+    # They failed once or twice before the endpoint was downgraded (by other rows' failures): each
+    # retry is due later than the rows written after the downgrade, so probing in order would reach
+    # them last, their alerts unreached meanwhile.
+    Delivery.objects.filter(alert__in=early).update(state="PENDING", attempts=1,
+                                                    next_attempt_at=timezone.now() + timedelta(seconds=10))
+    downgrade(endpoint)
+    later = [fire_alert(tenant, title=f"later {i}") for i in range(2)]
+    enqueued.clear()
+    dispatch.sweep()
+    for alert in early:
+        row = Delivery.objects.get(alert=alert, channel="webhook")
+        assert (row.state, row.attempts) == ("DOWNGRADED", 1) and row.downgraded_at
+        [fallback] = Delivery.objects.filter(source=row)
+        assert fallback.channel == "email" and fallback.recipients == ["oncall@acme.example"]
+        assert Alert.objects.get(pk=alert.pk).delivery_state == "DOWNGRADED"
+    rung = {pk for ids, _ in enqueued for pk in ids}
+    assert {d.pk for d in Delivery.objects.filter(channel="email", alert__in=early)} <= rung
+    # Each later alert got its own fallback when it was written, once.
+    assert Delivery.objects.filter(channel="email", alert__in=later).count() == 2
+    dispatch.sweep()
+    assert Delivery.objects.filter(channel="email").count() == 5  # nothing sent twice
+
+
+def test_rows_that_waited_past_their_max_age_behind_the_breaker_end_failed(tenant, enqueued):
+    from apps.alerts.models import Alert
+
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    downgrade(endpoint)
+    old, young = fire_alert(tenant, title="old"), fire_alert(tenant, title="young")
+    Delivery.objects.filter(alert=old).update(expires_at=timezone.now() - timedelta(seconds=1),
+                                              next_attempt_at=timezone.now() + timedelta(hours=1))
+    dispatch.sweep()
+    row = Delivery.objects.get(alert=old)
+    assert (row.state, row.next_attempt_at) == ("FAILED", None) and row.finished_at
+    assert "max age" in row.last_error
+    assert Alert.objects.get(pk=old.pk).delivery_state == "FAILED"
+    assert Delivery.objects.get(alert=young).state in ("DOWNGRADED", "SENDING")  # waiting, or the probe
