@@ -22,7 +22,8 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Case, Count, F, TextField, Value, When
+from django.db.models.functions import Concat
 
 from apps.core.vocabulary import NOTIFY_EVENTS
 
@@ -59,40 +60,59 @@ def probes(endpoint_ids: list[int], now: datetime) -> list[int]:
     return out
 
 
+GAVE_UP = "gave up: its endpoint stayed downgraded past the delivery's max age"
+
+
 def upkeep(endpoint_ids: list[int], now: datetime) -> dict[str, int]:
     """Downgrade these endpoints' notifying rows that are still PENDING (their fallback sent) and
-    fail their rows that waited past ``expires_at``; one transaction, one report for the alerts."""
+    fail their rows that waited past ``expires_at`` (downgraded first, if they never were, so the
+    alert is reached: the rule of ``recording._failed``); one transaction, one report for the alerts.
+
+    Locks the endpoints that are still downgraded (a recording may have restored one meanwhile),
+    in pk order and in the mode recording takes, then their rows, skipping the rows a claim holds:
+    the order recording uses, so the two cannot deadlock."""
     if not endpoint_ids:
         return {"downgraded": 0, "expired": 0}
     from .recording import send_fallbacks  # recording imports this module
 
-    waiting = Delivery.objects.filter(endpoint_id__in=endpoint_ids, state__in=DUE_STATES)
     with transaction.atomic():
-        # Locked (skipping rows a claim holds): a row is downgraded or expired once, not twice.
-        late = list(waiting.filter(state=DeliveryState.PENDING, event_type__in=NOTIFY_EVENTS, alert__isnull=False,
-                                   downgraded_at__isnull=True)
-                    .select_for_update(skip_locked=True).order_by("pk")[:CHUNK])
-        expired = list(waiting.filter(expires_at__lte=now).select_for_update(skip_locked=True)
-                       .order_by("pk").only("pk", "alert_id", "endpoint_id", "event_type", "channel")[:CHUNK])
+        still = list(WebhookEndpoint.objects.select_for_update(no_key=True)
+                     .filter(pk__in=endpoint_ids, downgraded_at__isnull=False, enabled=True)
+                     .order_by("pk").values_list("pk", flat=True))
+        waiting = (Delivery.objects.filter(endpoint_id__in=still, state__in=DUE_STATES)
+                   .select_for_update(no_key=True, skip_locked=True).order_by("next_attempt_at"))
+        expired = list(waiting.filter(expires_at__lte=now)[:CHUNK])
+        expired_ids = {d.pk for d in expired}
+        late = [d for d in expired if _undowngraded(d)] + [
+            d for d in waiting.filter(state=DeliveryState.PENDING, event_type__in=NOTIFY_EVENTS,
+                                      alert__isnull=False, downgraded_at__isnull=True)[:CHUNK]
+            if d.pk not in expired_ids]
         if late:
-            Delivery.objects.filter(pk__in=[d.pk for d in late]).update(
+            Delivery.objects.filter(pk__in=[d.pk for d in late], state__in=DUE_STATES).update(
                 state=DeliveryState.DOWNGRADED, downgraded_at=now)
             for d in late:
                 d.state, d.downgraded_at = DeliveryState.DOWNGRADED, now
             send_fallbacks(late, now)
         if expired:
-            Delivery.objects.filter(pk__in=[d.pk for d in expired]).update(
+            Delivery.objects.filter(pk__in=list(expired_ids), state__in=DUE_STATES).update(
                 state=DeliveryState.FAILED, finished_at=now, next_attempt_at=None, claim_token="",
-                last_error="gave up: its endpoint stayed downgraded past the delivery's max age")
+                last_error=Case(When(last_error="", then=Value(GAVE_UP)),
+                                default=Concat(Value(GAVE_UP + "; the last error: "), F("last_error"),
+                                               output_field=TextField()), output_field=TextField()))
         reports = {d.alert_id: DeliveryReport(d.alert_id, {
             "delivery_id": d.pk, "endpoint_id": d.endpoint_id, "event_type": d.event_type, "channel": d.channel,
-            "error": "endpoint downgraded" if d in late else "expired behind a downgraded endpoint"})
+            "error": "expired behind a downgraded endpoint" if d.pk in expired_ids else "endpoint downgraded"})
             for d in late + expired if d.alert_id and d.event_type in NOTIFY_EVENTS}
         feedback.report(list(reports.values()))
     if late or expired:
         logger.warning("downgraded endpoints: waiting deliveries downgraded or expired",
-                       extra={"downgraded": len(late), "expired": len(expired), "endpoints": endpoint_ids[:20]})
+                       extra={"downgraded": len(late), "expired": len(expired), "endpoints": still[:20]})
     return {"downgraded": len(late), "expired": len(expired)}
+
+
+def _undowngraded(d: Delivery) -> bool:
+    """A notifying row whose fallback was never sent."""
+    return d.event_type in NOTIFY_EVENTS and d.alert_id is not None and d.downgraded_at is None
 
 
 def release(endpoint: WebhookEndpoint, now: datetime) -> None:

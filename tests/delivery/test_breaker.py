@@ -16,7 +16,8 @@ from apps.delivery.models import Delivery, WebhookEndpoint
 from apps.delivery.services import create_endpoint
 from tests.delivery.peers import Hook, fire_alert
 
-pytestmark = pytest.mark.django_db(transaction=True)  # the doorbells ring on commit
+# The doorbells ring on commit; the sweep runs on SQLite too (make run).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_databases]
 
 
 @pytest.fixture(autouse=True)
@@ -157,3 +158,45 @@ def test_rows_that_waited_past_their_max_age_behind_the_breaker_end_failed(tenan
     assert "max age" in row.last_error
     assert Alert.objects.get(pk=old.pk).delivery_state == "FAILED"
     assert Delivery.objects.get(alert=young).state in ("DOWNGRADED", "SENDING")  # waiting, or the probe
+
+
+def test_a_row_that_expires_before_it_was_ever_downgraded_gets_its_fallback_first(tenant, enqueued):
+    from apps.tenants.models import FallbackContact
+
+    FallbackContact.objects.create(tenant=tenant, kind="email", value="oncall@acme.example")
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    alert = fire_alert(tenant)
+    Delivery.objects.filter(alert=alert).update(state="PENDING", attempts=2, last_error="HTTP 500",
+                                                expires_at=timezone.now() - timedelta(seconds=1),
+                                                next_attempt_at=timezone.now() + timedelta(minutes=5))
+    downgrade(endpoint)
+    dispatch.sweep()
+    row = Delivery.objects.get(alert=alert, channel="webhook")
+    assert row.state == "FAILED" and row.downgraded_at  # reached by fallback before it gave up
+    assert row.last_error.startswith("gave up") and row.last_error.endswith("the last error: HTTP 500")
+    assert Delivery.objects.filter(source=row, channel="email").count() == 1
+
+
+def test_a_failing_upkeep_does_not_stop_the_sweep_for_other_endpoints(tenant, other_tenant, monkeypatch, enqueued):
+    from apps.delivery import recording
+
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    stuck_behind = fire_alert(tenant)
+    Delivery.objects.filter(alert=stuck_behind).update(state="PENDING", attempts=1,
+                                                       next_attempt_at=timezone.now() + timedelta(minutes=5))
+    downgrade(endpoint)
+    healthy, _ = create_endpoint(tenant=other_tenant, url="http://127.0.0.1:9/other", event_types=["alert.triggered"])
+    fire_alert(other_tenant)
+    retry = Delivery.objects.get(endpoint=healthy)
+    Delivery.objects.filter(pk=retry.pk).update(state="PENDING", attempts=1, next_attempt_at=timezone.now())
+
+    def broken(rows, now):
+        raise ValueError("a frozen body that cannot be rendered")
+
+    working = recording.send_fallbacks
+    monkeypatch.setattr(recording, "send_fallbacks", broken)
+    assert dispatch.sweep()["claimed"] == 1 and enqueued[-1][0] == [retry.pk]
+    assert Delivery.objects.get(alert=stuck_behind).state == "PENDING"  # rolled back, tried again next sweep
+    monkeypatch.setattr(recording, "send_fallbacks", working)
+    dispatch.sweep()
+    assert Delivery.objects.get(alert=stuck_behind).state == "DOWNGRADED"
