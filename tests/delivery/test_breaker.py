@@ -160,12 +160,19 @@ def test_rows_that_waited_past_their_max_age_behind_the_breaker_end_failed(tenan
     assert Delivery.objects.get(alert=young).state in ("DOWNGRADED", "SENDING")  # waiting, or the probe
 
 
-def test_a_row_that_expires_before_it_was_ever_downgraded_gets_its_fallback_first(tenant, enqueued):
+def test_a_row_that_expires_before_it_was_ever_downgraded_gets_its_fallback_first(tenant, monkeypatch, enqueued):
+    from apps.delivery import breaker
     from apps.tenants.models import FallbackContact
 
     FallbackContact.objects.create(tenant=tenant, kind="email", value="oncall@acme.example")
     endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    # One row per sweep: the expired row must not lose its fallback to an older late row that
+    # fills the sweep's share of rows to downgrade.
+    monkeypatch.setattr(breaker, "CHUNK", 1)
+    older = fire_alert(tenant, title="older, not expired")
     alert = fire_alert(tenant)
+    Delivery.objects.filter(alert=older).update(state="PENDING", attempts=1,
+                                                next_attempt_at=timezone.now() + timedelta(minutes=1))
     Delivery.objects.filter(alert=alert).update(state="PENDING", attempts=2, last_error="HTTP 500",
                                                 expires_at=timezone.now() - timedelta(seconds=1),
                                                 next_attempt_at=timezone.now() + timedelta(minutes=5))
