@@ -304,11 +304,6 @@ def _channel_rows(n: Notification, route: routing.Route, routes: policies.Routin
     return out
 
 
-def create_fallbacks_for(row: Delivery, *, notification: Notification, now: datetime, reason: str) -> list[Delivery]:
-    """The fallback of one downgraded row (``create_fallbacks_for_many``). The caller rings the doorbell."""
-    return create_fallbacks_for_many([(row, notification)], now=now, reason=reason)
-
-
 def create_fallbacks_for_many(downgraded: Sequence[tuple[Delivery, Notification]], *, now: datetime,
                               reason: str) -> list[Delivery]:
     """The fallbacks of downgraded rows, each with the notification it carried: the row's policy
