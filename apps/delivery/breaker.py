@@ -3,15 +3,22 @@
 While an endpoint is downgraded (DELIVERY_DOWNGRADE_AFTER_FAILURES consecutive failures), its rows
 are not all tried: each would hold a send thread for its whole timeout when the receiver is silent,
 and the rows no thread was free for were put back and claimed again every 2 s for as long as the
-backlog lasted (bench/storm.py --blackhole). Instead:
+backlog lasted (bench/storm.py --blackhole). Instead its rows are **parked**: due state, no
+``next_attempt_at``. The sweeper's due scan (``delivery_due``, ``next_attempt_at <= now``) never
+visits them, so a dead endpoint's backlog (up to DELIVERY_MAX_AGE_SECONDS of alerts) costs the other
+tenants' sweeps nothing (bench/breaker.py). Rows are parked as they are written (``outbox``), when a
+send to the downgraded endpoint fails (``recording``) and by ``upkeep``.
 
-* ``probes``: the sweeper sends it its oldest due rows, DELIVERY_DOWNGRADED_IN_FLIGHT at a time
-  counting its sends in flight (half-open); a failed probe is rescheduled on the retry schedule;
-* ``upkeep``: its notifying rows still PENDING (failed before the downgrade, or put back unsent)
-  are downgraded at once, their fallback sent, as a new alert's would be; its rows that waited past
-  their ``expires_at`` end FAILED (the endpoint failed every probe meanwhile), so an abandoned
-  endpoint's backlog stays bounded by DELIVERY_MAX_AGE_SECONDS;
-* ``release``: the success that restores it rings its due rows (``recording``).
+* ``probes``: the sweeper sends it parked rows, DELIVERY_DOWNGRADED_IN_FLIGHT at a time counting its
+  sends in flight (half-open), the least tried first, then the oldest: round robin, so one row the
+  receiver rejects cannot keep the breaker open; a failed probe is parked again;
+* ``upkeep``: its rows not parked yet (failed before the downgrade, or put back unsent) are parked,
+  the notifying ones still PENDING downgraded first and their fallback sent, as a new alert's would
+  be; rows that waited past their ``expires_at`` end FAILED (the endpoint failed every probe
+  meanwhile), so an abandoned endpoint's backlog stays bounded by DELIVERY_MAX_AGE_SECONDS; rows
+  parked behind an endpoint that is no longer downgraded (restored, disabled, deleted) are made due,
+  CHUNK per endpoint and sweep, so they reach their end without crowding out other tenants' retries;
+* ``release``: the success that restores it makes due and rings its oldest waiting rows.
 
 New rows of a downgraded endpoint are neither sent by the detect task nor rung (``outbox``).
 """
@@ -21,8 +28,8 @@ import logging
 from datetime import datetime
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Case, Count, F, TextField, Value, When
+from django.db import connection, transaction
+from django.db.models import Case, Count, F, Q, TextField, Value, When
 from django.db.models.functions import Concat
 
 from apps.core.vocabulary import NOTIFY_EVENTS
@@ -33,9 +40,18 @@ from .models import DUE_STATES, Delivery, DeliveryState, WebhookEndpoint
 
 logger = logging.getLogger("apps.delivery")
 
-# Rows per sweep that ``upkeep`` downgrades or expires, and that a restore rings; more wait for the
-# next sweep.
+# Rows per endpoint and sweep that ``upkeep`` parks, expires or makes due, and that a restore rings;
+# more wait for the next sweep.
 CHUNK = 500
+
+
+def parked_q() -> Q:
+    return Q(state__in=DUE_STATES, next_attempt_at__isnull=True)
+
+
+def parked():
+    """The parked rows (delivery_probe and delivery_endpoint_due serve them per endpoint)."""
+    return Delivery.objects.filter(parked_q())
 
 
 def downgraded_endpoints() -> list[int]:
@@ -45,8 +61,8 @@ def downgraded_endpoints() -> list[int]:
 
 
 def probes(endpoint_ids: list[int], now: datetime) -> list[int]:
-    """The due rows the sweeper may send to these downgraded endpoints now: the oldest, up to
-    DELIVERY_DOWNGRADED_IN_FLIGHT per endpoint counting its sends in flight."""
+    """The parked rows the sweeper may send to these downgraded endpoints now: the least tried, then
+    the oldest, up to DELIVERY_DOWNGRADED_IN_FLIGHT per endpoint counting its sends in flight."""
     if not endpoint_ids:
         return []
     in_flight = dict(Delivery.objects.filter(endpoint_id__in=endpoint_ids, state=DeliveryState.SENDING)
@@ -55,8 +71,9 @@ def probes(endpoint_ids: list[int], now: datetime) -> list[int]:
     for endpoint_id in endpoint_ids:
         room = settings.DELIVERY_DOWNGRADED_IN_FLIGHT - in_flight.get(endpoint_id, 0)
         if room > 0:
-            out += (Delivery.objects.filter(endpoint_id=endpoint_id, state__in=DUE_STATES, next_attempt_at__lte=now)
-                    .order_by("next_attempt_at").values_list("pk", flat=True)[:room])
+            # Not the expired ones: the upkeep after the claim ends them.
+            out += (parked().filter(endpoint_id=endpoint_id, expires_at__gt=now).order_by("attempts", "expires_at")
+                    .values_list("pk", flat=True)[:room])
     return out
 
 
@@ -64,35 +81,46 @@ GAVE_UP = "gave up: its endpoint stayed downgraded past the delivery's max age"
 
 
 def upkeep(endpoint_ids: list[int], now: datetime) -> dict[str, int]:
-    """Downgrade these endpoints' notifying rows that are still PENDING (their fallback sent) and
-    fail their rows that waited past ``expires_at`` (downgraded first, if they never were, so the
-    alert is reached: the rule of ``recording._failed``); one transaction, one report for the alerts.
+    """One sweep's care of the breakers: ``hold`` these downgraded endpoints' rows, then ``drain``
+    the rows parked behind endpoints that are no longer downgraded."""
+    counts = hold(endpoint_ids, now) if endpoint_ids else {"parked": 0, "downgraded": 0, "expired": 0}
+    counts["released"] = drain(now)
+    return counts
+
+
+def hold(endpoint_ids: list[int], now: datetime) -> dict[str, int]:
+    """Park these downgraded endpoints' rows that are not parked yet, after downgrading the notifying
+    ones still PENDING (their fallback sent), and fail their rows that waited past ``expires_at``
+    (downgraded first, if they never were, so the alert is reached: the rule of
+    ``recording._failed``); one transaction, one report for the alerts.
 
     Locks the endpoints that are still downgraded (a recording may have restored one meanwhile),
     in pk order and in the mode recording takes, then their rows, skipping the rows a claim holds:
     the order recording uses, so the two cannot deadlock."""
-    if not endpoint_ids:
-        return {"downgraded": 0, "expired": 0}
     from .recording import send_fallbacks  # recording imports this module
 
     with transaction.atomic():
         still = list(WebhookEndpoint.objects.select_for_update(no_key=True)
                      .filter(pk__in=endpoint_ids, downgraded_at__isnull=False, enabled=True)
                      .order_by("pk").values_list("pk", flat=True))
-        waiting = (Delivery.objects.filter(endpoint_id__in=still, state__in=DUE_STATES)
-                   .select_for_update(no_key=True, skip_locked=True).order_by("next_attempt_at"))
-        expired = list(waiting.filter(expires_at__lte=now)[:CHUNK])
+        rows = (Delivery.objects.filter(endpoint_id__in=still, state__in=DUE_STATES)
+                .select_for_update(no_key=True, skip_locked=True))
+        # Not parked yet (failed before the downgrade, put back unsent, released from a lost lease);
+        # the expired first, so a full chunk of others cannot keep one from its fallback.
+        loose = rows.filter(next_attempt_at__isnull=False)
+        expired = list(loose.filter(expires_at__lte=now).order_by("expires_at")[:CHUNK])
+        expired += rows.filter(next_attempt_at__isnull=True, expires_at__lte=now).order_by("expires_at")[:CHUNK]
         expired_ids = {d.pk for d in expired}
-        late = [d for d in expired if _undowngraded(d)] + [
-            d for d in waiting.filter(state=DeliveryState.PENDING, event_type__in=NOTIFY_EVENTS,
-                                      alert__isnull=False, downgraded_at__isnull=True)[:CHUNK]
-            if d.pk not in expired_ids]
+        to_park = [d for d in loose.order_by("next_attempt_at")[:CHUNK] if d.pk not in expired_ids]
+        late = [d for d in expired + to_park if _undowngraded(d)]
         if late:
             Delivery.objects.filter(pk__in=[d.pk for d in late], state__in=DUE_STATES).update(
                 state=DeliveryState.DOWNGRADED, downgraded_at=now)
             for d in late:
                 d.state, d.downgraded_at = DeliveryState.DOWNGRADED, now
             send_fallbacks(late, now)
+        if to_park:
+            Delivery.objects.filter(pk__in=[d.pk for d in to_park], state__in=DUE_STATES).update(next_attempt_at=None)
         if expired:
             Delivery.objects.filter(pk__in=list(expired_ids), state__in=DUE_STATES).update(
                 state=DeliveryState.FAILED, finished_at=now, next_attempt_at=None, claim_token="",
@@ -107,7 +135,7 @@ def upkeep(endpoint_ids: list[int], now: datetime) -> dict[str, int]:
     if late or expired:
         logger.warning("downgraded endpoints: waiting deliveries downgraded or expired",
                        extra={"downgraded": len(late), "expired": len(expired), "endpoints": still[:20]})
-    return {"downgraded": len(late), "expired": len(expired)}
+    return {"parked": len(to_park), "downgraded": len(late), "expired": len(expired)}
 
 
 def _undowngraded(d: Delivery) -> bool:
@@ -115,8 +143,68 @@ def _undowngraded(d: Delivery) -> bool:
     return d.event_type in NOTIFY_EVENTS and d.alert_id is not None and d.downgraded_at is None
 
 
+def drain(now: datetime) -> int:
+    """Make due the oldest CHUNK rows parked behind each endpoint that is no longer downgraded
+    (restored, disabled or deleted), once the rows made due before have been claimed: a restored
+    endpoint gets its backlog at the sweeper's pace, behind the retries due before it, and the rows
+    of a disabled or deleted one reach their end (FAILED at the claim). Returns the rows made due."""
+    candidates = _parked_endpoints()
+    if not candidates:
+        return 0
+    held = set(WebhookEndpoint.objects.filter(pk__in=[c for c in candidates if c is not None],
+                                              downgraded_at__isnull=False, enabled=True).values_list("pk", flat=True))
+    made_due = 0
+    for endpoint_id in candidates:
+        if endpoint_id in held:
+            continue
+        mine = Delivery.objects.filter(endpoint_id=endpoint_id) if endpoint_id else Delivery.objects.filter(
+            endpoint__isnull=True, channel="webhook")
+        if mine.filter(state__in=DUE_STATES, next_attempt_at__lte=now).exists():
+            continue  # due rows of it still wait for the sweeper (the last chunk, or a retry)
+        made_due += _unpark(mine, now)
+    return made_due
+
+
+def _unpark(rows, now: datetime) -> int:
+    """Make the oldest CHUNK parked ``rows`` due (first attempts as ``dispatch._put_back`` does: early
+    enough that the sweeper, which leaves fresh ones to their doorbells, takes them at once)."""
+    from .dispatch import FIRST_ATTEMPT_GRACE
+
+    ids = list(rows.filter(state__in=DUE_STATES, next_attempt_at__isnull=True).order_by("expires_at")
+               .values_list("pk", flat=True)[:CHUNK])
+    return parked().filter(pk__in=ids).update(next_attempt_at=now - FIRST_ATTEMPT_GRACE)
+
+
+def _parked_endpoints() -> list[int | None]:
+    """The endpoints with parked rows (None: rows whose endpoint was deleted), by a loose index scan
+    of delivery_probe: one probe per endpoint found, however many rows each has parked."""
+    table = connection.ops.quote_name(Delivery._meta.db_table)
+    due = ", ".join(f"'{s}'" for s in DUE_STATES)
+    parked_sql = f"state IN ({due}) AND next_attempt_at IS NULL"
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            WITH RECURSIVE e(id) AS (
+                SELECT (SELECT endpoint_id FROM {table} WHERE {parked_sql} AND endpoint_id IS NOT NULL
+                        ORDER BY endpoint_id LIMIT 1)
+                UNION ALL
+                SELECT (SELECT d.endpoint_id FROM {table} d WHERE {parked_sql} AND d.endpoint_id > e.id
+                        ORDER BY d.endpoint_id LIMIT 1)
+                FROM e WHERE e.id IS NOT NULL
+            )
+            SELECT id FROM e WHERE id IS NOT NULL""")
+        found: list[int | None] = [row[0] for row in cursor.fetchall()]
+    if parked().filter(endpoint__isnull=True, channel="webhook").exists():
+        found.append(None)
+    return found
+
+
 def release(endpoint: WebhookEndpoint, now: datetime) -> None:
-    """Ring the due rows that waited behind the restored ``endpoint``'s breaker, the oldest first, on
-    commit; the sweeper takes any beyond CHUNK."""
-    outbox.ring(Delivery.objects.filter(endpoint_id=endpoint.pk, state__in=DUE_STATES, next_attempt_at__lte=now)
-                .order_by("next_attempt_at").values_list("pk", flat=True)[:CHUNK])
+    """Ring the rows that waited behind the restored ``endpoint``'s breaker, on commit: its due rows
+    and its oldest parked ones (made due), CHUNK in all; ``drain`` makes the rest due sweep by sweep."""
+    mine = Delivery.objects.filter(endpoint_id=endpoint.pk, state__in=DUE_STATES)
+    due = list(mine.filter(next_attempt_at__lte=now).order_by("next_attempt_at").values_list("pk", flat=True)[:CHUNK])
+    ids = list(mine.filter(next_attempt_at__isnull=True).order_by("expires_at").values_list("pk", flat=True)
+               [:CHUNK - len(due)])
+    if ids:
+        parked().filter(pk__in=ids).update(next_attempt_at=now)
+    outbox.ring(due + ids)

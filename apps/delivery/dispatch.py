@@ -105,27 +105,34 @@ def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:
     from .tasks import deliver_batch
 
     now = clock.now()
-    due = list(
-        Delivery.objects.filter(Q(attempts=0, next_attempt_at__lte=now - FIRST_ATTEMPT_GRACE)
-                                | Q(attempts__gt=0, next_attempt_at__lte=now), state__in=DUE_STATES)
-        .filter(Q(endpoint__isnull=True) | Q(endpoint__downgraded_at__isnull=True) | Q(endpoint__enabled=False))
-        .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    # Downgraded endpoints: the rows above leave them out; they get probes, not every row.
+    due = list(due_rows(now, limit))
+    # Downgraded endpoints: their rows are parked (not in due_rows); they get probes, not every row.
     downgraded = breaker.downgraded_endpoints()
-    due += breaker.probes(downgraded, now)
+    probes = breaker.probes(downgraded, now)  # parked rows: no next_attempt_at, so not in due_q
     stuck = list(Delivery.objects.filter(lease_expired_q()).values_list("pk", flat=True)[:limit])
+    ids: list[int] = []
+    if due or stuck or probes:
+        token = uuid.uuid4().hex
+        Delivery.objects.filter(Q(pk__in=due + stuck) & due_q(now) | Q(pk__in=probes) & breaker.parked_q()).update(
+            state=DeliveryState.SENDING, claim_token=token, claimed_at=Now())
+        ids = list(Delivery.objects.filter(claim_token=token, state=DeliveryState.SENDING).values_list("pk", flat=True))
+        for i in range(0, len(ids), chunk):
+            deliver_batch.delay(ids[i:i + chunk], claim_token=token)
+    # After the claim: a restored endpoint's next chunk is made due once this sweep took the last one.
     _breaker_upkeep(downgraded, now)
-    if not due and not stuck:
-        return {"claimed": 0, "stuck": 0}
-    token = uuid.uuid4().hex
-    Delivery.objects.filter(pk__in=due + stuck).filter(due_q(now)).update(
-        state=DeliveryState.SENDING, claim_token=token, claimed_at=Now())
-    ids = list(Delivery.objects.filter(claim_token=token, state=DeliveryState.SENDING).values_list("pk", flat=True))
-    for i in range(0, len(ids), chunk):
-        deliver_batch.delay(ids[i:i + chunk], claim_token=token)
     if stuck:
         logger.warning("reclaimed deliveries whose sender vanished", extra={"count": len(stuck)})
     return {"claimed": len(ids), "stuck": len(stuck)}
+
+
+def due_rows(now: datetime, limit: int):
+    """The ids of the rows due now, oldest first, from delivery_due (``next_attempt_at <= now``).
+    Rows behind a breaker are parked (no next_attempt_at) and never in range; the endpoint test
+    leaves out the few not parked yet (``breaker.hold`` parks them at this sweep)."""
+    return (Delivery.objects.filter(Q(attempts=0, next_attempt_at__lte=now - FIRST_ATTEMPT_GRACE)
+                                    | Q(attempts__gt=0, next_attempt_at__lte=now), state__in=DUE_STATES)
+            .filter(Q(endpoint__isnull=True) | Q(endpoint__downgraded_at__isnull=True) | Q(endpoint__enabled=False))
+            .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
 
 
 def _breaker_upkeep(downgraded: list[int], now: datetime) -> None:

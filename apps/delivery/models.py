@@ -200,9 +200,14 @@ class Delivery(models.Model):
             models.Index(fields=["next_attempt_at"], name="delivery_due",
                          condition=Q(state__in=["PENDING", "DOWNGRADED"])),
             models.Index(fields=["claimed_at"], name="delivery_sending", condition=Q(state="SENDING")),
-            # A downgraded endpoint's waiting rows (apps.delivery.breaker): its probes, upkeep, release.
-            models.Index(fields=["endpoint", "next_attempt_at"], name="delivery_endpoint_due",
+            # A downgraded endpoint's rows (apps.delivery.breaker): those not parked yet, the parked
+            # ones by age (upkeep, release, drain).
+            models.Index(fields=["endpoint", "next_attempt_at", "expires_at"], name="delivery_endpoint_due",
                          condition=Q(state__in=["PENDING", "DOWNGRADED"])),
+            # Parked rows only (none while every endpoint answers): the probe order, and which
+            # endpoints have parked rows.
+            models.Index(fields=["endpoint", "attempts", "expires_at"], name="delivery_probe",
+                         condition=Q(state__in=["PENDING", "DOWNGRADED"], next_attempt_at__isnull=True)),
             models.Index(fields=["alert", "created_at"], name="delivery_alert"),
             models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_recent"),
             models.Index(fields=["tenant", "created_at"], name="delivery_tenant_created"),

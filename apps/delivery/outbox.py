@@ -163,8 +163,8 @@ class _Handover:
 
 
 def behind_breaker(row: Delivery) -> bool:
-    """A new row for a downgraded webhook endpoint: neither claimed as written nor rung. It waits
-    for the sweeper's probes (``breaker``), its fallback sent at once."""
+    """A new row for a downgraded webhook endpoint: written parked, neither claimed as written nor
+    rung. It waits for the sweeper's probes (``breaker``), its fallback sent at once."""
     return row.channel == Channel.WEBHOOK and row.endpoint_id is not None and row.endpoint.downgraded_at is not None
 
 
@@ -267,7 +267,8 @@ def _webhook_rows(n: Notification, targets: list[WebhookEndpoint], now: datetime
             event_type=n.event_type, msg_id=new_msg_id(), body=body, plugin_id=n.plugin_id,
             state=DeliveryState.DOWNGRADED if notifying and e.downgraded_at else DeliveryState.PENDING,
             downgraded_at=now if notifying and e.downgraded_at else None,
-            next_attempt_at=now, created_at=now, expires_at=expires_at,
+            # Behind a breaker: parked (no attempt scheduled) until a probe gets through.
+            next_attempt_at=None if e.downgraded_at else now, created_at=now, expires_at=expires_at,
         ), {"endpoint": e})
         for e in targets
     ]

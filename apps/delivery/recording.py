@@ -247,6 +247,8 @@ def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
         new_state = DeliveryState.FAILED
     else:
         new_state = DeliveryState.DOWNGRADED if downgraded_at else DeliveryState.PENDING
+    if not final and _behind_breaker(destination):
+        next_at = None  # parked again: the breaker's next probe is another row (``breaker``)
     fields = dict(state=new_state, attempts=number, next_attempt_at=None if final else next_at, claim_token="",
                   last_error=err.message[:2000], last_status_code=err.status_code, downgraded_at=downgraded_at)
     if final:
@@ -260,6 +262,10 @@ def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
         return new_state, {"channel": d.channel, "attempt": number, "status_code": err.status_code,
                            "error": err.message[:300]}
     return new_state, None
+
+
+def _behind_breaker(destination: WebhookEndpoint | NotificationChannel | None) -> bool:
+    return isinstance(destination, WebhookEndpoint) and destination.enabled and destination.downgraded_at is not None
 
 
 def send_fallbacks(downgraded: list[Delivery], now: datetime) -> None:

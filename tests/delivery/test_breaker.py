@@ -72,20 +72,117 @@ def test_one_probe_at_a_time_then_the_waiting_rows_go_out_once_it_answers(tenant
         assert dispatch.sweep() == {"claimed": 0, "stuck": 0}  # none more while the probe is in flight
         run(enqueued.pop())
         assert len(hook.requests) == 1 and len(healthy.requests) == 1
-        assert Delivery.objects.get(pk=rows[0].pk).attempts == 1  # failed; its retry waits 10 s
+        failed = Delivery.objects.get(pk=rows[0].pk)
+        assert (failed.attempts, failed.next_attempt_at) == (1, None)  # failed, and parked again
 
         assert dispatch.sweep() == {"claimed": 1, "stuck": 0}
-        assert enqueued[-1][0] == [rows[1].pk]  # the next oldest
+        assert enqueued[-1][0] == [rows[1].pk]  # the next one never tried (round robin), not the same again
         answer["status"] = 200
         run(enqueued.pop())
         endpoint.refresh_from_db()
         assert endpoint.downgraded_at is None and endpoint.failure_streak == 0  # restored
-        # The restore rang the rows that waited (not the failed probe: its retry is not due yet).
+        # The restore rang the rows that waited, the oldest first (the failed probe among them).
         [(released, token)] = enqueued
-        assert released == [r.pk for r in rows[2:]] and token is None
+        assert released == [rows[0].pk] + [r.pk for r in rows[2:]] and token is None
         run(enqueued.pop())
-    assert [Delivery.objects.get(pk=r.pk).state for r in rows] == ["DOWNGRADED"] + ["DELIVERED"] * 4
-    assert len(hook.requests) == 5 and len(set(hook.ids())) == 5  # each row sent once so far
+    assert [Delivery.objects.get(pk=r.pk).state for r in rows] == ["DELIVERED"] * 5
+    assert len(hook.requests) == 6 and len(set(hook.ids())) == 5  # the failed probe twice, the others once
+
+
+def test_rows_behind_a_breaker_stay_out_of_the_sweepers_due_scan(tenant, other_tenant, enqueued):
+    """The due scan reads delivery_due (``next_attempt_at <= now``): a parked row has no
+    next_attempt_at, so however long a dead endpoint's backlog, the scan for everyone else's
+    retries does not walk it (bench/breaker.py measures the sweep)."""
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    healthy, _ = create_endpoint(tenant=other_tenant, url="http://127.0.0.1:9/other", event_types=["alert.triggered"])
+    before = fire_alert(tenant, title="failing before the downgrade")
+    Delivery.objects.filter(alert=before).update(state="PENDING", attempts=2,
+                                                 next_attempt_at=timezone.now() - timedelta(seconds=1))
+    downgrade(endpoint)
+    for i in range(40):
+        fire_alert(tenant, title=f"backlog {i}")
+    fire_alert(other_tenant)
+    retry = Delivery.objects.get(endpoint=healthy)
+    Delivery.objects.filter(pk=retry.pk).update(state="PENDING", attempts=1, next_attempt_at=timezone.now())
+
+    def in_due_range():
+        return set(Delivery.objects.filter(state__in=["PENDING", "DOWNGRADED"], next_attempt_at__lte=timezone.now())
+                   .values_list("pk", flat=True))
+
+    waiting = Delivery.objects.filter(endpoint=endpoint)
+    assert in_due_range() == {retry.pk, waiting.get(alert=before).pk}  # written parked: 40 rows out of it
+    enqueued.clear()
+    assert dispatch.sweep() == {"claimed": 2, "stuck": 0}  # the other tenant's retry and one probe
+    assert retry.pk in enqueued[0][0]
+    # The row that failed before the downgrade was parked by the sweep's upkeep (downgraded first).
+    row = waiting.get(alert=before)
+    assert (row.state, row.next_attempt_at, row.attempts) == ("DOWNGRADED", None, 2) and row.downgraded_at
+    assert in_due_range() == set()
+    assert waiting.filter(state="DOWNGRADED", next_attempt_at__isnull=True).count() == 40  # 41 less the probe
+
+
+def test_a_dead_endpoints_backlog_is_not_reported_as_a_stuck_pipeline(tenant, enqueued):
+    """Waiting behind a breaker is not "due but not attempted": the watchdog's emergency
+    (pipeline-stuck) is for rows no worker picks up, and a parked row is not due."""
+    from apps.ops import figures, self_monitoring
+
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    downgrade(endpoint)
+    for i in range(5):
+        fire_alert(tenant, title=f"waiting {i}")
+    dispatch.sweep()  # one probe in flight, four parked
+    later = timezone.now() + timedelta(hours=2)
+    backlog = figures.backlog(later, {})
+    assert backlog.deliveries_overdue == 0 and sum(backlog.deliveries_pending.values()) == 5
+    assert self_monitoring.check_pipeline(later) is None
+    # Rows that are due and left alone still are.
+    Delivery.objects.filter(state="DOWNGRADED").update(next_attempt_at=timezone.now())
+    assert figures.backlog(later, {}).deliveries_overdue == 4
+
+
+def test_a_restored_endpoint_gets_its_backlog_chunk_by_chunk_each_row_once(tenant, monkeypatch, enqueued):
+    """Restored by the tenant (re-enabled) rather than by a probe: the sweeper makes the parked rows
+    due CHUNK at a time, the next chunk only once the last one has been claimed."""
+    from apps.delivery import breaker
+    from apps.delivery.services import update_endpoint
+
+    monkeypatch.setattr(breaker, "CHUNK", 3)
+    with Hook() as hook:
+        endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        downgrade(endpoint)
+        alerts = [fire_alert(tenant, title=f"waiting {i}") for i in range(7)]
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False)
+        endpoint.refresh_from_db()
+        update_endpoint(endpoint=endpoint, enabled=True)  # clears the downgrade
+        claimed_per_sweep = []
+        for _ in range(6):
+            enqueued.clear()
+            claimed_per_sweep.append(dispatch.sweep()["claimed"])
+            for task in list(enqueued):
+                run(task)
+        assert claimed_per_sweep == [0, 3, 3, 1, 0, 0]
+    rows = Delivery.objects.filter(alert__in=alerts)
+    assert sorted(rows.values_list("state", flat=True)) == ["DELIVERED"] * 7
+    assert len(hook.requests) == 7 and len(set(hook.ids())) == 7
+    # The oldest first.
+    firsts = sorted(rows.values_list("delivered_at", "alert_id"))
+    assert [a for _, a in firsts[:3]] == sorted(a.pk for a in alerts[:3])
+
+
+def test_rows_parked_behind_a_deleted_endpoint_reach_their_end(tenant, enqueued):
+    from apps.delivery.services import delete_endpoint
+
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    downgrade(endpoint)
+    alert = fire_alert(tenant)
+    row = Delivery.objects.get(alert=alert)
+    assert row.next_attempt_at is None
+    delete_endpoint(endpoint=WebhookEndpoint.objects.get(pk=endpoint.pk))
+    assert dispatch.sweep()["claimed"] == 0  # made due by this sweep's upkeep
+    assert dispatch.sweep()["claimed"] == 1
+    run(enqueued.pop())
+    row.refresh_from_db()
+    assert row.state == "FAILED" and "deleted" in row.last_error
 
 
 def test_a_silent_endpoint_holds_one_send_whatever_its_backlog(tenant, settings, enqueued):
@@ -149,14 +246,17 @@ def test_rows_that_waited_past_their_max_age_behind_the_breaker_end_failed(tenan
 
     endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
     downgrade(endpoint)
-    old, young = fire_alert(tenant, title="old"), fire_alert(tenant, title="young")
+    old, parked, young = (fire_alert(tenant, title=title) for title in ("old", "parked", "young"))
+    # One in backoff from before the downgrade, one parked (as written): both past their max age.
     Delivery.objects.filter(alert=old).update(expires_at=timezone.now() - timedelta(seconds=1),
                                               next_attempt_at=timezone.now() + timedelta(hours=1))
+    Delivery.objects.filter(alert=parked).update(expires_at=timezone.now() - timedelta(seconds=1))
     dispatch.sweep()
-    row = Delivery.objects.get(alert=old)
-    assert (row.state, row.next_attempt_at) == ("FAILED", None) and row.finished_at
-    assert "max age" in row.last_error
-    assert Alert.objects.get(pk=old.pk).delivery_state == "FAILED"
+    for alert in (old, parked):
+        row = Delivery.objects.get(alert=alert)
+        assert (row.state, row.next_attempt_at) == ("FAILED", None) and row.finished_at
+        assert "max age" in row.last_error
+        assert Alert.objects.get(pk=alert.pk).delivery_state == "FAILED"
     assert Delivery.objects.get(alert=young).state in ("DOWNGRADED", "SENDING")  # waiting, or the probe
 
 
