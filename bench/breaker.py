@@ -1,0 +1,188 @@
+"""The sweeper behind a dead endpoint: one sweep's time with W rows waiting behind a downgraded
+webhook endpoint, against the same sweep with none waiting (the baseline, same run).
+
+    .venv/bin/python bench/breaker.py [--waiting 100000 --waiting 500000] [--sweeps 7]
+
+A dead endpoint of a busy tenant collects up to DELIVERY_MAX_AGE_SECONDS (24 h) of alerts; the
+sweeper runs every 2 s for every tenant. Per W (default 0, 100,000 and 500,000), with another
+tenant's 50 retries due at every sweep:
+
+* sweep ms (median / max of ``--sweeps``): ``dispatch.sweep()`` whole (due scan, probe, stuck scan,
+  claim, the breaker's upkeep), its deliver tasks not published, the claimed rows put back after
+  each so every sweep has the same work;
+* due scan: the sweeper's due query alone (``dispatch.due_rows``), its time and the rows it read
+  (EXPLAIN ANALYZE: returned or filtered out by its scans of the deliveries), with the rows parked
+  as written, and with the same rows left in the due range with a past ``next_attempt_at``: the
+  layout before parked rows (the twelfth round's breaker left them there and stepped over them at
+  every sweep).
+
+Database ``ac_breaker_bench`` (dropped and recreated; ``BENCH_DB`` to change), Redis db 15.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DB = os.environ.get("BENCH_DB", "postgres://postgres@127.0.0.1:5432/ac_breaker_bench")
+os.environ.update(DATABASE_URL=DB, REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/15"),
+                  DEBUG="0", LOG_LEVEL="ERROR", LOG_FORMAT="text", CELERY_BROKER_URL="", CACHE_URL="",
+                  WEBHOOK_ALLOWED_NETWORKS="127.0.0.0/8")
+os.environ.setdefault("SECRET_KEY", "bench-only-secret-key")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "alertcenter.settings")
+
+
+def reset_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def fire(tenant, title: str):
+    """One alert with its outbox rows, as the alert services write them."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from apps.alerts.history import emit
+    from apps.alerts.models import Alert
+
+    now = timezone.now()
+    with transaction.atomic():
+        alert = Alert.objects.create(tenant=tenant, fingerprint=f"bench-{time.time_ns()}", severity="critical",
+                                     title=title, summary="bench", first_seen=now, last_seen=now, count=1,
+                                     created_at=now, updated_at=now)
+        emit(alert, "alert.triggered", {})
+    return alert
+
+
+def grow(template_id: int, n: int) -> None:
+    """``n`` more parked rows like ``template_id`` (one INSERT ... SELECT)."""
+    from django.db import connection
+
+    from apps.delivery.models import Delivery
+
+    if n <= 0:
+        return
+    cols = [f.column for f in Delivery._meta.concrete_fields if f.column not in ("id", "msg_id")]
+    listed = ", ".join(cols)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO delivery_delivery ({listed}, msg_id) SELECT {listed}, 'bench-' || g || '-' || md5(random()::text)"
+            " FROM delivery_delivery, generate_series(1, %s) g WHERE id = %s", [n, template_id])
+
+
+def vacuum() -> None:
+    """Clear the dead index entries the bench's own resets leave (autovacuum's job in a real run),
+    so each figure reads the layout it names and not the churn of the one before."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) delivery_delivery")
+
+
+def due_scan() -> tuple[float, int]:
+    """The due query's time (ms, median of 3) and the deliveries' rows it read."""
+    import json
+
+    from django.utils import timezone
+
+    from apps.delivery import dispatch
+
+    vacuum()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        list(dispatch.due_rows(timezone.now(), 500))
+        times.append((time.perf_counter() - t0) * 1000)
+    plan = json.loads(dispatch.due_rows(timezone.now(), 500).explain(analyze=True, format="json"))
+
+    def rows_read(node) -> int:
+        """Rows the scans of the deliveries table produced or filtered out, whatever the plan."""
+        own = 0
+        if node.get("Relation Name") == "delivery_delivery":
+            # EXPLAIN gives each figure per loop (a parallel scan's workers are its loops).
+            own = node.get("Actual Loops", 1) * (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)
+                                                 + node.get("Rows Removed by Index Recheck", 0))
+        return own + sum(rows_read(child) for child in node.get("Plans", []))
+
+    return statistics.median(times), rows_read(plan[0]["Plan"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--waiting", type=int, action="append", help="rows waiting (repeatable; default 100000 "
+                                                                      "and 500000; 0 always runs first)")
+    parser.add_argument("--sweeps", type=int, default=7)
+    args = parser.parse_args()
+    sizes = [0] + sorted(set(args.waiting or [100_000, 500_000]) - {0})
+
+    reset_database(DB)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from apps.delivery import dispatch
+    from apps.delivery import tasks as deliver_tasks
+    from apps.delivery.models import Delivery, WebhookEndpoint
+    from apps.delivery.services import create_endpoint
+    from apps.tenants.models import Tenant
+
+    call_command("migrate", verbosity=0)
+    deliver_tasks.deliver_batch.delay = lambda *a, **k: None  # the sweep is measured, not the sends
+    dead_tenant = Tenant.objects.create(slug="dead", name="dead")
+    dead, _ = create_endpoint(tenant=dead_tenant, url="http://127.0.0.1:9/dead", event_types=["alert.triggered"])
+    WebhookEndpoint.objects.filter(pk=dead.pk).update(failure_streak=3, downgraded_at=timezone.now())
+    template = Delivery.objects.get(alert=fire(dead_tenant, "waiting"))
+    assert template.next_attempt_at is None, "a row behind the breaker should be written parked"
+    ok_tenant = Tenant.objects.create(slug="ok", name="ok")
+    ok, _ = create_endpoint(tenant=ok_tenant, url="http://127.0.0.1:9/ok", event_types=["alert.triggered"])
+    retries = [Delivery.objects.get(alert=fire(ok_tenant, f"retry {i}")).pk for i in range(50)]
+
+    def make_retries_due() -> None:
+        Delivery.objects.filter(pk__in=retries).update(state="PENDING", attempts=1, claim_token="",
+                                                        next_attempt_at=timezone.now())
+
+    rows = []
+    have = 1
+    for waiting in sizes:
+        grow(template.pk, waiting - have)
+        have = max(have, waiting)
+        vacuum()
+        times = []
+        for _ in range(args.sweeps):
+            make_retries_due()
+            t0 = time.perf_counter()
+            claimed = dispatch.sweep()["claimed"]
+            times.append((time.perf_counter() - t0) * 1000)
+            assert claimed >= 50, f"the other tenant's retries were not all claimed ({claimed})"
+            Delivery.objects.filter(endpoint=dead, state="SENDING").update(state="DOWNGRADED", claim_token="")
+        make_retries_due()
+        parked_ms, parked_read = due_scan()
+        Delivery.objects.filter(endpoint=dead, state="DOWNGRADED").update(next_attempt_at=timezone.now())
+        due_ms, due_read = due_scan()
+        Delivery.objects.filter(endpoint=dead, state="DOWNGRADED").update(next_attempt_at=None)
+        rows.append((waiting, statistics.median(times), max(times), parked_ms, parked_read, due_ms, due_read))
+        print(f"  {waiting:,} waiting: sweep {statistics.median(times):.1f} ms", flush=True)
+
+    base = rows[0][1]
+    print(f"\nBreaker bench: one downgraded endpoint with W rows waiting, another tenant's 50 retries due at "
+          f"each sweep; {args.sweeps} sweeps per W.\n")
+    print(f"{'rows waiting':>13}  {'sweep ms median / max':>22}  {'x baseline':>10}  "
+          f"{'due scan parked: ms / rows read':>32}  {'left due (before): ms / rows read':>35}")
+    for waiting, med, top, p_ms, p_read, d_ms, d_read in rows:
+        print(f"{waiting:>13,}  {med:>12.1f} / {top:>7.1f}  {med / base:>10.2f}  {p_ms:>20.1f} / {p_read:>9,}  "
+              f"{d_ms:>23.1f} / {d_read:>9,}")
+
+
+if __name__ == "__main__":
+    main()
