@@ -478,9 +478,13 @@ DELIVERY_SEND_FROM_DETECT = _bool("DELIVERY_SEND_FROM_DETECT", True)
 DELIVERY_STRAGGLER_SECONDS = _read("DELIVERY_STRAGGLER_SECONDS", env.float, 0.5)
 DELIVERY_STRAGGLERS_PER_DESTINATION = _positive_int("DELIVERY_STRAGGLERS_PER_DESTINATION", 2)
 # Sends in flight at once to a downgraded webhook endpoint (the probes of a circuit breaker): its
-# other deliveries wait unsent (their fallback went out already) until one succeeds, which restores
-# the endpoint and sends the waiting ones at once.
+# other deliveries wait parked (their fallback went out already) until one succeeds, which restores
+# the endpoint and sends the waiting ones.
 DELIVERY_DOWNGRADED_IN_FLIGHT = _positive_int("DELIVERY_DOWNGRADED_IN_FLIGHT", 1)
+# A downgraded endpoint is probed again after each failed probe on the retry schedule, waiting at
+# most this long (a receiver's longer Retry-After is honoured): how soon a receiver that is back
+# gets its waiting alerts, against how often a dead one is knocked on.
+DELIVERY_PROBE_MAX_INTERVAL_SECONDS = _positive_int("DELIVERY_PROBE_MAX_INTERVAL_SECONDS", 60)
 # Sends of one deliver batch in flight at once to one endpoint or channel: a batch of 100 rows for
 # one small receiver must not open 24 connections to it at once (a server with a short listen
 # backlog resets the overflow; found with bench/chaos.py).

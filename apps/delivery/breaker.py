@@ -7,17 +7,20 @@ backlog lasted (bench/storm.py --blackhole). Instead its rows are **parked**: du
 ``next_attempt_at``. The sweeper's due scan (``delivery_due``, ``next_attempt_at <= now``) never
 visits them, so a dead endpoint's backlog (up to DELIVERY_MAX_AGE_SECONDS of alerts) costs the other
 tenants' sweeps nothing (bench/breaker.py). Rows are parked as they are written (``outbox``), when a
-send to the downgraded endpoint fails (``recording``) and by ``upkeep``.
+send to the downgraded endpoint fails (``recording``) and by ``hold``.
 
 * ``probes``: the sweeper sends it parked rows, DELIVERY_DOWNGRADED_IN_FLIGHT at a time counting its
   sends in flight (half-open), the least tried first, then the oldest: round robin, so one row the
-  receiver rejects cannot keep the breaker open; a failed probe is parked again;
-* ``upkeep``: its rows not parked yet (failed before the downgrade, or put back unsent) are parked,
+  receiver rejects cannot keep the breaker open. Each failure sets the endpoint's ``next_probe_at``
+  (the retry schedule capped at DELIVERY_PROBE_MAX_INTERVAL_SECONDS, or a longer Retry-After), and
+  the failed row waits parked again;
+* ``hold``: its rows not parked yet (failed before the downgrade, or put back unsent) are parked,
   the notifying ones still PENDING downgraded first and their fallback sent, as a new alert's would
   be; rows that waited past their ``expires_at`` end FAILED (the endpoint failed every probe
-  meanwhile), so an abandoned endpoint's backlog stays bounded by DELIVERY_MAX_AGE_SECONDS; rows
-  parked behind an endpoint that is no longer downgraded (restored, disabled, deleted) are made due,
-  CHUNK per endpoint and sweep, so they reach their end without crowding out other tenants' retries;
+  meanwhile), so an abandoned endpoint's backlog stays bounded by DELIVERY_MAX_AGE_SECONDS;
+* ``drain``: rows parked behind an endpoint that is no longer downgraded (restored, disabled,
+  deleted) are made due, CHUNK per endpoint at a time, so they reach their end without crowding out
+  other tenants' retries;
 * ``release``: the success that restores it makes due and rings its oldest waiting rows.
 
 New rows of a downgraded endpoint are neither sent by the detect task nor rung (``outbox``).
@@ -40,9 +43,13 @@ from .models import DUE_STATES, Delivery, DeliveryState, WebhookEndpoint
 
 logger = logging.getLogger("apps.delivery")
 
-# Rows per endpoint and sweep that ``upkeep`` parks, expires or makes due, and that a restore rings;
-# more wait for the next sweep.
+# Rows per sweep that ``hold`` parks and expires (over all downgraded endpoints), that ``drain`` makes
+# due per endpoint, and that a restore rings; more wait for the next sweep.
 CHUNK = 500
+
+
+# One endpoint's parked rows, the oldest first, in delivery_endpoint_due's order (see ``hold``).
+_BY_AGE = ("endpoint_id", "next_attempt_at", "expires_at")
 
 
 def parked_q() -> Q:
@@ -61,8 +68,12 @@ def downgraded_endpoints() -> list[int]:
 
 
 def probes(endpoint_ids: list[int], now: datetime) -> list[int]:
-    """The parked rows the sweeper may send to these downgraded endpoints now: the least tried, then
-    the oldest, up to DELIVERY_DOWNGRADED_IN_FLIGHT per endpoint counting its sends in flight."""
+    """The parked rows the sweeper may send to these downgraded endpoints now (those whose
+    ``next_probe_at`` has come): the least tried, then the oldest, up to DELIVERY_DOWNGRADED_IN_FLIGHT
+    per endpoint counting its sends in flight."""
+    # Each failed probe sets when the next may go (``recording._next_probe``).
+    endpoint_ids = list(WebhookEndpoint.objects.filter(pk__in=endpoint_ids).exclude(next_probe_at__gt=now)
+                        .order_by("pk").values_list("pk", flat=True)) if endpoint_ids else []
     if not endpoint_ids:
         return []
     in_flight = dict(Delivery.objects.filter(endpoint_id__in=endpoint_ids, state=DeliveryState.SENDING)
@@ -78,14 +89,6 @@ def probes(endpoint_ids: list[int], now: datetime) -> list[int]:
 
 
 GAVE_UP = "gave up: its endpoint stayed downgraded past the delivery's max age"
-
-
-def upkeep(endpoint_ids: list[int], now: datetime) -> dict[str, int]:
-    """One sweep's care of the breakers: ``hold`` these downgraded endpoints' rows, then ``drain``
-    the rows parked behind endpoints that are no longer downgraded."""
-    counts = hold(endpoint_ids, now) if endpoint_ids else {"parked": 0, "downgraded": 0, "expired": 0}
-    counts["released"] = drain(now)
-    return counts
 
 
 def hold(endpoint_ids: list[int], now: datetime) -> dict[str, int]:
@@ -109,7 +112,10 @@ def hold(endpoint_ids: list[int], now: datetime) -> dict[str, int]:
         # the expired first, so a full chunk of others cannot keep one from its fallback.
         loose = rows.filter(next_attempt_at__isnull=False)
         expired = list(loose.filter(expires_at__lte=now).order_by("expires_at")[:CHUNK])
-        expired += rows.filter(next_attempt_at__isnull=True, expires_at__lte=now).order_by("expires_at")[:CHUNK]
+        # Ordered as delivery_endpoint_due is: PostgreSQL does not see "IS NULL" as pinning
+        # next_attempt_at, so order_by("expires_at") alone would sort every parked row.
+        expired += (rows.filter(next_attempt_at__isnull=True, expires_at__lte=now)
+                    .order_by("endpoint_id", "next_attempt_at", "expires_at")[:CHUNK])
         expired_ids = {d.pk for d in expired}
         to_park = [d for d in loose.order_by("next_attempt_at")[:CHUNK] if d.pk not in expired_ids]
         late = [d for d in expired + to_park if _undowngraded(d)]
@@ -166,13 +172,15 @@ def drain(now: datetime) -> int:
 
 
 def _unpark(rows, now: datetime) -> int:
-    """Make the oldest CHUNK parked ``rows`` due (first attempts as ``dispatch._put_back`` does: early
-    enough that the sweeper, which leaves fresh ones to their doorbells, takes them at once)."""
-    from .dispatch import FIRST_ATTEMPT_GRACE
-
-    ids = list(rows.filter(state__in=DUE_STATES, next_attempt_at__isnull=True).order_by("expires_at")
+    """Make the oldest CHUNK parked ``rows`` due and ring them: the deliver queue takes them in turn
+    with everyone else's work. Not due in the past for the sweeper instead: its oldest-first claim
+    of at most 500 would take a chunk ahead of the retries due meanwhile, at every sweep."""
+    ids = list(rows.filter(state__in=DUE_STATES, next_attempt_at__isnull=True).order_by(*_BY_AGE)
                .values_list("pk", flat=True)[:CHUNK])
-    return parked().filter(pk__in=ids).update(next_attempt_at=now - FIRST_ATTEMPT_GRACE)
+    with transaction.atomic():
+        n = parked().filter(pk__in=ids).update(next_attempt_at=now)
+        outbox.ring(ids)
+    return n
 
 
 def _parked_endpoints() -> list[int | None]:
@@ -203,7 +211,7 @@ def release(endpoint: WebhookEndpoint, now: datetime) -> None:
     and its oldest parked ones (made due), CHUNK in all; ``drain`` makes the rest due sweep by sweep."""
     mine = Delivery.objects.filter(endpoint_id=endpoint.pk, state__in=DUE_STATES)
     due = list(mine.filter(next_attempt_at__lte=now).order_by("next_attempt_at").values_list("pk", flat=True)[:CHUNK])
-    ids = list(mine.filter(next_attempt_at__isnull=True).order_by("expires_at").values_list("pk", flat=True)
+    ids = list(mine.filter(next_attempt_at__isnull=True).order_by(*_BY_AGE).values_list("pk", flat=True)
                [:CHUNK - len(due)])
     if ids:
         parked().filter(pk__in=ids).update(next_attempt_at=now)

@@ -136,13 +136,20 @@ def due_rows(now: datetime, limit: int):
 
 
 def _breaker_upkeep(downgraded: list[int], now: datetime) -> None:
-    """``breaker.upkeep``, whose failure (a row that cannot be rendered, a lock timeout) is logged:
-    it must not stop the sweep that every other endpoint's deliveries depend on."""
+    """The breakers' care: ``breaker.hold`` (the downgraded endpoints' rows), then ``breaker.drain``
+    (rows parked behind endpoints no longer downgraded). A failure of either (a row that cannot be
+    rendered, a lock timeout) is logged: it must stop neither the other nor the sweep that every
+    other endpoint's deliveries depend on."""
     try:
-        breaker.upkeep(downgraded, now)
+        if downgraded:
+            breaker.hold(downgraded, now)
     except Exception:
         logger.exception("downgraded endpoints' upkeep failed; retried at the next sweep",
                          extra={"endpoints": downgraded[:20]})
+    try:
+        breaker.drain(now)
+    except Exception:
+        logger.exception("releasing rows parked behind restored endpoints failed; retried at the next sweep")
 
 
 @dataclass

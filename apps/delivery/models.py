@@ -31,6 +31,8 @@ class WebhookEndpoint(models.Model):
     # Consecutive failed attempts across all deliveries; persisted so a restart keeps the downgrade.
     failure_streak = models.PositiveIntegerField(default=0)
     downgraded_at = models.DateTimeField(null=True, blank=True)
+    # While downgraded: not probed before this (apps.delivery.breaker); set by each failed attempt.
+    next_probe_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -135,11 +135,11 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
         ep = locked.get(ep_id)
         if ep is None:  # deleted meanwhile
             continue
-        before = (ep.failure_streak, ep.downgraded_at, ep.enabled)
+        before = (ep.failure_streak, ep.downgraded_at, ep.enabled, ep.next_probe_at)
         restored = disabled = downgraded = None
         for o in mine[ep_id]:
             if o.ok:
-                ep.failure_streak = 0
+                ep.failure_streak, ep.next_probe_at = 0, None
                 if ep.downgraded_at is not None:
                     ep.downgraded_at, restored = None, True
                 continue
@@ -151,11 +151,14 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
             elif ep.enabled and ep.downgraded_at is None and ep.failure_streak >= threshold:
                 ep.downgraded_at = now
                 downgraded = err
+            if ep.downgraded_at is not None:
+                ep.next_probe_at = _next_probe(ep.failure_streak - threshold + 1, o, now)
             after[id(o)] = WebhookEndpoint(pk=ep.pk, tenant_id=ep.tenant_id, url=ep.url, enabled=ep.enabled,
                                            failure_streak=ep.failure_streak, downgraded_at=ep.downgraded_at)
-        if (ep.failure_streak, ep.downgraded_at, ep.enabled) == before:
+        if (ep.failure_streak, ep.downgraded_at, ep.enabled, ep.next_probe_at) == before:
             continue
-        ep.save(update_fields=["failure_streak", "downgraded_at", "enabled", "disabled_reason", "updated_at"])
+        ep.save(update_fields=["failure_streak", "downgraded_at", "enabled", "disabled_reason", "next_probe_at",
+                               "updated_at"])
         if restored and ep.downgraded_at is None:
             audit("webhook.restored", target=ep, tenant=ep.tenant_id, data={"url": ep.url})
             breaker.release(ep, now)
@@ -172,6 +175,16 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
             audit("webhook.downgraded", target=ep, tenant=ep.tenant_id,
                   data={"url": ep.url, "failure_streak": ep.failure_streak, "error": downgraded.message[:300]})
     return after
+
+
+def _next_probe(failed_probes: int, outcome: Outcome, now: datetime) -> datetime:
+    """When a downgraded endpoint may be probed again after its ``failed_probes``-th failure since the
+    downgrade (1 for the failure that downgraded it): the retry schedule, capped at
+    DELIVERY_PROBE_MAX_INTERVAL_SECONDS, or the receiver's longer ``Retry-After``."""
+    delay = min(backoff.retry_delay(max(1, failed_probes), schedule=retry_schedule(outcome.delivery)),
+                settings.DELIVERY_PROBE_MAX_INTERVAL_SECONDS)
+    retry_after = outcome.error.retry_after
+    return now + timedelta(seconds=max(delay, retry_after or 0))
 
 
 def _replay_channels(outcomes: list[Outcome], now: datetime) -> dict[int, NotificationChannel]:

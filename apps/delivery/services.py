@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 
 from apps.audit.services import record as audit
 from apps.core import clock
@@ -90,7 +91,7 @@ def update_endpoint(*, endpoint: WebhookEndpoint, actor: Any = None, **changes: 
     if "event_types" in changes:
         changes["event_types"] = _clean_event_types(changes["event_types"])
     if changes.get("enabled") and not endpoint.enabled:
-        changes.update(disabled_reason="", failure_streak=0, downgraded_at=None)
+        changes.update(disabled_reason="", failure_streak=0, downgraded_at=None, next_probe_at=None)
     before = {k: getattr(endpoint, k) for k in changes}
     for key, value in changes.items():
         setattr(endpoint, key, value)
@@ -194,8 +195,15 @@ def retry_deliveries(*, since: Any, tenant_slug: str | None = None, dry_run: boo
     if dry_run or not found:
         return {"found": found, "retried": 0, "skipped": skipped}
     expires_at = outbox.expires(now)
+    # Behind an open breaker a row is not made due but parked (or left parked), its window renewed:
+    # the endpoint's probes decide when it goes (apps.delivery.breaker).
+    held = Q(channel=Channel.WEBHOOK, endpoint__downgraded_at__isnull=False, endpoint__enabled=True)
     with transaction.atomic():
-        n = todo.filter(state=DeliveryState.DOWNGRADED).update(next_attempt_at=now, expires_at=expires_at)
+        n = todo.filter(held, state=DeliveryState.DOWNGRADED).update(expires_at=expires_at)
+        n += todo.filter(held, state=DeliveryState.FAILED, downgraded_at__isnull=False).update(
+            state=DeliveryState.DOWNGRADED, next_attempt_at=None, expires_at=expires_at, finished_at=None)
+        n += todo.filter(state=DeliveryState.DOWNGRADED).exclude(held).update(next_attempt_at=now,
+                                                                           expires_at=expires_at)
         n += todo.filter(state=DeliveryState.FAILED, downgraded_at__isnull=False).update(
             state=DeliveryState.DOWNGRADED, next_attempt_at=now, expires_at=expires_at, finished_at=None)
         n += todo.filter(state=DeliveryState.FAILED).update(

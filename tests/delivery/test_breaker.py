@@ -74,13 +74,18 @@ def test_one_probe_at_a_time_then_the_waiting_rows_go_out_once_it_answers(tenant
         assert len(hook.requests) == 1 and len(healthy.requests) == 1
         failed = Delivery.objects.get(pk=rows[0].pk)
         assert (failed.attempts, failed.next_attempt_at) == (1, None)  # failed, and parked again
+        endpoint.refresh_from_db()
+        wait = (endpoint.next_probe_at - timezone.now()).total_seconds()
+        assert 24 - 1 <= wait <= 36 + 1  # the schedule's 30 s (+-20 %): its 10 s went to the downgrade
+        assert dispatch.sweep() == {"claimed": 0, "stuck": 0}  # the next probe waits for it
 
+        WebhookEndpoint.objects.filter(pk=endpoint.pk).update(next_probe_at=timezone.now())
         assert dispatch.sweep() == {"claimed": 1, "stuck": 0}
         assert enqueued[-1][0] == [rows[1].pk]  # the next one never tried (round robin), not the same again
         answer["status"] = 200
         run(enqueued.pop())
         endpoint.refresh_from_db()
-        assert endpoint.downgraded_at is None and endpoint.failure_streak == 0  # restored
+        assert (endpoint.downgraded_at, endpoint.failure_streak, endpoint.next_probe_at) == (None, 0, None)  # restored
         # The restore rang the rows that waited, the oldest first (the failed probe among them).
         [(released, token)] = enqueued
         assert released == [rows[0].pk] + [r.pk for r in rows[2:]] and token is None
@@ -142,7 +147,7 @@ def test_a_dead_endpoints_backlog_is_not_reported_as_a_stuck_pipeline(tenant, en
 
 def test_a_restored_endpoint_gets_its_backlog_chunk_by_chunk_each_row_once(tenant, monkeypatch, enqueued):
     """Restored by the tenant (re-enabled) rather than by a probe: the sweeper makes the parked rows
-    due CHUNK at a time, the next chunk only once the last one has been claimed."""
+    due and rings them CHUNK at a time, the next chunk only once the last one has been claimed."""
     from apps.delivery import breaker
     from apps.delivery.services import update_endpoint
 
@@ -151,22 +156,69 @@ def test_a_restored_endpoint_gets_its_backlog_chunk_by_chunk_each_row_once(tenan
         endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
         downgrade(endpoint)
         alerts = [fire_alert(tenant, title=f"waiting {i}") for i in range(7)]
+        # The oldest by their retry window (a manual retry renews it), not by id: the last three.
+        Delivery.objects.filter(alert__in=alerts[4:]).update(expires_at=timezone.now() + timedelta(hours=23))
         WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False)
         endpoint.refresh_from_db()
         update_endpoint(endpoint=endpoint, enabled=True)  # clears the downgrade
-        claimed_per_sweep = []
-        for _ in range(6):
+        def sweep(then_send: bool) -> int:
             enqueued.clear()
-            claimed_per_sweep.append(dispatch.sweep()["claimed"])
-            for task in list(enqueued):
+            assert dispatch.sweep()["claimed"] == 0  # rung, not claimed by the sweep: no retry waits behind them
+            rung = sum(len(ids) for ids, _ in enqueued)
+            for task in list(enqueued) if then_send else []:
                 run(task)
-        assert claimed_per_sweep == [0, 3, 3, 1, 0, 0]
+            return rung
+
+        assert sweep(then_send=False) == 3
+        assert sweep(then_send=False) == 0  # the last chunk is still due, unclaimed
+        run(([r.pk for r in Delivery.objects.filter(alert__in=alerts, next_attempt_at__isnull=False)], None))
+        assert [sweep(then_send=True) for _ in range(4)] == [3, 1, 0, 0]
     rows = Delivery.objects.filter(alert__in=alerts)
     assert sorted(rows.values_list("state", flat=True)) == ["DELIVERED"] * 7
     assert len(hook.requests) == 7 and len(set(hook.ids())) == 7
     # The oldest first.
     firsts = sorted(rows.values_list("delivered_at", "alert_id"))
-    assert [a for _, a in firsts[:3]] == sorted(a.pk for a in alerts[:3])
+    assert sorted(a for _, a in firsts[:3]) == sorted(a.pk for a in alerts[4:])
+
+
+def test_a_disabled_endpoint_s_parked_rows_end_failed(tenant, enqueued):
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    downgrade(endpoint)
+    rows = [Delivery.objects.get(alert=fire_alert(tenant, title=f"waiting {i}")) for i in range(3)]
+    assert all(r.next_attempt_at is None for r in rows)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(enabled=False, disabled_reason="by the tenant")
+    enqueued.clear()
+    dispatch.sweep()  # its drain makes them due and rings them
+    assert sorted(pk for ids, _ in enqueued for pk in ids) == sorted(r.pk for r in rows)
+    for task in list(enqueued):
+        run(task)
+    assert {(r.state, "disabled" in r.last_error) for r in Delivery.objects.filter(pk__in=[r.pk for r in rows])} \
+        == {("FAILED", True)}
+
+
+def test_retry_deliveries_leaves_a_dead_endpoints_backlog_parked(tenant, other_tenant, enqueued):
+    """The hourly ``retry_deliveries --since 24h`` of the README's crontab renews the waiting rows'
+    window but must not put a dead endpoint's backlog back in the due range."""
+    from apps.delivery.services import retry_deliveries
+
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    downgrade(endpoint)
+    waiting = [Delivery.objects.get(alert=fire_alert(tenant, title=f"waiting {i}")) for i in range(4)]
+    gave_up = waiting[0]
+    Delivery.objects.filter(pk=gave_up.pk).update(state="FAILED", finished_at=timezone.now())
+    other, _ = create_endpoint(tenant=other_tenant, url="http://127.0.0.1:9/other", event_types=["alert.triggered"])
+    elsewhere = Delivery.objects.get(alert=fire_alert(other_tenant))
+    Delivery.objects.filter(pk=elsewhere.pk).update(state="DOWNGRADED", downgraded_at=timezone.now(), attempts=3,
+                                                    next_attempt_at=timezone.now() + timedelta(hours=1))
+    before = Delivery.objects.get(pk=waiting[1].pk).expires_at
+
+    result = retry_deliveries(since=timezone.now() - timedelta(hours=24))
+    assert result["retried"] == 5
+    for row in Delivery.objects.filter(pk__in=[r.pk for r in waiting]):
+        assert (row.state, row.next_attempt_at) == ("DOWNGRADED", None) and row.finished_at is None
+        assert row.expires_at >= before  # renewed
+    row = Delivery.objects.get(pk=elsewhere.pk)
+    assert row.next_attempt_at <= timezone.now()  # an endpoint without a breaker: due now, as before
 
 
 def test_rows_parked_behind_a_deleted_endpoint_reach_their_end(tenant, enqueued):
@@ -178,11 +230,40 @@ def test_rows_parked_behind_a_deleted_endpoint_reach_their_end(tenant, enqueued)
     row = Delivery.objects.get(alert=alert)
     assert row.next_attempt_at is None
     delete_endpoint(endpoint=WebhookEndpoint.objects.get(pk=endpoint.pk))
-    assert dispatch.sweep()["claimed"] == 0  # made due by this sweep's upkeep
-    assert dispatch.sweep()["claimed"] == 1
+    enqueued.clear()
+    dispatch.sweep()  # its drain makes it due and rings it
+    [(ids, token)] = enqueued
+    assert ids == [row.pk] and token is None
     run(enqueued.pop())
     row.refresh_from_db()
     assert row.state == "FAILED" and "deleted" in row.last_error
+
+
+def test_probes_follow_the_retry_schedule_up_to_the_cap_or_a_longer_retry_after(tenant, settings, enqueued):
+    """A dead endpoint is knocked on at the schedule's pace, not at every sweep. The failure that
+    downgraded it was the schedule's first step (10 s); its probes take the next ones (30 s, then
+    the 45 s cap instead of 120 s), and a receiver's longer Retry-After is honoured."""
+    settings.DELIVERY_PROBE_MAX_INTERVAL_SECONDS = 45
+    answers = iter([(500, {})] * 4 + [(503, {"Retry-After": "600"})])
+    with Hook(lambda n, p, b: next(answers)) as hook:
+        endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        downgrade(endpoint)
+        for i in range(6):
+            fire_alert(tenant, title=f"waiting {i}")
+        waits = []
+        for _ in range(5):
+            enqueued.clear()
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(next_probe_at=None)  # its time has come
+            assert dispatch.sweep()["claimed"] == 1
+            before = timezone.now()
+            run(enqueued[0])
+            assert dispatch.sweep()["claimed"] == 0  # not before next_probe_at
+            endpoint.refresh_from_db()
+            waits.append((endpoint.next_probe_at - before).total_seconds())
+        assert len(hook.requests) == 5
+    assert 24 - 1 <= waits[0] <= 36 + 1, waits  # 30 s +-20 % jitter
+    assert [round(w) for w in waits[1:4]] == [45, 45, 45], waits  # 120 s +-20 %, capped
+    assert 599 <= waits[4] <= 601, waits  # Retry-After: 600
 
 
 def test_a_silent_endpoint_holds_one_send_whatever_its_backlog(tenant, settings, enqueued):
@@ -307,3 +388,27 @@ def test_a_failing_upkeep_does_not_stop_the_sweep_for_other_endpoints(tenant, ot
     monkeypatch.setattr(recording, "send_fallbacks", working)
     dispatch.sweep()
     assert Delivery.objects.get(alert=stuck_behind).state == "DOWNGRADED"
+
+
+def test_a_failing_hold_does_not_stop_the_drain_of_restored_endpoints(tenant, other_tenant, monkeypatch,
+                                                                       enqueued):
+    from apps.delivery import recording
+
+    broken_ep, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    stuck_behind = fire_alert(tenant)
+    Delivery.objects.filter(alert=stuck_behind).update(state="PENDING", attempts=1,
+                                                       next_attempt_at=timezone.now() + timedelta(minutes=5))
+    downgrade(broken_ep)
+    restored, _ = create_endpoint(tenant=other_tenant, url="http://127.0.0.1:9/other", event_types=["alert.triggered"])
+    downgrade(restored)
+    parked = Delivery.objects.get(alert=fire_alert(other_tenant))
+    WebhookEndpoint.objects.filter(pk=restored.pk).update(downgraded_at=None, failure_streak=0)
+
+    def broken(rows, now):
+        raise ValueError("a frozen body that cannot be rendered")
+
+    monkeypatch.setattr(recording, "send_fallbacks", broken)
+    dispatch.sweep()
+    assert Delivery.objects.get(alert=stuck_behind).state == "PENDING"  # the hold failed
+    assert Delivery.objects.get(pk=parked.pk).next_attempt_at is not None  # the drain ran all the same
+

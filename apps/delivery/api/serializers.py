@@ -14,7 +14,8 @@ class EndpointSerializer(serializers.ModelSerializer):
     class Meta:
         model = WebhookEndpoint
         fields = ["id", "tenant", "url", "description", "min_severity", "event_types", "enabled", "disabled_reason",
-                  "failure_streak", "downgraded_at", "previous_secret_expires_at", "created_at", "updated_at"]
+                  "failure_streak", "downgraded_at", "next_probe_at", "previous_secret_expires_at", "created_at",
+                  "updated_at"]
         read_only_fields = fields
 
 
