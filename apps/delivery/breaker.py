@@ -43,8 +43,8 @@ from .models import DUE_STATES, Delivery, DeliveryState, WebhookEndpoint
 
 logger = logging.getLogger("apps.delivery")
 
-# Rows per sweep that ``hold`` parks and expires (over all downgraded endpoints), that ``drain`` makes
-# due per endpoint, and that a restore rings; more wait for the next sweep.
+# Rows per endpoint and sweep that ``hold`` parks and expires and that ``drain`` makes due, and that a
+# restore rings; more wait for the next sweep.
 CHUNK = 500
 
 
@@ -175,12 +175,13 @@ def _unpark(rows, now: datetime) -> int:
     """Make the oldest CHUNK parked ``rows`` due and ring them: the deliver queue takes them in turn
     with everyone else's work. Not due in the past for the sweeper instead: its oldest-first claim
     of at most 500 would take a chunk ahead of the retries due meanwhile, at every sweep."""
-    ids = list(rows.filter(state__in=DUE_STATES, next_attempt_at__isnull=True).order_by(*_BY_AGE)
-               .values_list("pk", flat=True)[:CHUNK])
     with transaction.atomic():
-        n = parked().filter(pk__in=ids).update(next_attempt_at=now)
+        # Locked, skipping rows a concurrent release or sweep holds: each row is rung once.
+        ids = list(rows.filter(state__in=DUE_STATES, next_attempt_at__isnull=True).order_by(*_BY_AGE)
+                   .select_for_update(no_key=True, skip_locked=True).values_list("pk", flat=True)[:CHUNK])
+        parked().filter(pk__in=ids).update(next_attempt_at=now)
         outbox.ring(ids)
-    return n
+    return len(ids)
 
 
 def _parked_endpoints() -> list[int | None]:

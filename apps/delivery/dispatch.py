@@ -136,16 +136,16 @@ def due_rows(now: datetime, limit: int):
 
 
 def _breaker_upkeep(downgraded: list[int], now: datetime) -> None:
-    """The breakers' care: ``breaker.hold`` (the downgraded endpoints' rows), then ``breaker.drain``
-    (rows parked behind endpoints no longer downgraded). A failure of either (a row that cannot be
-    rendered, a lock timeout) is logged: it must stop neither the other nor the sweep that every
-    other endpoint's deliveries depend on."""
-    try:
-        if downgraded:
-            breaker.hold(downgraded, now)
-    except Exception:
-        logger.exception("downgraded endpoints' upkeep failed; retried at the next sweep",
-                         extra={"endpoints": downgraded[:20]})
+    """The breakers' care: ``breaker.hold`` for each downgraded endpoint, then ``breaker.drain`` (rows
+    parked behind endpoints no longer downgraded). A failure of one (a row that cannot be rendered, a
+    lock timeout) is logged: it must stop neither the others nor the sweep that every other
+    endpoint's deliveries depend on."""
+    for endpoint_id in downgraded:  # one transaction each: one bad row holds up its own endpoint only
+        try:
+            breaker.hold([endpoint_id], now)
+        except Exception:
+            logger.exception("a downgraded endpoint's upkeep failed; retried at the next sweep",
+                             extra={"endpoint_id": endpoint_id})
     try:
         breaker.drain(now)
     except Exception:

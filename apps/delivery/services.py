@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 
 from apps.audit.services import record as audit
 from apps.core import clock
@@ -96,7 +95,9 @@ def update_endpoint(*, endpoint: WebhookEndpoint, actor: Any = None, **changes: 
     for key, value in changes.items():
         setattr(endpoint, key, value)
     with transaction.atomic():
-        endpoint.save()
+        # Only what changed: a full save would write back a failure streak or downgrade that a
+        # delivery recorded since this instance was read.
+        endpoint.save(update_fields=[*changes, "updated_at"])
         audit("webhook.updated", actor=actor, target=endpoint, tenant=endpoint.tenant_id,
               data={k: {"from": str(before[k]), "to": str(v)} for k, v in changes.items() if before[k] != v})
     return endpoint
@@ -195,17 +196,16 @@ def retry_deliveries(*, since: Any, tenant_slug: str | None = None, dry_run: boo
     if dry_run or not found:
         return {"found": found, "retried": 0, "skipped": skipped}
     expires_at = outbox.expires(now)
-    # Behind an open breaker a row is not made due but parked (or left parked), its window renewed:
-    # the endpoint's probes decide when it goes (apps.delivery.breaker).
-    held = Q(channel=Channel.WEBHOOK, endpoint__downgraded_at__isnull=False, endpoint__enabled=True)
+    # Behind an open breaker a row is not made due but parked (next_attempt_at None), its window
+    # renewed: the endpoint's probes decide when it goes (apps.delivery.breaker).
+    held = list(WebhookEndpoint.objects.filter(downgraded_at__isnull=False, enabled=True).values_list("pk", flat=True))
+    behind = todo.filter(channel=Channel.WEBHOOK, endpoint_id__in=held)
+    n = 0
     with transaction.atomic():
-        n = todo.filter(held, state=DeliveryState.DOWNGRADED).update(expires_at=expires_at)
-        n += todo.filter(held, state=DeliveryState.FAILED, downgraded_at__isnull=False).update(
-            state=DeliveryState.DOWNGRADED, next_attempt_at=None, expires_at=expires_at, finished_at=None)
-        n += todo.filter(state=DeliveryState.DOWNGRADED).exclude(held).update(next_attempt_at=now,
-                                                                           expires_at=expires_at)
-        n += todo.filter(state=DeliveryState.FAILED, downgraded_at__isnull=False).update(
-            state=DeliveryState.DOWNGRADED, next_attempt_at=now, expires_at=expires_at, finished_at=None)
-        n += todo.filter(state=DeliveryState.FAILED).update(
-            state=DeliveryState.PENDING, next_attempt_at=now, expires_at=expires_at, finished_at=None)
+        for rows, due in ((behind, None), (todo.exclude(pk__in=behind.values("pk")), now)):
+            n += rows.filter(state=DeliveryState.DOWNGRADED).update(next_attempt_at=due, expires_at=expires_at)
+            n += rows.filter(state=DeliveryState.FAILED, downgraded_at__isnull=False).update(
+                state=DeliveryState.DOWNGRADED, next_attempt_at=due, expires_at=expires_at, finished_at=None)
+            n += rows.filter(state=DeliveryState.FAILED).update(
+                state=DeliveryState.PENDING, next_attempt_at=due, expires_at=expires_at, finished_at=None)
     return {"found": found, "retried": n, "skipped": skipped}
