@@ -218,8 +218,10 @@ def receiver_down_then_back(log_dir: Path, *, plugins: int = 4, late_plugins: in
                             slug: str = "hook-down", settle: float = 90) -> tuple[Report, dict]:
     """The receiver is stopped (connections refused) while alerts fire, for longer than 3 attempts:
     every delivery downgrades (email + SMS reach the local peers), alerts that fire while the
-    endpoint is downgraded go to fallback at once; then the receiver listens again on the same
-    port: every delivery ends DELIVERED under its one webhook-id and the endpoint is restored."""
+    endpoint is downgraded go to fallback at once; the endpoint, behind its breaker, refuses
+    ``down_attempts`` probes more (every delivery refused at least once: the probes take the least
+    tried first); then the receiver listens again on the same port: every delivery ends DELIVERED
+    under its one webhook-id and the endpoint is restored."""
     from apps.delivery.models import Channel, Delivery
 
     with peers() as p:
@@ -237,14 +239,20 @@ def receiver_down_then_back(log_dir: Path, *, plugins: int = 4, late_plugins: in
                                                first_plugin=plugins, tag="late")])
             n_alerts = plugins + late_plugins
 
+            # Behind the breaker the deliveries are not each retried on their own schedule: the
+            # endpoint is probed, one delivery at a time, so the outage is measured in its probes.
+            streak = 3 + down_attempts  # DELIVERY_DOWNGRADE_AFTER_FAILURES (3), then the probes refused
+
             def all_fell_back() -> bool:
                 rows = list(hooks.filter(event_type="alert.triggered"))
                 fallbacks = Delivery.objects.filter(source_id__in=[d.pk for d in rows], state="DELIVERED")
-                return (len(rows) == n_alerts and all(d.attempts >= down_attempts and d.downgraded_at for d in rows)
-                        and fallbacks.count() == 2 * n_alerts)
+                return (len(rows) == n_alerts and all(d.attempts >= 1 and d.downgraded_at for d in rows)
+                        and fallbacks.count() == 2 * n_alerts
+                        and WebhookEndpoint.objects.get(pk=world.endpoint_ids[0]).failure_streak >= streak)
 
-            wait_for(all_fell_back, timeout=settle, interval=0.2, what=f"every delivery downgraded, >= {down_attempts} "
-                                                                        "refused attempts, fallbacks sent")
+            wait_for(all_fell_back, timeout=settle, interval=0.2, what=f"every delivery downgraded and refused, "
+                                                                        f"{down_attempts} probes refused after the "
+                                                                        "downgrade, fallbacks sent")
             during = {"requests": len(p.hook.requests), "emails": len(p.smtp.envelopes), "sms": len(p.sms.messages),
                       "endpoint": WebhookEndpoint.objects.values("failure_streak", "downgraded_at")
                       .get(pk=world.endpoint_ids[0]),

@@ -71,8 +71,10 @@ def test_receiver_down_then_back_downgrades_then_delivers_under_the_same_webhook
     report, facts = scenarios.receiver_down_then_back(tmp_path)
     during, n = facts["during"], facts["alerts"]
     assert during["requests"] == 0  # refused: nothing reached the receiver while it was down
-    assert min(during["refused_attempts"]) >= 4  # more than 3 attempts each before it came back
-    assert during["endpoint"]["downgraded_at"] is not None and during["endpoint"]["failure_streak"] >= 3
+    # Every delivery refused at least once; behind the breaker the endpoint, not each delivery, is
+    # retried: 3 failures downgraded it and it refused 4 probes more before the receiver came back.
+    assert min(during["refused_attempts"]) >= 1
+    assert during["endpoint"]["downgraded_at"] is not None and during["endpoint"]["failure_streak"] >= 3 + 4
     assert during["emails"] >= n and during["sms"] >= n  # every alert reached the fallback peers
     assert facts["downgraded_at_once"] == 2  # fired while the endpoint was downgraded: fallback at once
     _ok(report)  # includes: no successful request repeated, every id belongs to its delivery row
