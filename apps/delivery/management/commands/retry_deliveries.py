@@ -11,7 +11,8 @@ from apps.core.cli import parse_since
 
 class Command(BaseCommand):
     help = ("Make FAILED and DOWNGRADED deliveries due again now, with a fresh retry window "
-            "(rows of deleted or disabled endpoints are skipped). Idempotent.")
+            "(rows of deleted or disabled endpoints are skipped; rows of an endpoint still downgraded "
+            "get the fresh window and wait for its probe). Idempotent.")
 
     def add_arguments(self, parser):
         parser.add_argument("--since", default="24h", help="only deliveries created this recently (default 24h)")
