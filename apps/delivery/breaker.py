@@ -157,8 +157,7 @@ def drain(now: datetime) -> int:
     candidates = _parked_endpoints()
     if not candidates:
         return 0
-    held = set(WebhookEndpoint.objects.filter(pk__in=[c for c in candidates if c is not None],
-                                              downgraded_at__isnull=False, enabled=True).values_list("pk", flat=True))
+    held = set(downgraded_endpoints())
     made_due = 0
     for endpoint_id in candidates:
         if endpoint_id in held:
@@ -171,16 +170,18 @@ def drain(now: datetime) -> int:
     return made_due
 
 
-def _unpark(rows, now: datetime) -> int:
-    """Make the oldest CHUNK parked ``rows`` due and ring them: the deliver queue takes them in turn
-    with everyone else's work. Not due in the past for the sweeper instead: its oldest-first claim
-    of at most 500 would take a chunk ahead of the retries due meanwhile, at every sweep."""
+def _unpark(rows, now: datetime, limit: int | None = None, also_ring: list[int] = ()) -> int:
+    """Make the oldest ``limit`` (CHUNK) parked ``rows`` due and ring them (with ``also_ring``): the
+    deliver queue takes them in turn with everyone else's work. Not due in the past for the sweeper
+    instead: its oldest-first claim of at most 500 would take a chunk ahead of the retries due
+    meanwhile, at every sweep."""
     with transaction.atomic():
         # Locked, skipping rows a concurrent release or sweep holds: each row is rung once.
         ids = list(rows.filter(state__in=DUE_STATES, next_attempt_at__isnull=True).order_by(*_BY_AGE)
-                   .select_for_update(no_key=True, skip_locked=True).values_list("pk", flat=True)[:CHUNK])
+                   .select_for_update(no_key=True, skip_locked=True)
+                   .values_list("pk", flat=True)[:CHUNK if limit is None else limit])
         parked().filter(pk__in=ids).update(next_attempt_at=now)
-        outbox.ring(ids)
+        outbox.ring([*also_ring, *ids])
     return len(ids)
 
 
@@ -212,8 +213,4 @@ def release(endpoint: WebhookEndpoint, now: datetime) -> None:
     and its oldest parked ones (made due), CHUNK in all; ``drain`` makes the rest due sweep by sweep."""
     mine = Delivery.objects.filter(endpoint_id=endpoint.pk, state__in=DUE_STATES)
     due = list(mine.filter(next_attempt_at__lte=now).order_by("next_attempt_at").values_list("pk", flat=True)[:CHUNK])
-    ids = list(mine.filter(next_attempt_at__isnull=True).order_by(*_BY_AGE).values_list("pk", flat=True)
-               [:CHUNK - len(due)])
-    if ids:
-        parked().filter(pk__in=ids).update(next_attempt_at=now)
-    outbox.ring(due + ids)
+    _unpark(mine, now, limit=CHUNK - len(due), also_ring=due)

@@ -21,7 +21,7 @@ from apps.core import clock
 from apps.core.errors import Unprocessable
 from apps.core.vocabulary import EVENT_TEST, EVENT_TYPES, SEVERITIES
 
-from . import messages, outbox
+from . import breaker, messages, outbox
 from .dispatch import process
 from .models import Channel, Delivery, DeliveryState, WebhookEndpoint
 from .notifications import Notification
@@ -198,8 +198,7 @@ def retry_deliveries(*, since: Any, tenant_slug: str | None = None, dry_run: boo
     expires_at = outbox.expires(now)
     # Behind an open breaker a row is not made due but parked (next_attempt_at None), its window
     # renewed: the endpoint's probes decide when it goes (apps.delivery.breaker).
-    held = list(WebhookEndpoint.objects.filter(downgraded_at__isnull=False, enabled=True).values_list("pk", flat=True))
-    behind = todo.filter(channel=Channel.WEBHOOK, endpoint_id__in=held)
+    behind = todo.filter(channel=Channel.WEBHOOK, endpoint_id__in=breaker.downgraded_endpoints())
     n = 0
     with transaction.atomic():
         for rows, due in ((behind, None), (todo.exclude(pk__in=behind.values("pk")), now)):

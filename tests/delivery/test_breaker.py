@@ -372,24 +372,33 @@ def test_a_row_that_expires_before_it_was_ever_downgraded_gets_its_fallback_firs
     assert Delivery.objects.filter(source=row, channel="email").count() == 1
 
 
+def failed_before_the_downgrade(tenant):
+    """An alert whose webhook row failed once before its endpoint was downgraded (PENDING, its
+    retry 5 min away): the next sweep's hold must downgrade it and send its fallback."""
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    alert = fire_alert(tenant)
+    Delivery.objects.filter(alert=alert).update(state="PENDING", attempts=1,
+                                                next_attempt_at=timezone.now() + timedelta(minutes=5))
+    downgrade(endpoint)
+    return alert
+
+
+def unrenderable(rows, now):
+    """In place of ``recording.send_fallbacks``: a frozen body that cannot be rendered."""
+    raise ValueError("a frozen body that cannot be rendered")
+
+
 def test_a_failing_upkeep_does_not_stop_the_sweep_for_other_endpoints(tenant, other_tenant, monkeypatch, enqueued):
     from apps.delivery import recording
 
-    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
-    stuck_behind = fire_alert(tenant)
-    Delivery.objects.filter(alert=stuck_behind).update(state="PENDING", attempts=1,
-                                                       next_attempt_at=timezone.now() + timedelta(minutes=5))
-    downgrade(endpoint)
+    stuck_behind = failed_before_the_downgrade(tenant)
     healthy, _ = create_endpoint(tenant=other_tenant, url="http://127.0.0.1:9/other", event_types=["alert.triggered"])
     fire_alert(other_tenant)
     retry = Delivery.objects.get(endpoint=healthy)
     Delivery.objects.filter(pk=retry.pk).update(state="PENDING", attempts=1, next_attempt_at=timezone.now())
 
-    def broken(rows, now):
-        raise ValueError("a frozen body that cannot be rendered")
-
     working = recording.send_fallbacks
-    monkeypatch.setattr(recording, "send_fallbacks", broken)
+    monkeypatch.setattr(recording, "send_fallbacks", unrenderable)
     assert dispatch.sweep()["claimed"] == 1 and enqueued[-1][0] == [retry.pk]
     assert Delivery.objects.get(alert=stuck_behind).state == "PENDING"  # rolled back, tried again next sweep
     monkeypatch.setattr(recording, "send_fallbacks", working)
@@ -401,20 +410,13 @@ def test_a_failing_hold_does_not_stop_the_drain_of_restored_endpoints(tenant, ot
                                                                        enqueued):
     from apps.delivery import recording
 
-    broken_ep, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
-    stuck_behind = fire_alert(tenant)
-    Delivery.objects.filter(alert=stuck_behind).update(state="PENDING", attempts=1,
-                                                       next_attempt_at=timezone.now() + timedelta(minutes=5))
-    downgrade(broken_ep)
+    stuck_behind = failed_before_the_downgrade(tenant)
     restored, _ = create_endpoint(tenant=other_tenant, url="http://127.0.0.1:9/other", event_types=["alert.triggered"])
     downgrade(restored)
     parked = Delivery.objects.get(alert=fire_alert(other_tenant))
     WebhookEndpoint.objects.filter(pk=restored.pk).update(downgraded_at=None, failure_streak=0)
 
-    def broken(rows, now):
-        raise ValueError("a frozen body that cannot be rendered")
-
-    monkeypatch.setattr(recording, "send_fallbacks", broken)
+    monkeypatch.setattr(recording, "send_fallbacks", unrenderable)
     dispatch.sweep()
     assert Delivery.objects.get(alert=stuck_behind).state == "PENDING"  # the hold failed
     assert Delivery.objects.get(pk=parked.pk).next_attempt_at is not None  # the drain ran all the same
