@@ -48,6 +48,23 @@ class Plugin(models.Model):
         return f"{self.tenant.slug}/{self.slug}"
 
 
+class PluginCount(models.Model):
+    """How many plugins a tenant has, for intake's plugin limit (``apps.ingest.tenancy``).
+
+    Kept by database triggers on the plugin table (migration 0006), so every path that adds or
+    removes plugins counts: intake, the detect worker, the admin, a tenant's deletion. Counting the
+    tenant's plugins at every request that registers one grew with the tenant: 30 ms a request at
+    2,000 plugins for each of 50 tenants (a storm of new plugins pays it ten times a second), held
+    under the tenants' row locks. Never written by Django.
+    """
+
+    tenant = models.OneToOneField(Tenant, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    n = models.IntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.n} plugins"
+
+
 class ApiToken(models.Model):
     """A scoped API token. Only its prefix and SHA-256 digest are stored; see apps.tenants.tokens."""
 
