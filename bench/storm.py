@@ -40,7 +40,8 @@ against the plain ones': a storm's p99 moves by tenths of a second from run to r
 so one plain run minutes earlier, on smaller tables, cannot tell a hole's cost from the box's.
 
 ``--sustained``: 1,000 new alerts/s (ten 100-line batches a second) for ``--seconds`` (60): the
-notification backlog (posted minus received) every 5 s, and whether it grows.
+notification backlog (posted minus received) every 5 s, whether it grows, and the CPU per 1,000
+alerts of web / worker / PostgreSQL from the first post to the last webhook.
 
 The storm guard and the plugin cap would (rightly) fold such a storm into a few alerts, so the
 bench raises them: ALERTS_NEW_PER_BATCH_MAX=100000, ALERTS_NEW_PER_MINUTE_MAX=100000000,
@@ -503,10 +504,15 @@ def floor(n: int, receiver: str) -> dict:
     return {"insert": t_insert, "posts": t_posts, "total": t_insert + t_posts}
 
 
-def sustained(url: str, token: str, receiver: str, seconds: float, rate: int) -> list[tuple[float, int, int]]:
-    """Post ``rate`` new alerts/s for ``seconds``; return (t, posted, received) every 5 s and after."""
+def sustained(url: str, token: str, receiver: str, seconds: float, rate: int,
+              procs: dict) -> tuple[list[tuple[float, int, int]], dict[str, float]]:
+    """Post ``rate`` new alerts/s for ``seconds``; return (t, posted, received) every 5 s and after,
+    and the CPU per 1,000 alerts of web / worker / PostgreSQL from the first post to the last webhook."""
     import requests
+    from proc_cpu import cpu_seconds
 
+    cpu0 = {k: cpu_seconds(pgid=p.pid) for k, p in procs.items()}
+    pg = BackendCpu()
     per_tick = BATCH
     interval = per_tick / rate
     chosen = pairs(int(seconds * rate), "u")
@@ -530,7 +536,9 @@ def sustained(url: str, token: str, receiver: str, seconds: float, rate: int) ->
         if got >= len(chosen) or time.monotonic() - t_end > 600:
             break
         time.sleep(5)
-    return samples
+    cpu = {k: (cpu_seconds(pgid=p.pid) - cpu0[k]) * 1e6 / len(chosen) for k, p in procs.items()}
+    cpu["pg"] = pg.seconds() * 1e6 / len(chosen)
+    return samples, cpu
 
 
 def main() -> None:
@@ -636,7 +644,7 @@ def main() -> None:
             vacuum.start()
         if args.sustained:
             print(f"sustained: {args.rate:,} new alerts/s for {args.seconds:.0f} s ...", flush=True)
-            results["sustained"] = sustained(url, token, receiver, args.seconds, args.rate)
+            results["sustained"] = sustained(url, token, receiver, args.seconds, args.rate, procs)
         bad = received(receiver, "bad")
     finally:
         vacuum.stop()
@@ -688,7 +696,7 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
         for row in rows:
             print("  ".join(f"{c:<{w}}" for c, w in zip(row, widths)))
     if "sustained" in results:
-        samples = results["sustained"]
+        samples, cpu = results["sustained"]
         print(f"\nsustained {args.rate:,} new alerts/s for {args.seconds:.0f} s: t / posted / webhooks received / backlog")
         for t, posted, got in samples:
             print(f"  {t:6.1f} s  {posted:7,}  {got:7,}  {posted - got:7,}")
@@ -696,6 +704,7 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
         grows = len(during) >= 2 and during[-1] > during[0] + args.rate  # more than a second's worth
         print(f"  backlog {'GROWS' if grows else 'does not grow'} during the run "
               f"({during[0] if during else 0:,} -> {during[-1] if during else 0:,})")
+        print(f"  CPU per 1,000 alerts: web / worker / PostgreSQL {cpu_cell(cpu)}")
 
 
 if __name__ == "__main__":
