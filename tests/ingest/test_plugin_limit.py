@@ -9,7 +9,7 @@ from django.db import connections
 
 from apps.ingest.models import IngestBatch
 from apps.ingest.services import Writer, accept_events
-from apps.tenants.models import Plugin
+from apps.tenants.models import Plugin, PluginCount
 
 from .conftest import URL, event
 
@@ -89,4 +89,5 @@ def test_concurrent_requests_never_register_more_than_the_limit(tenant, settings
         t.join(timeout=60)
     assert not errors, errors
     assert Plugin.objects.filter(tenant=tenant).count() == 30
+    assert PluginCount.objects.get(tenant=tenant).n == 30  # the count the next request reads
     assert sum(accepted) == 30  # one event per plugin: exactly the admitted ones

@@ -6,6 +6,7 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 POSTGRESQL = """
+SET LOCAL lock_timeout = '10s';  -- waits this long for open plugin writers, not forever with intake queued
 LOCK TABLE tenants_plugin IN SHARE MODE;
 CREATE FUNCTION tenants_plugin_added() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -16,6 +17,9 @@ BEGIN
 END $$;
 CREATE FUNCTION tenants_plugin_removed() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- Locked in tenant order first, as the upserts lock: a delete across tenants cannot deadlock them.
+    PERFORM 1 FROM tenants_plugincount WHERE tenant_id IN (SELECT tenant_id FROM removed)
+        ORDER BY tenant_id FOR UPDATE;
     UPDATE tenants_plugincount AS c SET n = c.n - r.k
     FROM (SELECT tenant_id, count(*) AS k FROM removed GROUP BY tenant_id) AS r WHERE c.tenant_id = r.tenant_id;
     RETURN NULL;
