@@ -1,7 +1,7 @@
 """The sweeper behind a dead endpoint: one sweep's time with W rows waiting behind a downgraded
 webhook endpoint, against the same sweep with none waiting (the baseline, same run).
 
-    .venv/bin/python bench/breaker.py [--waiting 100000 --waiting 500000] [--sweeps 7]
+    .venv/bin/python bench/breaker.py [--waiting 100000 --waiting 500000] [--sweeps 7] [--dead 100 --dead 1000]
 
 A dead endpoint of a busy tenant collects up to DELIVERY_MAX_AGE_SECONDS (24 h) of alerts; the
 sweeper runs every 2 s for every tenant. Per W (default 0, 100,000 and 500,000), with another
@@ -17,6 +17,9 @@ tenant's 50 retries due at every sweep:
   as written, and with the same rows left in the due range with a past ``next_attempt_at``: the
   layout before parked rows (the twelfth round's breaker left them there and stepped over them at
   every sweep).
+* dead endpoints (``--dead``, default 100 and 1,000; 0 skips): one sweep with D downgraded
+  endpoints, each with 5 rows parked and its next probe not due yet (a platform's abandoned
+  receivers between their probes), against the same sweep with the one endpoint above.
 
 Database ``ac_breaker_bench`` (dropped and recreated; ``BENCH_DB`` to change), Redis db 15.
 """
@@ -123,7 +126,10 @@ def main() -> None:
     parser.add_argument("--waiting", type=int, action="append", help="rows waiting (repeatable; default 100000 "
                                                                       "and 500000; 0 always runs first)")
     parser.add_argument("--sweeps", type=int, default=7)
+    parser.add_argument("--dead", type=int, action="append", help="downgraded endpoints, each with 5 parked rows "
+                                                                   "(repeatable; default 100 and 1000; 0 skips)")
     args = parser.parse_args()
+    dead_sizes = sorted(set(args.dead or [100, 1000]) - {0})
     sizes = [0] + sorted(set(args.waiting or [100_000, 500_000]) - {0})
 
     reset_database(DB)
@@ -189,6 +195,8 @@ def main() -> None:
         sent = Delivery.objects.filter(endpoint=dead, state__in=["PENDING", "DOWNGRADED"], next_attempt_at__isnull=False)
         drains[-1] += (sent.update(state="DELIVERED", next_attempt_at=None),)
 
+    dead_rows = dead_endpoints(dead_tenant, dead_sizes, args.sweeps) if dead_sizes else []
+
     base = rows[0][1]
     print(f"\nBreaker bench: one downgraded endpoint with W rows waiting, another tenant's 50 retries due at "
           f"each sweep; {args.sweeps} sweeps per W.\n")
@@ -202,6 +210,58 @@ def main() -> None:
           f"{max(times):.1f} ms (median / max, {statistics.median(times) / base:.2f} x baseline); per sweep the "
           f"other tenant's retries claimed {' / '.join(str(n) for _, n, _ in drains)} and waiting rows made due and "
           f"rung {' / '.join(str(n) for _, _, n in drains)}")
+    if dead_rows:
+        print(f"\n{'dead endpoints':>15}  {'sweep ms median / max':>22}  {'x one endpoint':>14}")
+        for count, med, top in dead_rows:
+            print(f"{count:>15,}  {med:>12.1f} / {top:>7.1f}  {med / dead_rows[0][1]:>14.2f}")
+
+
+def dead_endpoints(tenant, sizes: list[int], sweeps: int) -> list[tuple[int, float, float]]:
+    """The sweep with 1 and then each of ``sizes`` downgraded endpoints of ``tenant``, each with 5
+    parked rows and its next probe an hour away: (endpoints, median ms, max ms)."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from apps.delivery import dispatch
+    from apps.delivery.models import Delivery, WebhookEndpoint
+    from apps.delivery.services import create_endpoint
+
+    with connection.cursor() as cursor:  # the table part's rows gone (its endpoints too)
+        cursor.execute("TRUNCATE delivery_delivery, delivery_webhookendpoint CASCADE")
+    first, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/dead-0", event_types=["alert.triggered"])
+    WebhookEndpoint.objects.filter(pk=first.pk).update(failure_streak=3, downgraded_at=timezone.now())
+    template = Delivery.objects.get(alert=fire(tenant, "parked"))
+    grow(template.pk, 4)
+    endpoint_cols = [f.column for f in WebhookEndpoint._meta.concrete_fields if f.column != "id"]
+    row_cols = [f.column for f in Delivery._meta.concrete_fields if f.column not in ("id", "msg_id", "endpoint_id")]
+    out, have = [], 1
+    for count in [1, *sizes]:
+        with connection.cursor() as cursor:
+            if count > have:  # more endpoints like the first, each with copies of its 5 rows
+                cursor.execute(
+                    f"INSERT INTO delivery_webhookendpoint ({', '.join(endpoint_cols)}) SELECT {', '.join(endpoint_cols)}"
+                    " FROM delivery_webhookendpoint, generate_series(1, %s) WHERE id = %s RETURNING id",
+                    [count - have, first.pk])
+                new = [row[0] for row in cursor.fetchall()]
+                cursor.execute(
+                    f"INSERT INTO delivery_delivery ({', '.join(row_cols)}, endpoint_id, msg_id) SELECT "
+                    f"{', '.join('d.' + c for c in row_cols)}, e.id, 'bench-' || e.id || '-' || d.id FROM "
+                    "delivery_delivery d, unnest(%s::bigint[]) e(id) WHERE d.endpoint_id = %s", [new, first.pk])
+                have = count
+        WebhookEndpoint.objects.update(next_probe_at=timezone.now() + timedelta(hours=1))
+        vacuum()
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM (ANALYZE) delivery_webhookendpoint")
+        times = []
+        for _ in range(sweeps):
+            t0 = time.perf_counter()
+            dispatch.sweep()
+            times.append((time.perf_counter() - t0) * 1000)
+        out.append((count, statistics.median(times), max(times)))
+        print(f"  {count:,} dead endpoints: sweep {statistics.median(times):.1f} ms", flush=True)
+    return out
 
 
 if __name__ == "__main__":

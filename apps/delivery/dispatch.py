@@ -136,18 +136,23 @@ def due_rows(now: datetime, limit: int):
 
 
 def _breaker_upkeep(downgraded: list[int], now: datetime) -> None:
-    """The breakers' care: ``breaker.hold`` for each downgraded endpoint, then ``breaker.drain`` (rows
-    parked behind endpoints no longer downgraded). A failure of one (a row that cannot be rendered, a
-    lock timeout) is logged: it must stop neither the others nor the sweep that every other
-    endpoint's deliveries depend on."""
-    for endpoint_id in downgraded:  # one transaction each: one bad row holds up its own endpoint only
+    """The breakers' care: ``breaker.hold`` for each downgraded endpoint it has work for, then
+    ``breaker.drain`` (rows parked behind endpoints no longer downgraded). A failure of one (a row
+    that cannot be rendered, a lock timeout) is logged: it must stop neither the others nor the
+    sweep that every other endpoint's deliveries depend on."""
+    try:
+        needing = breaker.needing_hold(downgraded, now)
+    except Exception:
+        logger.exception("reading which downgraded endpoints need upkeep failed; retried at the next sweep")
+        needing = []
+    for endpoint_id in needing:  # one transaction each: one bad row holds up its own endpoint only
         try:
             breaker.hold([endpoint_id], now)
         except Exception:
             logger.exception("a downgraded endpoint's upkeep failed; retried at the next sweep",
                              extra={"endpoint_id": endpoint_id})
     try:
-        breaker.drain(now)
+        breaker.drain(now, downgraded)
     except Exception:
         logger.exception("releasing rows parked behind restored endpoints failed; retried at the next sweep")
 

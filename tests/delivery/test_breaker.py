@@ -421,3 +421,48 @@ def test_a_failing_hold_does_not_stop_the_drain_of_restored_endpoints(tenant, ot
     assert Delivery.objects.get(alert=stuck_behind).state == "PENDING"  # the hold failed
     assert Delivery.objects.get(pk=parked.pk).next_attempt_at is not None  # the drain ran all the same
 
+
+
+def test_quiet_dead_endpoints_cost_the_sweep_no_statement_each(tenant, other_tenant, enqueued):
+    """Every downgraded endpoint whose rows are all parked and none expired gives the upkeep nothing
+    to do: the sweep finds that in one query, not in a transaction per endpoint (8.5 s a sweep with
+    1,000 such endpoints: bench/breaker.py --dead). One among them with a row not parked, and one
+    with an expired parked row, are still held at that sweep."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def dead_endpoints(n: int, tenant) -> list[WebhookEndpoint]:
+        made = []
+        for i in range(n):
+            endpoint, _ = create_endpoint(tenant=tenant, url=f"http://127.0.0.1:9/dead-{len(made)}-{i}",
+                                          event_types=["alert.triggered"])
+            downgrade(endpoint)
+            made.append(endpoint)
+        fire_alert(tenant, title=f"parked at {n}")  # a parked row behind each
+        WebhookEndpoint.objects.filter(pk__in=[e.pk for e in made]).update(
+            next_probe_at=timezone.now() + timedelta(hours=1))  # probes paced: none due at this sweep
+        return made
+
+    def sweep_statements() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            dispatch.sweep()
+        return len(queries.captured_queries)
+
+    from apps.tenants.models import Tenant
+
+    third = Tenant.objects.create(slug="third", name="Third")
+    dead_endpoints(2, other_tenant)
+    assert Delivery.objects.filter(next_attempt_at__isnull=True, state="DOWNGRADED").count() == 2
+    few = sweep_statements()
+    dead_endpoints(20, third)
+    assert Delivery.objects.filter(next_attempt_at__isnull=True, state="DOWNGRADED").count() == 22
+    assert sweep_statements() == few
+
+    stuck_behind = failed_before_the_downgrade(tenant)  # a row not parked yet
+    expired = Delivery.objects.filter(endpoint__tenant=third).first()
+    Delivery.objects.filter(pk=expired.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    dispatch.sweep()
+    row = Delivery.objects.get(alert=stuck_behind)
+    assert (row.state, row.next_attempt_at) == ("DOWNGRADED", None)  # downgraded and parked
+    assert Delivery.objects.get(pk=expired.pk).state == "FAILED"
+    assert Delivery.objects.filter(next_attempt_at__isnull=True, state="DOWNGRADED").count() == 22 - 1 + 1
