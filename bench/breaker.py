@@ -19,7 +19,8 @@ tenant's 50 retries due at every sweep:
   every sweep).
 * dead endpoints (``--dead``, default 100 and 1,000; 0 skips): one sweep with D downgraded
   endpoints, each with 5 rows parked and its next probe not due yet (a platform's abandoned
-  receivers between their probes), against the same sweep with the one endpoint above.
+  receivers between their probes), against the same sweep with one such endpoint; then the sweep
+  with all D due for a probe at once (endpoints downgraded together, paced alike).
 
 Database ``ac_breaker_bench`` (dropped and recreated; ``BENCH_DB`` to change), Redis db 15.
 """
@@ -211,14 +212,17 @@ def main() -> None:
           f"other tenant's retries claimed {' / '.join(str(n) for _, n, _ in drains)} and waiting rows made due and "
           f"rung {' / '.join(str(n) for _, _, n in drains)}")
     if dead_rows:
-        print(f"\n{'dead endpoints':>15}  {'sweep ms median / max':>22}  {'x one endpoint':>14}")
-        for count, med, top in dead_rows:
-            print(f"{count:>15,}  {med:>12.1f} / {top:>7.1f}  {med / dead_rows[0][1]:>14.2f}")
+        print(f"\n{'dead endpoints':>15}  {'sweep ms median / max':>22}  {'x one endpoint':>14}  "
+              f"{'all due for a probe: ms median / max':>37}")
+        for count, med, top, p_med, p_top in dead_rows:
+            print(f"{count:>15,}  {med:>12.1f} / {top:>7.1f}  {med / dead_rows[0][1]:>14.2f}  "
+                  f"{p_med:>27.1f} / {p_top:>7.1f}")
 
 
-def dead_endpoints(tenant, sizes: list[int], sweeps: int) -> list[tuple[int, float, float]]:
+def dead_endpoints(tenant, sizes: list[int], sweeps: int) -> list[tuple[int, float, float, float, float]]:
     """The sweep with 1 and then each of ``sizes`` downgraded endpoints of ``tenant``, each with 5
-    parked rows and its next probe an hour away: (endpoints, median ms, max ms)."""
+    parked rows: with its next probe an hour away, then with all of them due for a probe (endpoints,
+    median and max ms of each)."""
     from datetime import timedelta
 
     from django.db import connection
@@ -259,7 +263,17 @@ def dead_endpoints(tenant, sizes: list[int], sweeps: int) -> list[tuple[int, flo
             t0 = time.perf_counter()
             dispatch.sweep()
             times.append((time.perf_counter() - t0) * 1000)
-        out.append((count, statistics.median(times), max(times)))
+        # Then every one of them due for its probe at once (downgraded together, paced alike): the
+        # sweep claims a probe each; put back after each sweep, as a failed probe would leave it.
+        WebhookEndpoint.objects.update(next_probe_at=None)
+        probing = []
+        for _ in range(sweeps):
+            t0 = time.perf_counter()
+            claimed = dispatch.sweep()["claimed"]
+            probing.append((time.perf_counter() - t0) * 1000)
+            assert claimed == count, f"{claimed} probes claimed for {count} endpoints"
+            Delivery.objects.filter(state="SENDING").update(state="DOWNGRADED", claim_token="")
+        out.append((count, statistics.median(times), max(times), statistics.median(probing), max(probing)))
         print(f"  {count:,} dead endpoints: sweep {statistics.median(times):.1f} ms", flush=True)
     return out
 

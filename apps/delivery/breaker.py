@@ -37,7 +37,7 @@ from django.db.models.functions import Concat
 
 from apps.core.vocabulary import NOTIFY_EVENTS
 
-from . import feedback, outbox
+from . import fastpath, feedback, outbox
 from .feedback import DeliveryReport
 from .models import DUE_STATES, Delivery, DeliveryState, WebhookEndpoint
 
@@ -95,14 +95,9 @@ def probes(endpoint_ids: list[int], now: datetime) -> list[int]:
         return []
     in_flight = dict(Delivery.objects.filter(endpoint_id__in=endpoint_ids, state=DeliveryState.SENDING)
                      .order_by().values("endpoint_id").annotate(n=Count("pk")).values_list("endpoint_id", "n"))
-    out: list[int] = []
-    for endpoint_id in endpoint_ids:
-        room = settings.DELIVERY_DOWNGRADED_IN_FLIGHT - in_flight.get(endpoint_id, 0)
-        if room > 0:
-            # Not the expired ones: the upkeep after the claim ends them.
-            out += (parked().filter(endpoint_id=endpoint_id, expires_at__gt=now).order_by("attempts", "expires_at")
-                    .values_list("pk", flat=True)[:room])
-    return out
+    rooms = {e: settings.DELIVERY_DOWNGRADED_IN_FLIGHT - in_flight.get(e, 0) for e in endpoint_ids}
+    # Not the expired ones: the upkeep after the claim ends them.
+    return fastpath.parked_probes({e: room for e, room in rooms.items() if room > 0}, now)
 
 
 GAVE_UP = "gave up: its endpoint stayed downgraded past the delivery's max age"
