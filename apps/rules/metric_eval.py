@@ -312,8 +312,11 @@ def _step(spec: MetricRuleSpec, tenant: Tenant | None, state: MetricRuleState, v
                 counts["resolved"] += 1
             except (Conflict, NotFound):
                 pass  # resolved by someone already
-        state.consecutive, state.pending_since, state.alert_id = 0, None, None
-        state.last_value = v.value
+        # Clean again: a clean group has no row (rows are made by a violation), so the groups that are
+        # fine cost an evaluation nothing: no lock, no write every 15 s for each of them.
+        if state.pk is not None:
+            state.delete()
+        return
     state.updated_at = now
     state.save()
 

@@ -250,3 +250,40 @@ def test_metric_panel_renders_value_threshold_and_a_sparkline(frozen, tenant):
     assert "threshold 0.9" in html and "<polyline" in html and "3 minutes" in html
     log_alert = Alert(source="log_rule", annotations={})
     assert Template("{% load metric_panel %}{% metric_panel a %}").render(Context({"a": log_alert})).strip() == ""
+
+
+@pytest.mark.django_db
+def test_groups_that_are_fine_keep_no_state_so_an_evaluation_writes_nothing_for_them(frozen, tenant):
+    """State rows are made by a violation and removed once the group is clean again (its alert
+    resolved, its streak reset): the quiet groups of a rule, however many, are neither locked nor
+    written every 15 s. A streak that broke starts over, as before."""
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.rules.models import MetricRuleState
+
+    rule_create(raw=threshold_rule(consecutive=2), actor="test")
+    now = frozen.advance(minutes=1)
+    for i in range(30):
+        push(tenant, "cpu", 0.1, now - timedelta(seconds=5), instance=f"quiet-{i}")
+    metric_eval.evaluate_due()
+    assert not MetricRuleState.objects.exists()
+
+    tick(frozen, tenant, 0.95)  # web-1 violates once: a row holds its streak
+    assert MetricRuleState.objects.get().consecutive == 1
+    tick(frozen, tenant, 0.1)  # the streak broke (the window averages this minute and the last: 0.525)
+    assert not MetricRuleState.objects.exists()
+    tick(frozen, tenant, 0.1)
+    tick(frozen, tenant, 0.95)  # 0.525
+    assert not MetricRuleState.objects.exists()
+    tick(frozen, tenant, 0.95)
+    tick(frozen, tenant, 0.95)  # the second in a row: it fires, from a streak that started over
+    assert MetricRuleState.objects.get().consecutive == 2 and active("cpu").count() == 1
+    tick(frozen, tenant, 0.1)
+    assert not active("cpu").exists() and not MetricRuleState.objects.exists()  # resolved, and forgotten
+
+    frozen.advance(minutes=1)
+    with CaptureQueriesContext(connection) as queries:
+        metric_eval.evaluate_due()
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].split()[0] in ("UPDATE", "INSERT", "DELETE")
+              and "rules_metricrulestate" in q["sql"]]
+    assert writes == []
