@@ -66,6 +66,41 @@ def test_reconcile_alerts_fixes_stuck_states_and_missing(tenant, settings):
     assert "released 0" in out and "fixed 0" in out and "created 0" in out  # idempotent
 
 
+def test_reconcile_reads_deliveries_per_thousand_alerts_not_per_alert(tenant, monkeypatch):
+    """After a storm, reconcile_alerts (every few minutes from cron) reads the last 24 h of alerts:
+    its statements must not grow with them. One alert among them lacking a delivery for an endpoint
+    subscribed when it fired still gets it, once."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.alerts import reconcile
+
+    monkeypatch.setattr(reconcile, "CHUNK", 10)  # several chunks with few alerts
+
+    def statements() -> tuple[str, int]:
+        with CaptureQueriesContext(connection) as queries:
+            out = run("reconcile_alerts")
+        return out, len(queries.captured_queries)
+
+    with Hook() as hook:
+        create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        for _ in range(5):
+            fire_alert(tenant)
+        out, few = statements()
+        assert "created 0 missing" in out
+        alerts = [fire_alert(tenant) for _ in range(45)]
+        out, many = statements()
+        assert "created 0 missing" in out
+        assert many - few <= 4  # 50 alerts in 5 chunks against 1: a read of deliveries per chunk
+
+        late, _ = create_endpoint(tenant=tenant, url=hook.url + "late", event_types=["alert.triggered"])
+        WebhookEndpoint.objects.filter(pk=late.pk).update(created_at=alerts[30].created_at)
+        assert "created 15 missing" in run("reconcile_alerts")  # the last 15 fired after it was made
+        assert sorted(Delivery.objects.filter(endpoint=late).values_list("alert_id", flat=True)) == sorted(
+            a.pk for a in alerts[30:])
+        assert "created 0 missing" in run("reconcile_alerts")
+
+
 def test_check_webhooks(tenant):
     with Hook() as ok, Hook(lambda n, p, b: (500, {})) as bad:
         create_endpoint(tenant=tenant, url=ok.url)
