@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 
 from apps.core import clock
 from apps.core.errors import Conflict, NotFound
@@ -157,10 +158,16 @@ def escalate_due(*, limit: int = 500) -> int:
                .select_related("plugin").order_by("next_escalation_at")[:limit])
     if not due:
         return 0
-    silences = list(active_silences(at=now))
+    # Only the silences of the due alerts' tenants (and the all-tenant ones), each tenant's list
+    # sorted once: not every tenant's silences scanned and sorted again for each alert.
+    tenant_ids = sorted({a.tenant_id for a in due})
+    found = sorted(active_silences(at=now).filter(Q(tenant_id__in=tenant_ids) | Q(tenant__isnull=True)),
+                   key=lambda s: s.ends_at, reverse=True)
+    silences = {t: [s for s in found if s.tenant_id in (None, t)] for t in tenant_ids}
     done = 0
     for alert in due:
-        silence = silence_for_alert(alert, silences) if silences else None
+        mine = silences[alert.tenant_id]
+        silence = silence_for_alert(alert, mine) if mine else None
         if silence is not None:
             Alert.objects.filter(pk=alert.pk, escalation_level=alert.escalation_level,
                                  state__in=UNACKNOWLEDGED_STATES).update(next_escalation_at=silence.ends_at)

@@ -103,6 +103,24 @@ def test_silenced_open_alert_does_not_escalate_until_the_silence_ends(tenant, pl
     assert services.escalate_due() == 1
 
 
+def test_escalation_heeds_its_tenants_and_the_all_tenant_silences_not_other_tenants(tenant, other_tenant, plugin,
+                                                                                    frozen):
+    from apps.tenants.models import Plugin
+
+    mine = services.fire_alert(**fire_kwargs(tenant, plugin)).alert
+    theirs = services.fire_alert(**fire_kwargs(other_tenant, Plugin.objects.create(tenant=other_tenant,
+                                                                                   slug="checkout"))).alert
+    # Another tenant's silence with the same matchers, ending last: it must not cover ours.
+    silence_create(actor=None, tenant_id=other_tenant.pk, matchers={"rule": "plugin-error-burst"},
+                   ends_at=frozen() + timedelta(minutes=60), reason="theirs")
+    everyone = silence_create(actor=None, tenant_id=None, matchers={"severity": "critical"},
+                              ends_at=frozen() + timedelta(minutes=20), reason="all tenants")
+    frozen.advance(minutes=6)
+    assert services.escalate_due() == 0
+    assert Alert.objects.get(pk=mine.pk).next_escalation_at == everyone.ends_at
+    assert Alert.objects.get(pk=theirs.pk).next_escalation_at == frozen() + timedelta(minutes=54)  # its own, longest
+
+
 def test_sweeper_refuses_a_stale_claim(tenant, plugin, frozen):
     from apps.core.errors import Conflict
 
