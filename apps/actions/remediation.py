@@ -17,6 +17,7 @@ from django.db import IntegrityError, transaction
 
 from apps.alerts.history import actor_label, log_change
 from apps.alerts.models import ACTIVE_STATES, Alert, TimelineEntry
+from apps.alerts.selectors import tenants_with_alerts_since
 from apps.alerts.payload import alert_payload
 from apps.core import clock
 from apps.core.errors import Conflict, Unprocessable
@@ -127,7 +128,11 @@ def auto_run_due(*, limit: int = 100) -> int:
     now = clock.now()
     lookback = now - timedelta(seconds=settings.ACTIONS_SWEEP_LOOKBACK_SECONDS)
     done = 0
-    for action in RemediationAction.objects.filter(enabled=True).exclude(auto_run_severities=[]):
+    actions = list(RemediationAction.objects.filter(enabled=True).exclude(auto_run_severities=[]))
+    active = tenants_with_alerts_since({a.tenant_id for a in actions}, lookback)
+    for action in actions:
+        if action.tenant_id not in active:
+            continue  # no alert of its tenant in the lookback: nothing to run on
         since = max(lookback, action.created_at)
         fresh = (Alert.objects.filter(tenant_id=action.tenant_id, severity__in=action.auto_run_severities,
                                       state__in=ACTIVE_STATES, created_at__gte=since)

@@ -18,6 +18,7 @@ from django.db.models import F, Q
 
 from apps.alerts.history import emit, log_change
 from apps.alerts.models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
+from apps.alerts.selectors import tenants_with_alerts_since
 from apps.alerts.payload import alert_payload
 from apps.core import clock
 from apps.core.errors import Conflict, NotFound
@@ -141,7 +142,11 @@ def create_due(*, limit: int = 100) -> int:
     now = clock.now()
     done = 0
     lookback = now - timedelta(seconds=settings.ACTIONS_SWEEP_LOOKBACK_SECONDS)
-    for bridge in TicketBridge.objects.filter(enabled=True).exclude(auto_create_severities=[]):
+    bridges = list(TicketBridge.objects.filter(enabled=True).exclude(auto_create_severities=[]))
+    active = tenants_with_alerts_since({b.tenant_id for b in bridges}, lookback)
+    for bridge in bridges:
+        if bridge.tenant_id not in active:
+            continue  # no alert of its tenant in the lookback: nothing to look for
         since = max(lookback, bridge.created_at)
         fresh = (Alert.objects.filter(tenant_id=bridge.tenant_id, severity__in=bridge.auto_create_severities,
                                       state__in=ACTIVE_STATES, created_at__gte=since, ticket__isnull=True)

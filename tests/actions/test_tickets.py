@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from django.utils import timezone
 
 from apps.actions import tickets
 from apps.actions.models import Ticket, TicketBridge
@@ -183,3 +184,34 @@ def test_a_url_that_became_unsafe_is_refused_at_send_time(writer, make_alert, se
         refused = writer.post(f"/api/v1/alerts/{alert.pk}/ticket")
     assert refused.status_code == 502 and "URL refused" in refused.json()["error"]["message"]
     assert jira.requests == []
+
+
+def test_the_sweep_skips_bridges_of_tenants_without_a_recent_alert_in_one_query(writer, make_alert):
+    """Every 15 s the sweep looks for new alerts per auto-creating bridge: tenants with no alert in
+    the lookback are found in one query and skipped, so 25 quiet tenants' bridges cost what 1 does."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.tenants.models import Tenant
+
+    def quiet_bridges(start: int, n: int) -> None:
+        for i in range(start, start + n):
+            quiet = Tenant.objects.create(slug=f"quiet-{i}", name=f"Quiet {i}")
+            TicketBridge.objects.create(tenant=quiet, kind="generic", base_url="http://127.0.0.1:9/tickets",
+                                        auto_create_severities=["critical"], created_at=timezone.now(),
+                                        updated_at=timezone.now())
+
+    def statements() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            assert tickets.create_due() == 0
+        return len(queries.captured_queries)
+
+    quiet_bridges(0, 1)
+    one = statements()
+    quiet_bridges(1, 24)
+    assert statements() == one
+    with Jira() as jira:
+        jira_bridge(writer, jira, auto_create_severities=["critical"])
+        make_alert(severity="critical")
+        assert tickets.create_due() == 1  # the tenant with an alert is still swept
+    assert jira.paths() == ["/rest/api/2/issue"]
