@@ -76,6 +76,10 @@ class Hub:
         self.late: dict[int, float] = {}
         self.redis_ok = False
         self.subscribers: set[Subscriber] = set()
+        # Who may see a tenant's events: its subscribers, and those of every tenant (platform staff).
+        # An event is offered to those only, not to every connected client of every tenant.
+        self._by_tenant: dict[int, set[Subscriber]] = {}
+        self._everyone: set[Subscriber] = set()
         self._doorbell = asyncio.Event()
         self._started = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -96,9 +100,15 @@ class Hub:
     async def subscribe(self, tenant_ids: Collection[int] | None) -> Subscriber:
         """Register a client; its live events are those above ``sub.floor`` (= the hub's mark now)."""
         await self.start()
-        sub = Subscriber(tenant_ids=None if tenant_ids is None else frozenset(tenant_ids), floor=self.hwm,
-                         max_pending=self.max_pending)
+        return self.register(Subscriber(tenant_ids=None if tenant_ids is None else frozenset(tenant_ids),
+                                        floor=self.hwm, max_pending=self.max_pending))
+
+    def register(self, sub: Subscriber) -> Subscriber:
         self.subscribers.add(sub)
+        if sub.tenant_ids is None:
+            self._everyone.add(sub)
+        for tenant_id in sub.tenant_ids or ():
+            self._by_tenant.setdefault(tenant_id, set()).add(sub)
         return sub
 
     def resync(self, sub: Subscriber) -> int:
@@ -112,6 +122,13 @@ class Hub:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         self.subscribers.discard(sub)
+        self._everyone.discard(sub)
+        for tenant_id in sub.tenant_ids or ():
+            mine = self._by_tenant.get(tenant_id)
+            if mine is not None:
+                mine.discard(sub)
+                if not mine:
+                    del self._by_tenant[tenant_id]
 
     def late_ids(self) -> set[int]:
         return set(self.late)
@@ -163,9 +180,11 @@ class Hub:
             self.hwm, self.gap_since = step.hwm, step.gap_since
             released = set(step.released)
             for row, late in [(r, True) for r in late_rows] + [(r, False) for r in fresh if r.id in released]:
-                frame = sse.event_frame(row)
-                for sub in self.subscribers:
-                    sub.offer(row.tenant_id, row.id, frame, late=late)
+                watching = self._by_tenant.get(row.tenant_id)
+                if watching or self._everyone:
+                    frame = sse.event_frame(row)  # rendered only if someone may see it
+                    for sub in (*self._everyone, *(watching or ())):
+                        sub.offer(row.tenant_id, row.id, frame, late=late)
                 sent += 1
             if len(rows) < PUMP_BATCH or not released:
                 return sent
