@@ -137,11 +137,13 @@ class Backlog:
     heartbeat_age: float | None  # None: no worker ever beat
 
 
-def backlog(now: datetime, names: dict[int | None, str]) -> Backlog:
+def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = True) -> Backlog:
     """What the watchdog looks at: work waiting, and how long the newest worker has been silent.
 
     ``deliveries_overdue``: due (PENDING/DOWNGRADED with next_attempt_at in the past) for more than
-    WATCHDOG_DELIVERY_OVERDUE_SECONDS, i.e. no worker picked them up.
+    WATCHDOG_DELIVERY_OVERDUE_SECONDS, i.e. no worker picked them up. ``per_tenant`` False leaves
+    ``deliveries_pending`` empty: the count of every unfinished delivery (a dead endpoint's
+    backlog among them) is the scrape's figure, not the watchdog's.
     """
     b = IngestBatch.objects.filter(status="PENDING").aggregate(n=Count("id"), oldest=Min("received_at"))
     pending: dict[str, int] = {}
@@ -149,20 +151,26 @@ def backlog(now: datetime, names: dict[int | None, str]) -> Backlog:
     # count reads the unfinished rows only, not the whole history.
     rows = [*(Delivery.objects.filter(state__in=("PENDING", "DOWNGRADED")).values("tenant_id")
               .annotate(n=Count("id")).order_by()),
-            *(Delivery.objects.filter(state="SENDING").values("tenant_id").annotate(n=Count("id")).order_by())]
+            *(Delivery.objects.filter(state="SENDING").values("tenant_id").annotate(n=Count("id")).order_by())
+            ] if per_tenant else []
     for row in rows:
         label = _label(names, row["tenant_id"])
         pending[label] = pending.get(label, 0) + row["n"]
     overdue_before = now - timedelta(seconds=settings.WATCHDOG_DELIVERY_OVERDUE_SECONDS)
     d = Delivery.objects.filter(state__in=("PENDING", "DOWNGRADED"), next_attempt_at__lt=overdue_before).aggregate(
         n=Count("id"), oldest=Min("next_attempt_at"))
-    newest = WorkerHeartbeat.objects.aggregate(at=Max("last_seen"))["at"]
     return Backlog(
         batches_pending=b["n"], oldest_batch_age=(now - b["oldest"]).total_seconds() if b["oldest"] else 0.0,
         deliveries_pending=pending, deliveries_overdue=d["n"],
         oldest_overdue_age=(now - d["oldest"]).total_seconds() if d["oldest"] else 0.0,
-        heartbeat_age=(now - newest).total_seconds() if newest else None,
+        heartbeat_age=heartbeat_age(now),
     )
+
+
+def heartbeat_age(now: datetime) -> float | None:
+    """Seconds since the newest worker heartbeat; None when no worker ever beat."""
+    newest = WorkerHeartbeat.objects.aggregate(at=Max("last_seen"))["at"]
+    return (now - newest).total_seconds() if newest else None
 
 
 def log_to_alert_latency() -> Histogram:

@@ -96,7 +96,7 @@ def check_downgrades(now: datetime) -> Finding | None:
 
 
 def check_pipeline(now: datetime) -> Finding | None:
-    b = figures.backlog(now, {})
+    b = figures.backlog(now, {}, per_tenant=False)
     stuck_batches = b.oldest_batch_age > settings.WATCHDOG_BATCH_PENDING_SECONDS
     if not stuck_batches and not b.deliveries_overdue:
         return None
@@ -116,7 +116,7 @@ def check_pipeline(now: datetime) -> Finding | None:
 
 
 def check_heartbeat(now: datetime) -> Finding | None:
-    age = figures.backlog(now, {}).heartbeat_age
+    age = figures.heartbeat_age(now)  # not the whole backlog: its delivery counts are check_pipeline's
     limit = settings.WORKER_HEARTBEAT_MAX_AGE
     if age is not None and age <= limit:
         return None

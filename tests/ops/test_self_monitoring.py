@@ -121,3 +121,19 @@ def test_one_failing_check_does_not_stop_the_others(tenant, platform, monkeypatc
     make_batch(tenant, accepted=1, status="PENDING", age=timedelta(minutes=10))
     outcome = run_system_checks(checks=(broken, self_monitoring.check_pipeline))
     assert outcome["broken"].startswith("error: RuntimeError") and outcome["pipeline"].startswith("alert #")
+
+
+def test_the_watchdog_checks_do_not_count_every_unfinished_delivery_per_tenant():
+    """The per-tenant count of unfinished deliveries (a dead endpoint's whole backlog among them) is
+    the scrape's gauge; the pipeline and heartbeat checks read only what they judge."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.ops import self_monitoring
+
+    with CaptureQueriesContext(connection) as queries:
+        self_monitoring.check_pipeline(clock.now())
+        self_monitoring.check_heartbeat(clock.now())
+    grouped = [q["sql"] for q in queries.captured_queries if "GROUP BY" in q["sql"] and "delivery_delivery" in q["sql"]]
+    assert grouped == []
+    assert len(queries.captured_queries) == 4  # batches, overdue deliveries, newest heartbeat (in each check)
