@@ -159,16 +159,19 @@ def _undowngraded(d: Delivery) -> bool:
     return d.event_type in NOTIFY_EVENTS and d.alert_id is not None and d.downgraded_at is None
 
 
-def drain(now: datetime, downgraded: list[int] | None = None) -> int:
+def drain(now: datetime) -> int:
     """Make due and ring the oldest CHUNK rows parked behind each endpoint that is no longer
     downgraded (restored, disabled or deleted), once the rows made due before have been claimed: a
     restored endpoint gets its backlog chunk by chunk, queued with everyone else's work, and the rows
-    of a disabled or deleted one reach their end (FAILED at the claim). ``downgraded``: the sweep's
-    ``downgraded_endpoints()``, read again when not given. Returns the rows made due."""
+    of a disabled or deleted one reach their end (FAILED at the claim). Returns the rows made due.
+
+    The downgraded endpoints are read here, after the parked ones, not taken from the sweep's start:
+    an endpoint downgraded during the sweep has its rows parked by then, and a list from before
+    would let them all out to it."""
     candidates = _parked_endpoints()
     if not candidates:
         return 0
-    held = set(downgraded_endpoints() if downgraded is None else downgraded)
+    held = set(downgraded_endpoints())
     made_due = 0
     for endpoint_id in candidates:
         if endpoint_id in held:

@@ -152,7 +152,7 @@ def _breaker_upkeep(downgraded: list[int], now: datetime) -> None:
             logger.exception("a downgraded endpoint's upkeep failed; retried at the next sweep",
                              extra={"endpoint_id": endpoint_id})
     try:
-        breaker.drain(now, downgraded)
+        breaker.drain(now)
     except Exception:
         logger.exception("releasing rows parked behind restored endpoints failed; retried at the next sweep")
 

@@ -502,3 +502,26 @@ def test_endpoints_due_for_a_probe_together_are_probed_with_one_read(tenant, oth
     assert found == [r.pk for e in endpoints for r in (rows[e.pk][1:] if e == endpoints[0] else rows[e.pk][:2])]
     if connection.vendor == "postgresql":
         assert probe_statements(ids[:1])[1] == many  # eight endpoints' probes cost what one's do
+
+
+def test_an_endpoint_downgraded_during_the_sweep_keeps_its_rows_parked(tenant, monkeypatch, enqueued):
+    """A recording may downgrade an endpoint (and park its rows) while a sweep runs: the drain, at
+    the sweep's end, must see it downgraded and leave its rows parked, not let them out to it."""
+    from apps.delivery import breaker
+
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    row = Delivery.objects.get(alert=fire_alert(tenant))
+    Delivery.objects.filter(pk=row.pk).update(state="PENDING", attempts=2,
+                                              next_attempt_at=timezone.now() + timedelta(minutes=5))
+    enqueued.clear()
+    real = breaker.needing_hold
+
+    def downgraded_meanwhile(endpoint_ids, now):  # as recording._failed would, mid-sweep
+        downgrade(endpoint)
+        Delivery.objects.filter(pk=row.pk).update(state="DOWNGRADED", downgraded_at=timezone.now(),
+                                                  next_attempt_at=None)
+        return real(endpoint_ids, now)
+
+    monkeypatch.setattr(breaker, "needing_hold", downgraded_meanwhile)
+    assert dispatch.sweep()["claimed"] == 0
+    assert Delivery.objects.get(pk=row.pk).next_attempt_at is None and enqueued == []
