@@ -258,6 +258,11 @@ def apply_verdicts(spec: MetricRuleSpec, results: list[GroupVerdict], *, now: da
                   for row in RuleOverride.objects.filter(rule_id=rule_pk).select_related("tenant")} if rule_pk else {})
     counts = {"fired": 0, "updated": 0, "resolved": 0, "groups": len(results)}
     with transaction.atomic():
+        if rule_pk is not None:
+            # One evaluation of a rule at a time: two that overlap (a slow run past its claimed
+            # interval) would both insert the row of a group that starts violating, and the second
+            # would fail on the unique index. Clean groups have no row, so this is every new streak.
+            list(LogRule.objects.select_for_update(no_key=True).filter(pk=rule_pk).values_list("pk"))
         states = {(s.tenant_id, s.group_hash): s for s in MetricRuleState.objects.select_for_update()
                   .filter(rule_key=spec.id).order_by("tenant_id", "group_hash")}
         seen: set[tuple[int, str]] = set()

@@ -287,3 +287,47 @@ def test_groups_that_are_fine_keep_no_state_so_an_evaluation_writes_nothing_for_
     writes = [q["sql"] for q in queries.captured_queries if q["sql"].split()[0] in ("UPDATE", "INSERT", "DELETE")
               and "rules_metricrulestate" in q["sql"]]
     assert writes == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_overlapping_evaluations_of_a_rule_take_turns(frozen, tenant, monkeypatch):
+    """An evaluation that overran its claimed interval overlaps the next one of the same rule. A
+    group that starts violating has no state row yet: both would insert it and the second fail on
+    the unique index, losing its step. They take turns on the rule's row instead."""
+    from apps.rules.models import MetricRuleState
+    from apps.rules.spec import parse_rule
+
+    rule_create(raw=threshold_rule(), actor="test")
+    now = frozen.advance(minutes=1)
+    push(tenant, "cpu", 0.95, now - timedelta(seconds=5), instance="web-1")
+    rule = LogRule.objects.get(key="cpu")
+    spec = parse_rule(rule.spec)
+    both = threading.Barrier(2, timeout=2)  # met only if both reach the step at once
+    real_step = metric_eval._step
+
+    def step(*args, **kwargs):
+        try:
+            both.wait()
+        except threading.BrokenBarrierError:
+            pass  # the other one waits for the rule: it comes after this one's commit
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(metric_eval, "_step", step)
+    errors: list[BaseException] = []
+
+    def evaluate() -> None:
+        try:
+            metric_eval.evaluate_rule(spec, now=now, rule_pk=rule.pk)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=evaluate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert MetricRuleState.objects.get().consecutive == 2  # both steps, one after the other
+    assert active("cpu").count() == 1
