@@ -158,11 +158,10 @@ def escalate_due(*, limit: int = 500) -> int:
                .select_related("plugin").order_by("next_escalation_at")[:limit])
     if not due:
         return 0
-    # Only the silences of the due alerts' tenants (and the all-tenant ones), each tenant's list
-    # sorted once: not every tenant's silences scanned and sorted again for each alert.
+    # Only the silences of the due alerts' tenants (and the all-tenant ones), grouped per tenant:
+    # not every tenant's silences scanned for each alert.
     tenant_ids = sorted({a.tenant_id for a in due})
-    found = sorted(active_silences(at=now).filter(Q(tenant_id__in=tenant_ids) | Q(tenant__isnull=True)),
-                   key=lambda s: s.ends_at, reverse=True)
+    found = list(active_silences(at=now).filter(Q(tenant_id__in=tenant_ids) | Q(tenant__isnull=True)))
     silences = {t: [s for s in found if s.tenant_id in (None, t)] for t in tenant_ids}
     done = 0
     for alert in due:
