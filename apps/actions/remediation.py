@@ -17,8 +17,8 @@ from django.db import IntegrityError, transaction
 
 from apps.alerts.history import actor_label, log_change
 from apps.alerts.models import ACTIVE_STATES, Alert, TimelineEntry
-from apps.alerts.selectors import tenants_with_alerts_since
 from apps.alerts.payload import alert_payload
+from apps.alerts.selectors import tenants_with_alerts_since
 from apps.core import clock
 from apps.core.errors import Conflict, Unprocessable
 from apps.delivery.signing import sign

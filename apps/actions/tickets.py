@@ -18,8 +18,8 @@ from django.db.models import F, Q
 
 from apps.alerts.history import emit, log_change
 from apps.alerts.models import ACTIVE_STATES, Alert, AlertState, TimelineEntry
-from apps.alerts.selectors import tenants_with_alerts_since
 from apps.alerts.payload import alert_payload
+from apps.alerts.selectors import tenants_with_alerts_since
 from apps.core import clock
 from apps.core.errors import Conflict, NotFound
 from apps.core.vocabulary import EVENT_UPDATED

@@ -26,12 +26,11 @@ BEGIN
 END $$;
 CREATE FUNCTION tenants_plugin_moved() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    -- Each moved plugin: +1 to its new tenant, -1 to its old one.
     INSERT INTO tenants_plugincount (tenant_id, n)
-    SELECT d.tenant_id, sum(d.k) FROM (
-        SELECT n.tenant_id, 1 AS k FROM removed o JOIN added n ON n.id = o.id WHERE n.tenant_id <> o.tenant_id
-        UNION ALL
-        SELECT o.tenant_id, -1 FROM removed o JOIN added n ON n.id = o.id WHERE n.tenant_id <> o.tenant_id
-    ) AS d GROUP BY d.tenant_id ORDER BY d.tenant_id
+    SELECT d.tenant_id, sum(d.k) FROM removed o JOIN added n ON n.id = o.id
+        CROSS JOIN LATERAL (VALUES (n.tenant_id, 1), (o.tenant_id, -1)) AS d(tenant_id, k)
+    WHERE n.tenant_id <> o.tenant_id GROUP BY d.tenant_id ORDER BY d.tenant_id
     ON CONFLICT (tenant_id) DO UPDATE SET n = tenants_plugincount.n + excluded.n;
     RETURN NULL;
 END $$;
