@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 from queue import SimpleQueue
 
 from django.conf import settings
-from django.db import OperationalError, connection
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 from django.db.models.functions import Now
 
@@ -108,16 +108,20 @@ def sweep(*, limit: int = 500, chunk: int = 50) -> dict[str, int]:
     due = list(due_rows(now, limit))
     # Downgraded endpoints: their rows are parked (not in due_rows); they get probes, not every row.
     downgraded = breaker.downgraded_endpoints()
-    probes = breaker.probes(downgraded, now)  # parked rows: no next_attempt_at, so not in due_q
     stuck = list(Delivery.objects.filter(lease_expired_q()).values_list("pk", flat=True)[:limit])
     ids: list[int] = []
-    if due or stuck or probes:
-        token = uuid.uuid4().hex
-        Delivery.objects.filter(Q(pk__in=due + stuck) & due_q(now) | Q(pk__in=probes) & breaker.parked_q()).update(
-            state=DeliveryState.SENDING, claim_token=token, claimed_at=Now())
-        ids = list(Delivery.objects.filter(claim_token=token, state=DeliveryState.SENDING).values_list("pk", flat=True))
-        for i in range(0, len(ids), chunk):
-            deliver_batch.delay(ids[i:i + chunk], claim_token=token)
+    token = uuid.uuid4().hex
+    with transaction.atomic():
+        # The probes' room counts the sends in flight: one sweeper at a time reads it and claims, or
+        # two sweepers (scale-out) would both see room for one and send a dead endpoint two.
+        probes = breaker.probes(downgraded, now) if downgraded and fastpath.probe_turn() else []
+        if due or stuck or probes:
+            Delivery.objects.filter(Q(pk__in=due + stuck) & due_q(now) | Q(pk__in=probes) & breaker.parked_q()).update(
+                state=DeliveryState.SENDING, claim_token=token, claimed_at=Now())
+            ids = list(Delivery.objects.filter(claim_token=token, state=DeliveryState.SENDING)
+                       .values_list("pk", flat=True))
+    for i in range(0, len(ids), chunk):  # rung once the claim is committed, where a worker can see it
+        deliver_batch.delay(ids[i:i + chunk], claim_token=token)
     # After the claim: a restored endpoint's next chunk is made due once this sweep took the last one.
     _breaker_upkeep(downgraded, now)
     if stuck:

@@ -16,6 +16,7 @@ Both are tested on real databases (``tests/delivery/test_fastpath.py``, marked `
 lateral read of delivery_probe per endpoint) instead of one query each: endpoints downgraded
 together (a network partition) come due for their probes together, and 1,000 of them took one
 sweep 1.3-1.6 s. The portable twin reads them one endpoint at a time (``tests/delivery/test_breaker.py``).
+``probe_turn`` makes the sweepers pick and claim probes one at a time (an advisory lock).
 """
 from __future__ import annotations
 
@@ -147,6 +148,21 @@ def _claim_rows_portable(ids: list[int], claim_token: str | None, now: datetime)
             state=DeliveryState.SENDING, claim_token=claim_token, claimed_at=Now())
     return list(Delivery.objects.filter(pk__in=ids, state=DeliveryState.SENDING, claim_token=claim_token)
                 .order_by("-created_at", "-id"))
+
+
+# The key of the sweepers' turn at the probes, any fixed bigint (pg_locks: locktype advisory, objid 410001).
+PROBE_TURN_KEY = 410_001
+
+
+def probe_turn() -> bool:
+    """Whether this transaction may pick the breakers' probes: a PostgreSQL transaction-level advisory
+    lock, not waited for (a sweeper that finds it taken leaves the probes to the one that holds it,
+    this sweep). SQLite runs one sweeper (``make run``) and writes one transaction at a time."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [PROBE_TURN_KEY])
+        return bool(cursor.fetchone()[0])
 
 
 def parked_probes(rooms: dict[int, int], now: datetime) -> list[int]:

@@ -525,3 +525,57 @@ def test_an_endpoint_downgraded_during_the_sweep_keeps_its_rows_parked(tenant, m
     monkeypatch.setattr(breaker, "needing_hold", downgraded_meanwhile)
     assert dispatch.sweep()["claimed"] == 0
     assert Delivery.objects.get(pk=row.pk).next_attempt_at is None and enqueued == []
+
+
+def test_overlapping_sweepers_take_turns_at_a_dead_endpoints_probes(tenant, monkeypatch, enqueued):
+    """Two sweepers (scale-out) overlap: one has picked the dead endpoint's probe and not claimed it
+    yet, while the other sweeps, sends its probe and sees it fail (parked again, the next probe
+    paced). Without turns, the first then claims the re-parked row and sends a second probe at once,
+    past the pacing and the in-flight cap it read before; with them, the second sweeper leaves the
+    probes to the first."""
+    import threading
+
+    from django.db import connection
+
+    from apps.delivery import breaker
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one sweeper (make run), one writer at a time")
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    downgrade(endpoint)
+    rows = [Delivery.objects.get(alert=fire_alert(tenant, title=f"waiting {i}")).pk for i in range(2)]
+    enqueued.clear()
+    picked, go_on = threading.Event(), threading.Event()
+    real, main = breaker.probes, threading.current_thread()
+
+    def probes_then_pause(endpoint_ids, now):
+        out = real(endpoint_ids, now)
+        if threading.current_thread() is not main:
+            picked.set()
+            go_on.wait(20)
+        return out
+
+    monkeypatch.setattr(breaker, "probes", probes_then_pause)
+    first: dict = {}
+
+    def first_sweeper():
+        try:
+            first.update(dispatch.sweep())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first_sweeper)
+    thread.start()
+    try:
+        assert picked.wait(20)
+        second = dispatch.sweep()
+        while enqueued:  # whatever the second sweeper took goes out (and fails: nothing listens)
+            run(enqueued.pop())
+    finally:
+        go_on.set()
+        thread.join(30)
+    while enqueued:
+        run(enqueued.pop())
+    attempts = Delivery.objects.filter(pk__in=rows).values_list("pk", "attempts", "next_attempt_at")
+    assert sorted(attempts) == [(rows[0], 1, None), (rows[1], 0, None)]  # one probe sent, parked again
+    assert second == {"claimed": 0, "stuck": 0} and first == {"claimed": 1, "stuck": 0}
