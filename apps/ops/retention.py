@@ -10,6 +10,8 @@ Policy (settings, all in days):
                               (the only delete audit allows; it audits itself)
   WorkerHeartbeat             last_seen older than 7 days (hosts that are gone)
   StreamEvent                 created_at older than STREAM_RETENTION_DAYS (7), via apps.stream.retention
+  WindowState                 idle: its counts out of every window, no active alert, its cooldown over
+                              (apps.rules.retention)
 PENDING batches are never purged. Alerts, timelines and deliveries are not purged here (they are
 the product's history and the metrics' counters).
 
@@ -38,6 +40,7 @@ from apps.core import clock
 from apps.core.models import MetricRollup, WorkerHeartbeat
 from apps.ingest import fastpath as ingest_fastpath
 from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
+from apps.rules import retention as window_retention
 from apps.stream import retention as stream_retention
 
 from . import folds
@@ -138,6 +141,7 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
          IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
         ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
         ("stream_streamevent", *stream_retention.expired(now)),
+        ("rules_windowstate", *window_retention.idle(now)),
         ("core_workerheartbeat", heartbeat_cutoff, WorkerHeartbeat.objects.filter(last_seen__lt=heartbeat_cutoff),
          lambda ids: WorkerHeartbeat.objects.filter(pk__in=ids, last_seen__lt=heartbeat_cutoff).delete()[0]),
     ]

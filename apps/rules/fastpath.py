@@ -65,23 +65,44 @@ def lock_windows(keys: Sequence[WindowKey], now: datetime) -> dict[WindowId, Loc
     return _lock_windows_portable(keys, now)
 
 
+_LOCK_ATTEMPTS = 3
+
+
 def _lock_windows_postgresql(keys: Sequence[WindowKey], now: datetime) -> dict[WindowId, LockedWindow]:
+    locked: dict[WindowId, LockedWindow] = {}
+    wanted = list(keys)
+    # The insert skips a row that exists without locking it, so an idle row purged in between
+    # (apps.rules.retention) is missing from the lock: create it again. Those few are locked after
+    # the others, out of order; a deadlock that may cause is broken by PostgreSQL and the batch retried.
+    for _ in range(_LOCK_ATTEMPTS):
+        with connection.cursor() as cursor:
+            _insert_missing(cursor, wanted, now)
+            locked.update(_select_locked(cursor, [k.group_hash for k in wanted]))
+        wanted = [k for k in wanted if (k.rule_key, k.tenant_id, k.group_hash) not in locked]
+        if not wanted:
+            return locked
+    raise RuntimeError(f"window rows vanished while being locked, {_LOCK_ATTEMPTS} times: {wanted[:3]}")
+
+
+def _insert_missing(cursor, keys: Sequence[WindowKey], now: datetime) -> None:
     table = WindowState._meta.db_table
-    hashes = [k.group_hash for k in keys]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{table}" ("rule_key", "tenant_id", "group_hash", "group_key", "state", "updated_at") '
-            f"SELECT u.r, u.t, u.h, u.k::jsonb, '{{}}'::jsonb, %s "
-            f"FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::text[]) AS u(r, t, h, k) "
-            f"ON CONFLICT DO NOTHING",
-            [now, pg_text_array(k.rule_key for k in keys), pg_array(str(k.tenant_id) for k in keys), pg_text_array(hashes),
-             pg_text_array(orjson.dumps(k.group_key).decode() for k in keys)])
-        cursor.execute(
-            f'SELECT "id", "rule_key", "tenant_id", "group_hash", "state", "last_fired_at", "alert_id" '
-            f'FROM "{table}" WHERE "group_hash" = ANY(%s::varchar[]) '
-            f'ORDER BY "rule_key", "tenant_id", "group_hash" FOR UPDATE',
-            [pg_text_array(hashes)])
-        return {(r, t, h): LockedWindow(pk, state, fired, alert) for pk, r, t, h, state, fired, alert in cursor.fetchall()}
+    cursor.execute(
+        f'INSERT INTO "{table}" ("rule_key", "tenant_id", "group_hash", "group_key", "state", "updated_at") '
+        f"SELECT u.r, u.t, u.h, u.k::jsonb, '{{}}'::jsonb, %s "
+        f"FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[], %s::text[]) AS u(r, t, h, k) "
+        f"ON CONFLICT DO NOTHING",
+        [now, pg_text_array(k.rule_key for k in keys), pg_array(str(k.tenant_id) for k in keys),
+         pg_text_array(k.group_hash for k in keys), pg_text_array(orjson.dumps(k.group_key).decode() for k in keys)])
+
+
+def _select_locked(cursor, hashes: list[str]) -> dict[WindowId, LockedWindow]:
+    table = WindowState._meta.db_table
+    cursor.execute(
+        f'SELECT "id", "rule_key", "tenant_id", "group_hash", "state", "last_fired_at", "alert_id" '
+        f'FROM "{table}" WHERE "group_hash" = ANY(%s::varchar[]) '
+        f'ORDER BY "rule_key", "tenant_id", "group_hash" FOR UPDATE',
+        [pg_text_array(hashes)])
+    return {(r, t, h): LockedWindow(pk, state, fired, alert) for pk, r, t, h, state, fired, alert in cursor.fetchall()}
 
 
 def _lock_windows_portable(keys: Sequence[WindowKey], now: datetime) -> dict[WindowId, LockedWindow]:

@@ -1,0 +1,131 @@
+"""Idle window rows are purged (apps.rules.retention, run by purge_expired): a group keyed by source IP
+leaves a row per address, which nothing else ever removed. What a row still holds is never lost: a
+count inside a window, an active alert the next match feeds, a cooldown not over."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.db import connection, transaction
+
+from apps.alerts.models import Alert
+from apps.alerts.services import alert_resolve
+from apps.core import clock
+from apps.rules import fastpath, services
+from apps.rules.engine import detect
+from apps.rules.fastpath import WindowKey, lock_windows
+from apps.rules.models import WindowState
+from apps.rules.retention import idle
+
+from tests.ops.factories import make_alert
+
+from .conftest import burst, rule_dict
+
+pytestmark = [pytest.mark.django_db, pytest.mark.both_databases]
+
+HOUR = timedelta(hours=1)
+
+
+def window(tenant, name: str, *, age: timedelta, **fields) -> WindowState:
+    return WindowState.objects.create(
+        rule_key=fields.pop("rule_key", "errors"), tenant=tenant, group_hash=f"hash-{name}",
+        group_key={"fields.source_ip": name}, state={"bucket_s": 5, "buckets": {"100": 2}, "newest": 100},
+        updated_at=clock.now() - age, **fields)
+
+
+def purge() -> str:
+    out = StringIO()
+    call_command("purge_expired", stdout=out)
+    return out.getvalue()
+
+
+def remaining() -> set[str]:
+    return set(WindowState.objects.values_list("group_hash", flat=True))
+
+
+def test_idle_rows_go_and_rows_that_still_hold_something_stay(tenant):
+    services.rule_create(raw=rule_dict(count=3, window="24h", cooldown="1h"), actor="test")
+    now = clock.now()
+    alert = make_alert(tenant, rule_key="errors")
+    closed = make_alert(tenant, rule_key="errors")
+    alert_resolve(alert_id=closed.pk, actor=None)
+    window(tenant, "idle", age=27 * HOUR)
+    window(tenant, "idle-fired-long-ago", age=27 * HOUR, last_fired_at=now - 28 * HOUR)
+    window(tenant, "idle-resolved-alert", age=27 * HOUR, alert_id=closed.pk)
+    window(tenant, "idle-alert-gone", age=27 * HOUR, alert_id=closed.pk + 1000)
+    window(tenant, "idle-rule-gone", age=27 * HOUR, rule_key="deleted-rule")
+    window(tenant, "counted-within-a-day", age=23 * HOUR)  # its counts may be in a 24 h window
+    window(tenant, "open-alert", age=27 * HOUR, alert_id=alert.pk)  # the next match feeds it
+    out = purge()
+    assert "rules_windowstate: deleted 5" in out
+    assert remaining() == {"hash-counted-within-a-day", "hash-open-alert"}
+
+
+def test_a_cooldown_longer_than_the_windows_keeps_the_row_until_it_is_over(tenant):
+    services.rule_create(raw=rule_dict(count=3, window="5m", cooldown="3d"), actor="test")
+    now = clock.now()
+    window(tenant, "in-cooldown", age=30 * HOUR, last_fired_at=now - 2 * 24 * HOUR)
+    window(tenant, "cooled", age=30 * HOUR, last_fired_at=now - 4 * 24 * HOUR)
+    window(tenant, "never-fired", age=30 * HOUR)
+    purge()
+    assert remaining() == {"hash-in-cooldown"}
+
+
+def test_the_rows_are_kept_as_long_as_the_rules_windows_say(tenant):
+    """Windows stop at 24 h today (a spike rule's row spans two timeframes of at most 12 h); if a
+    rule's ever spans more, the purge follows the rules rather than the constant."""
+    now = clock.now()
+    assert now - idle(now)[0] == timedelta(hours=24, seconds=300) + HOUR  # + the clock skew allowed ahead
+    rule = services.rule_create(raw=rule_dict(count=3, window="24h", cooldown="0s"), actor="test")
+    type(rule).objects.filter(pk=rule.pk).update(window_seconds=36 * 3600)
+    assert now - idle(now)[0] == timedelta(hours=36, seconds=300) + HOUR
+    type(rule).objects.filter(pk=rule.pk).update(window_seconds=20 * 3600, kind="spike")
+    assert now - idle(now)[0] == timedelta(hours=40, seconds=300) + HOUR
+    window(tenant, "inside-two-timeframes", age=40 * HOUR)
+    window(tenant, "past-two-timeframes", age=42 * HOUR)
+    assert {w.group_hash for w in idle(now)[1]} == {"hash-past-two-timeframes"}
+
+
+def test_a_group_whose_row_was_purged_counts_afresh(tenant):
+    services.rule_create(raw=rule_dict(count=3, window="5m", cooldown="0s"), actor="test")
+    t = clock.now()
+    detect(burst(2, start=t - timedelta(seconds=30)), received_at=t)
+    [row] = WindowState.objects.all()
+    WindowState.objects.filter(pk=row.pk).update(updated_at=t - 30 * HOUR)
+    purge()
+    assert not WindowState.objects.exists()
+    r = detect(burst(2, start=t), received_at=t + timedelta(seconds=2))
+    assert r.alerts_fired == 0  # the two purged matches were long out of the window anyway
+    r = detect(burst(1, start=t + timedelta(seconds=3)), received_at=t + timedelta(seconds=4))
+    assert r.alerts_fired == 1 and Alert.objects.get().count == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_row_purged_between_the_engines_insert_and_its_lock_is_created_again(tenant, monkeypatch):
+    """The engine's insert skips a row that exists without locking it; the purge may delete that row
+    before the lock. The engine creates it again rather than fail the batch."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's detect transaction holds the write lock from its start: no purge in between")
+    window(tenant, "resumed", age=30 * HOUR)
+    real, passes = fastpath._insert_missing, []
+
+    def insert_then_purged(cursor, keys, now):
+        real(cursor, keys, now)  # finds the idle row there: inserts nothing, locks nothing
+        passes.append([k.group_hash for k in keys])
+        if len(passes) == 1:
+            purger = threading.Thread(target=lambda: (purge(), connection.close()))
+            purger.start()
+            purger.join(20)
+
+    monkeypatch.setattr(fastpath, "_insert_missing", insert_then_purged)
+    key = WindowKey(rule_key="errors", tenant_id=tenant.pk, group_hash="hash-resumed",
+                    group_key={"fields.source_ip": "resumed"})
+    with transaction.atomic():
+        rows = lock_windows([key], clock.now())
+        fresh = WindowState.objects.get(group_hash="hash-resumed")
+    assert passes == [["hash-resumed"], ["hash-resumed"]]  # purged in between, so inserted again
+    assert list(rows) == [("errors", tenant.pk, "hash-resumed")]
+    assert rows[("errors", tenant.pk, "hash-resumed")].pk == fresh.pk and fresh.state == {}
