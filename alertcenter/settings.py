@@ -382,6 +382,9 @@ INGEST_MASKING_BUDGET_MS = _positive_int("INGEST_MASKING_BUDGET_MS", 1000)
 METRICS_MAX_SERIES_PER_TENANT = _positive_int("METRICS_MAX_SERIES_PER_TENANT", 10_000)
 # Samples in one POST /api/v1/metrics (a node_exporter scrape has about 1,000-3,000).
 METRICS_MAX_SAMPLES = _positive_int("METRICS_MAX_SAMPLES", 50_000)
+# Per-minute rollups older than this are purged, and series with none left (purge_expired); never
+# less than the metric rules reach back (8 days: a seasonal baseline, an absence's 7 days + 1 day).
+METRICS_RETENTION_DAYS = _positive_int("METRICS_RETENTION_DAYS", 9)
 # How often each metric rule is evaluated (beat rings every 15 s; rules are claimed per evaluation).
 METRIC_RULES_EVAL_SECONDS = _positive_int("METRIC_RULES_EVAL_SECONDS", 15)
 

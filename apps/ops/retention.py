@@ -12,6 +12,8 @@ Policy (settings, all in days):
   StreamEvent                 created_at older than STREAM_RETENTION_DAYS (7), via apps.stream.retention
   WindowState                 idle: its counts out of every window, no active alert, its cooldown over
                               (apps.rules.retention)
+  MetricRollup                minute older than METRICS_RETENTION_DAYS (9; never less than the rules'
+                              8 days of reach), and then MetricSeries with no rollup left
 PENDING batches are never purged. Alerts, timelines and deliveries are not purged here (they are
 the product's history and the metrics' counters).
 
@@ -40,7 +42,7 @@ from apps.core import clock
 from apps.core.models import MetricRollup, WorkerHeartbeat
 from apps.ingest import fastpath as ingest_fastpath
 from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
-from apps.rules import retention as window_retention
+from apps.rules import retention as rules_retention
 from apps.stream import retention as stream_retention
 
 from . import folds
@@ -141,7 +143,9 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
          IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
         ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
         ("stream_streamevent", *stream_retention.expired(now)),
-        ("rules_windowstate", *window_retention.idle(now)),
+        ("rules_windowstate", *rules_retention.idle(now)),
+        ("rules_metricrollup", *rules_retention.old_rollups(now)),
+        ("rules_metricseries", *rules_retention.stale_series(now)),  # after the rollups
         ("core_workerheartbeat", heartbeat_cutoff, WorkerHeartbeat.objects.filter(last_seen__lt=heartbeat_cutoff),
          lambda ids: WorkerHeartbeat.objects.filter(pk__in=ids, last_seen__lt=heartbeat_cutoff).delete()[0]),
     ]

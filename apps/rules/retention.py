@@ -1,4 +1,7 @@
-"""Retention of idle window rows (``WindowState``), purged by apps.ops.retention.
+"""Retention of the rules' own state, purged by apps.ops.retention: idle window rows
+(``WindowState``) and old metric rollups with the series left without any.
+
+Idle windows (``idle``).
 
 The engine keeps a window row per (rule, tenant, group) it ever counted, and nothing else ever
 removed one. Groups keyed by more than tenant and plugin come and go: the default pack's brute-force
@@ -16,6 +19,15 @@ holds can matter again:
 A group that comes back after its row was purged starts an empty window, as it would have with
 the row: no count it held was still in a window. ``since`` (when a spike group was first seen)
 restarts too, as it does whenever a spike group's window runs empty.
+
+Metric rollups and series (``old_rollups``, ``stale_series``). Rollups were "series x minutes" for
+good: 10,000 series sent every minute are 14.4 million rows a day. They are kept
+METRICS_RETENTION_DAYS (9), never less than the metric rules reach back (``RULES_REACH``: a
+seasonal baseline's seven days, an absence's seven days and its day of lookback) plus an hour. A
+series with no rollup left goes too, so series that stopped (a pod's labels, a renamed host) no
+longer hold places of METRICS_MAX_SERIES_PER_TENANT. A series being written is skipped (locked
+first, SKIP LOCKED); one whose id an intake process still caches fails that request's foreign key
+at commit, and the request is redone without the cache (``apps.rules.metrics``), creating it anew.
 """
 from __future__ import annotations
 
@@ -27,7 +39,10 @@ from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 
 from apps.alerts.models import ACTIVE_STATES, Alert
 
-from .models import LogRule, RuleOverride, WindowState
+from .anomaly import DAY_S, SEASON_DAYS
+from .metric_eval import ABSENCE_LOOKBACK_S
+from .metric_spec import MAX_ABSENCE_S, MAX_METRIC_WINDOW_S
+from .models import LogRule, MetricRollup, MetricSeries, RuleOverride, WindowState
 from .spec import MAX_WINDOW_S
 
 MARGIN = timedelta(hours=1)
@@ -53,5 +68,43 @@ def idle(now: datetime) -> tuple[datetime, QuerySet, Callable[[list[int]], int]]
         # The conditions again, in the DELETE: a row the engine counted into since the chunk was read
         # (PostgreSQL re-checks a row it waited for) has a new updated_at and stays.
         return rows.filter(pk__in=ids).delete()[0]
+
+    return cutoff, rows, delete
+
+
+# How far back a metric rule may read rollups: a seasonal baseline (the same half hour on each of the
+# last seven days), a "previous" one (the hour before a window), an absence (its ``for`` and a day).
+RULES_REACH = timedelta(seconds=max(SEASON_DAYS * DAY_S + 1800, MAX_METRIC_WINDOW_S + 3600,
+                                    MAX_ABSENCE_S + ABSENCE_LOOKBACK_S))
+
+
+def metrics_cutoff(now: datetime) -> datetime:
+    return now - max(timedelta(days=settings.METRICS_RETENTION_DAYS), RULES_REACH + MARGIN)
+
+
+def old_rollups(now: datetime) -> tuple[datetime, QuerySet, Callable[[list[int]], int]]:
+    """(cutoff, the rollups of minutes before it, a chunk deleter re-checking it)."""
+    cutoff = metrics_cutoff(now)
+
+    def delete(ids: list[int]) -> int:
+        return MetricRollup.objects.filter(pk__in=ids, minute__lt=cutoff).delete()[0]
+
+    return cutoff, MetricRollup.objects.filter(minute__lt=cutoff), delete
+
+
+def stale_series(now: datetime) -> tuple[datetime, QuerySet, Callable[[list[int]], int]]:
+    """(cutoff, the series created before it with no rollup since, a chunk deleter): run after
+    ``old_rollups``, so what it deletes has no rollup at all."""
+    cutoff = metrics_cutoff(now)
+    recent = Exists(MetricRollup.objects.filter(series_id=OuterRef("pk"), minute__gte=cutoff))
+    rows = MetricSeries.objects.filter(created_at__lt=cutoff).filter(~recent)
+
+    def delete(ids: list[int]) -> int:
+        # Locked first, skipping a series an intake transaction is writing a rollup of (its foreign
+        # key check holds the row); then the condition again, with what committed before the lock.
+        free = list(MetricSeries.objects.select_for_update(skip_locked=True).filter(pk__in=ids)
+                    .values_list("pk", flat=True))
+        gone = rows.filter(pk__in=free).values_list("pk", flat=True)
+        return MetricSeries.objects.filter(pk__in=list(gone)).delete()[1].get(MetricSeries._meta.label, 0)
 
     return cutoff, rows, delete

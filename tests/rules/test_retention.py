@@ -1,6 +1,8 @@
-"""Idle window rows are purged (apps.rules.retention, run by purge_expired): a group keyed by source IP
-leaves a row per address, which nothing else ever removed. What a row still holds is never lost: a
-count inside a window, an active alert the next match feeds, a cooldown not over."""
+"""The rules' state is purged (apps.rules.retention, run by purge_expired), none of it while it can
+still matter. Idle window rows: a group keyed by source IP leaves a row per address, which nothing
+else ever removed; what a row holds is never lost (a count inside a window, an active alert the next
+match feeds, a cooldown not over). Metric rollups past METRICS_RETENTION_DAYS, never inside the
+rules' reach, and then the series left without any, which free their places under the series limit."""
 from __future__ import annotations
 
 import threading
@@ -17,8 +19,8 @@ from apps.core import clock
 from apps.rules import fastpath, services
 from apps.rules.engine import detect
 from apps.rules.fastpath import WindowKey, lock_windows
-from apps.rules.models import WindowState
-from apps.rules.retention import idle
+from apps.rules.models import MetricRollup, MetricSeries, WindowState
+from apps.rules.retention import RULES_REACH, idle, metrics_cutoff
 
 from tests.ops.factories import make_alert
 
@@ -129,3 +131,117 @@ def test_a_row_purged_between_the_engines_insert_and_its_lock_is_created_again(t
     assert passes == [["hash-resumed"], ["hash-resumed"]]  # purged in between, so inserted again
     assert list(rows) == [("errors", tenant.pk, "hash-resumed")]
     assert rows[("errors", tenant.pk, "hash-resumed")].pk == fresh.pk and fresh.state == {}
+
+
+DAY = timedelta(days=1)
+
+
+def series(tenant, name: str, *, age: timedelta, rollups: list[timedelta] = ()) -> MetricSeries:
+    now = clock.now()
+    s = MetricSeries.objects.create(tenant=tenant, name="up", labels_hash=f"h-{name}", labels={"pod": name},
+                                    created_at=now - age)
+    for ago in rollups:
+        minute = (now - ago).replace(second=0, microsecond=0)
+        MetricRollup.objects.create(series=s, minute=minute, count=1, sum=1, min=1, max=1, sumsq=1, last=1,
+                                    last_ts=minute)
+    return s
+
+
+def test_old_rollups_go_and_then_the_series_left_without_any(tenant):
+    now = clock.now()
+    assert now - metrics_cutoff(now) == 9 * DAY  # METRICS_RETENTION_DAYS
+    stopped = series(tenant, "stopped", age=30 * DAY, rollups=[20 * DAY, 10 * DAY])
+    still_sending = series(tenant, "still-sending", age=30 * DAY, rollups=[10 * DAY, 8 * DAY, HOUR])
+    new = series(tenant, "new", age=HOUR)  # no rollup yet: its first request is being written
+    out = purge()
+    assert "rules_metricrollup: deleted 3" in out and "rules_metricseries: deleted 1" in out
+    assert set(MetricSeries.objects.values_list("pk", flat=True)) == {still_sending.pk, new.pk}
+    assert sorted(ago.days for ago in (clock.now() - m for m in MetricRollup.objects.values_list("minute", flat=True))
+                  ) == [0, 8]
+    assert not MetricRollup.objects.filter(series_id=stopped.pk).exists()
+
+
+def test_never_less_than_the_metric_rules_reach_back(tenant, settings):
+    settings.METRICS_RETENTION_DAYS = 1
+    assert RULES_REACH == 8 * DAY  # a seasonal baseline's 7 days; an absence's 7 days and its day of lookback
+    now = clock.now()
+    assert now - metrics_cutoff(now) == 8 * DAY + HOUR
+    kept = series(tenant, "kept", age=30 * DAY, rollups=[8 * DAY - HOUR])
+    purge()
+    assert MetricRollup.objects.filter(series=kept).count() == 1
+
+
+def test_a_stopped_series_frees_its_place_under_the_series_limit(tenant, settings, api, make_token):
+    import orjson
+
+    settings.METRICS_MAX_SERIES_PER_TENANT = 2
+    series(tenant, "gone-a", age=30 * DAY, rollups=[20 * DAY])
+    series(tenant, "gone-b", age=30 * DAY, rollups=[20 * DAY])
+    writer = api(make_token(tenant, "metrics:write"))
+
+    def post(pod: str):
+        return writer.post("/api/v1/metrics", data=orjson.dumps([{"name": "up", "labels": {"pod": pod}, "value": 1}]),
+                           content_type="application/json").json()
+
+    assert post("fresh")["series_created"] == 0  # refused: two series that stopped hold both places
+    purge()
+    assert post("fresh") == {"accepted": 1, "rejected": [], "series_created": 1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_series_being_written_is_not_purged_under_the_writer(tenant):
+    """An intake transaction writing a rollup of a stopped series (its id still cached in the
+    process) holds the series row for its foreign key: the purge skips it rather than wait for it
+    or fail on the key."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time")
+    stopped = series(tenant, "resumed", age=30 * DAY, rollups=[20 * DAY])
+    written, release = threading.Event(), threading.Event()
+
+    def writer():
+        try:
+            with transaction.atomic():
+                minute = clock.now().replace(second=0, microsecond=0)
+                MetricRollup.objects.create(series=stopped, minute=minute, count=1, sum=2, min=2, max=2, sumsq=4,
+                                            last=2, last_ts=minute)
+                with connection.cursor() as cursor:
+                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the key check (and its row lock) now
+                written.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        assert written.wait(20)
+        out = purge()
+    finally:
+        release.set()
+        thread.join(20)
+    assert "rules_metricseries: deleted 0" in out and "rules_metricrollup: deleted 1" in out
+    assert list(MetricRollup.objects.filter(series=stopped).values_list("sum", flat=True)) == [2.0]
+
+
+@pytest.mark.django_db(transaction=True)  # the foreign key is checked when the request commits
+def test_a_purged_series_whose_id_the_intake_still_caches_is_created_anew(tenant, api, make_token):
+    import orjson
+
+    writer = api(make_token(tenant, "metrics:write"))
+
+    def post():
+        return writer.post("/api/v1/metrics", data=orjson.dumps([{"name": "up", "labels": {"pod": "p"}, "value": 1}]),
+                           content_type="application/json").json()
+
+    assert post()["series_created"] == 1  # its id is in this process's cache now
+    old = MetricSeries.objects.get()
+    from apps.rules.metrics import SERIES_IDS
+
+    assert SERIES_IDS.get_many(tenant.pk, [old.labels_hash]) == {old.labels_hash: old.pk}
+    MetricSeries.objects.filter(pk=old.pk).update(created_at=clock.now() - 30 * DAY)
+    MetricRollup.objects.filter(series=old).update(minute=clock.now() - 20 * DAY)
+    purge()
+    assert not MetricSeries.objects.exists()
+    assert post() == {"accepted": 1, "rejected": [], "series_created": 1}
+    fresh = MetricSeries.objects.get()
+    assert fresh.pk != old.pk and MetricRollup.objects.filter(series=fresh).count() == 1
