@@ -87,9 +87,15 @@ def needing_hold(endpoint_ids: list[int], now: datetime) -> list[int]:
 def probes(endpoint_ids: list[int], now: datetime) -> list[int]:
     """The parked rows the sweeper may send to these downgraded endpoints now (those whose
     ``next_probe_at`` has come): the least tried, then the oldest, up to DELIVERY_DOWNGRADED_IN_FLIGHT
-    per endpoint counting its sends in flight."""
+    per endpoint counting its sends in flight. Runs in the transaction that claims them.
+
+    The endpoints are locked (a recording locks them too, then parks its failed probe and paces the
+    next: it cannot commit between the pacing read here and the in-flight count), skipping those a
+    recording holds now: they are probed at a later sweep; waiting could deadlock with a recording
+    that holds one of them and a row of another endpoint this sweep claims."""
     # Each failed probe sets when the next may go (``recording._next_probe``).
-    endpoint_ids = list(WebhookEndpoint.objects.filter(pk__in=endpoint_ids).exclude(next_probe_at__gt=now)
+    endpoint_ids = list(WebhookEndpoint.objects.select_for_update(no_key=True, skip_locked=True)
+                        .filter(pk__in=endpoint_ids).exclude(next_probe_at__gt=now)
                         .order_by("pk").values_list("pk", flat=True)) if endpoint_ids else []
     if not endpoint_ids:
         return []

@@ -472,7 +472,7 @@ def test_endpoints_due_for_a_probe_together_are_probed_with_one_read(tenant, oth
     """Endpoints downgraded together (a network partition) come due for their probes together: their
     probes are read in one statement on PostgreSQL (1,000 endpoints took 1.3-1.6 s one query each),
     each endpoint's least tried row first, then its oldest, up to its room."""
-    from django.db import connection
+    from django.db import connection, transaction
     from django.test.utils import CaptureQueriesContext
 
     from apps.delivery import breaker
@@ -492,7 +492,7 @@ def test_endpoints_due_for_a_probe_together_are_probed_with_one_read(tenant, oth
     ids = [e.pk for e in endpoints]
 
     def probe_statements(endpoint_ids) -> tuple[list[int], int]:
-        with CaptureQueriesContext(connection) as queries:
+        with transaction.atomic(), CaptureQueriesContext(connection) as queries:  # the sweep's claim transaction
             found = breaker.probes(endpoint_ids, timezone.now())
         return found, len(queries.captured_queries)
 
@@ -525,6 +525,42 @@ def test_an_endpoint_downgraded_during_the_sweep_keeps_its_rows_parked(tenant, m
     monkeypatch.setattr(breaker, "needing_hold", downgraded_meanwhile)
     assert dispatch.sweep()["claimed"] == 0
     assert Delivery.objects.get(pk=row.pk).next_attempt_at is None and enqueued == []
+
+
+def test_an_endpoint_whose_recording_is_in_progress_is_probed_at_a_later_sweep(tenant, enqueued):
+    """A recording holds the endpoint's row while it parks a failed probe and paces the next: the
+    sweep does not read the endpoint's pacing and in-flight count in between (a second probe at once)
+    nor wait for it; it leaves the endpoint to the next sweep and claims everything else."""
+    import threading
+
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite runs one sweeper (make run), one writer at a time")
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    downgrade(endpoint)
+    row = Delivery.objects.get(alert=fire_alert(tenant)).pk
+    enqueued.clear()
+    held, release = threading.Event(), threading.Event()
+
+    def recording():
+        try:
+            with transaction.atomic():
+                WebhookEndpoint.objects.select_for_update(no_key=True).get(pk=endpoint.pk)
+                held.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=recording)
+    thread.start()
+    try:
+        assert held.wait(20)
+        assert dispatch.sweep() == {"claimed": 0, "stuck": 0}
+    finally:
+        release.set()
+        thread.join(20)
+    assert dispatch.sweep() == {"claimed": 1, "stuck": 0} and enqueued[-1][0] == [row]
 
 
 def test_overlapping_sweepers_take_turns_at_a_dead_endpoints_probes(tenant, monkeypatch, enqueued):
