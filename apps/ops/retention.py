@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 
 from apps.audit.models import AuditEvent
 from apps.audit.retention import purge_before
@@ -128,6 +128,13 @@ def _add_rollup(name: str, labels: str, value: int) -> None:
         MetricRollup.objects.filter(pk=row.pk).update(value=F("value") + value)
 
 
+def _detection_time(now: datetime) -> datetime:
+    """The time the detect engine judges windows at: ``now``, or the arrival of the oldest batch still
+    waiting for detection (a backlog is counted at its arrival, in windows a purge must not take)."""
+    oldest = IngestBatch.objects.filter(status=BatchStatus.PENDING).aggregate(at=Min("received_at"))["at"]
+    return min(now, oldest) if oldest else now
+
+
 def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetime | None = None) -> PurgeReport:
     """Apply the retention policy (module docstring); returns what was (or would be) removed per table."""
     if chunk_size <= 0:
@@ -143,7 +150,7 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
          IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
         ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
         ("stream_streamevent", *stream_retention.expired(now)),
-        ("rules_windowstate", *rules_retention.idle(now)),
+        ("rules_windowstate", *rules_retention.idle(_detection_time(now))),
         ("rules_metricrollup", *rules_retention.old_rollups(now)),
         ("rules_metricseries", *rules_retention.stale_series(now)),  # after the rollups
         ("core_workerheartbeat", heartbeat_cutoff, WorkerHeartbeat.objects.filter(last_seen__lt=heartbeat_cutoff),

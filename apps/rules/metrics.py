@@ -15,9 +15,10 @@ Speed (bench/metrics.py, issue 14): a series' label checks and digest are memois
 (pure functions of the name and labels), and each process keeps the tenant's series ids in a
 bounded LRU (``SERIES_IDS``), so a request of known series skips the series lookup and sends one
 upsert. Entries are added only after the transaction that read or created them commits (a
-rolled-back id never enters); a series that disappeared under a cached id (its tenant deleted)
-fails the rollup's foreign key when the transaction commits (the constraint is deferred), and the
-request is redone once without the cache. Inside a caller's transaction that check, and so the
+rolled-back id never enters); a series that disappeared under an id the request used (cached, its
+tenant deleted; or read just before ``purge_expired`` deleted it, apps.rules.retention) fails the
+rollup's foreign key when the transaction commits (the constraint is deferred), and the request is
+redone once from the database. Inside a caller's transaction that check, and so the
 failure, comes at the caller's commit. The cyclic GC is held off while a body is parsed and rolled up.
 """
 from __future__ import annotations
@@ -270,13 +271,12 @@ def store_samples(*, tenant_id: int, samples: list[Sample], now: datetime) -> St
     for s, h in zip(samples, hash_of):
         first_of.setdefault(h, s)
     cached = SERIES_IDS.get_many(tenant_id, first_of)
-    if not cached:
-        return _store(tenant_id, samples, hash_of, first_of, {}, now)
     try:
         return _store(tenant_id, samples, hash_of, first_of, cached, now)
     except IntegrityError:
-        # A cached id whose series is gone (the only foreign key of a rollup): forget the
-        # tenant's ids and redo the request from the database.
+        # A series gone under an id this request used (the only foreign key of a rollup): a cached
+        # id (its tenant deleted), or one read while purge_expired deleted the series (it had
+        # stopped sending; apps.rules.retention). Forget the tenant's ids and redo it from the database.
         SERIES_IDS.forget_tenant(tenant_id)
         return _store(tenant_id, samples, hash_of, first_of, {}, now)
 

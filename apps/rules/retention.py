@@ -14,7 +14,11 @@ holds can matter again:
   ingest clock skew allowed ahead (a bucket in the future counts) plus an hour;
 - no active alert of it is open (the engine feeds new matches into that alert; a row pointing at a
   resolved one is like none);
-- its cooldown is over, by the longest cooldown of any log or spike rule or override.
+- its cooldown is over, by the longest cooldown of any log or spike rule or override (the admin's
+  and the packs').
+
+The age is judged at the time the engine judges windows at: the purge passes the arrival of the
+oldest batch still waiting for detection when one is older than now (a backlog).
 
 A group that comes back after its row was purged starts an empty window, as it would have with
 the row: no count it held was still in a window. ``since`` (when a spike group was first seen)
@@ -25,9 +29,9 @@ good: 10,000 series sent every minute are 14.4 million rows a day. They are kept
 METRICS_RETENTION_DAYS (9), never less than the metric rules reach back (``RULES_REACH``: a
 seasonal baseline's seven days, an absence's seven days and its day of lookback) plus an hour. A
 series with no rollup left goes too, so series that stopped (a pod's labels, a renamed host) no
-longer hold places of METRICS_MAX_SERIES_PER_TENANT. A series being written is skipped (locked
-first, SKIP LOCKED); one whose id an intake process still caches fails that request's foreign key
-at commit, and the request is redone without the cache (``apps.rules.metrics``), creating it anew.
+longer hold places of METRICS_MAX_SERIES_PER_TENANT. An intake request that resumes the series
+while it is deleted fails its foreign key at commit (PostgreSQL checks it then) and is redone once
+from the database (``apps.rules.metrics.store_samples``), creating the series anew.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from django.conf import settings
 from django.db.models import Exists, Max, OuterRef, Q, QuerySet
 
 from apps.alerts.models import ACTIVE_STATES, Alert
+from apps.core.vocabulary import parse_duration
 
 from .anomaly import DAY_S, SEASON_DAYS
 from .metric_eval import ABSENCE_LOOKBACK_S
@@ -50,26 +55,50 @@ WINDOW_KINDS = ("log", "spike")  # the rule kinds that count in WindowState
 
 
 def idle(now: datetime) -> tuple[datetime, QuerySet, Callable[[list[int]], int]]:
-    """(cutoff, the idle rows, a chunk deleter re-checking every condition) for apps.ops.retention."""
+    """(cutoff, the idle rows, a chunk deleter re-checking every condition) for apps.ops.retention.
+    ``now``: the time the engine judges windows at, i.e. no later than the oldest batch still waiting
+    for detection (the caller's business)."""
     rules = LogRule.objects.filter(kind__in=WINDOW_KINDS).aggregate(
         log=Max("window_seconds", filter=Q(kind="log")), spike=Max("window_seconds", filter=Q(kind="spike")),
         c=Max("cooldown_seconds"))
     overrides = RuleOverride.objects.aggregate(w=Max("window_seconds"), c=Max("cooldown_seconds"))
+    pack_window, pack_cooldown = _pack_overrides()
     # A spike rule's row spans two timeframes (its window_seconds holds one).
-    span = max(MAX_WINDOW_S, rules["log"] or 0, overrides["w"] or 0, 2 * (rules["spike"] or 0))
+    span = max(MAX_WINDOW_S, rules["log"] or 0, overrides["w"] or 0, pack_window, 2 * (rules["spike"] or 0))
     cutoff = now - timedelta(seconds=span + settings.INGEST_MAX_FUTURE_SECONDS) - MARGIN
-    cooled = min(cutoff, now - timedelta(seconds=max(rules["c"] or 0, overrides["c"] or 0)))
+    cooldown = max(rules["c"] or 0, overrides["c"] or 0, pack_cooldown)
+    cooled = min(cutoff, now - timedelta(seconds=cooldown))
     open_alert = Exists(Alert.objects.filter(pk=OuterRef("alert_id"), state__in=ACTIVE_STATES))
     rows = (WindowState.objects.filter(updated_at__lt=cutoff)
             .filter(Q(last_fired_at__isnull=True) | Q(last_fired_at__lt=cooled))
             .filter(Q(alert_id__isnull=True) | ~open_alert))
 
     def delete(ids: list[int]) -> int:
-        # The conditions again, in the DELETE: a row the engine counted into since the chunk was read
-        # (PostgreSQL re-checks a row it waited for) has a new updated_at and stays.
-        return rows.filter(pk__in=ids).delete()[0]
+        # Locked first, skipping the rows a detect batch holds (it locks them in its own order: waiting
+        # here could deadlock with it); then the conditions again, with what committed before the lock.
+        free = list(WindowState.objects.select_for_update(skip_locked=True).filter(pk__in=ids)
+                    .values_list("pk", flat=True))
+        return rows.filter(pk__in=free).delete()[0]
 
     return cutoff, rows, delete
+
+
+def _pack_overrides() -> tuple[int, int]:
+    """The longest window and cooldown that log and spike rules' pack overrides (``overrides`` in the
+    rule's spec, per tenant) give: the columns hold the rule's own."""
+    window = cooldown = 0
+    for spec in LogRule.objects.filter(kind__in=WINDOW_KINDS).values_list("spec", flat=True):
+        for o in (spec or {}).get("overrides") or ():
+            window = max(window, _seconds((o.get("threshold") or {}).get("window")))
+            cooldown = max(cooldown, _seconds(o.get("cooldown")))
+    return window, cooldown
+
+
+def _seconds(value) -> int:
+    try:
+        return parse_duration(value) if value is not None else 0
+    except ValueError:  # a spec that was validated when saved; never stop the purge on one
+        return 0
 
 
 # How far back a metric rule may read rollups: a seasonal baseline (the same half hour on each of the
@@ -100,8 +129,8 @@ def stale_series(now: datetime) -> tuple[datetime, QuerySet, Callable[[list[int]
     rows = MetricSeries.objects.filter(created_at__lt=cutoff).filter(~recent)
 
     def delete(ids: list[int]) -> int:
-        # Locked first, skipping a series an intake transaction is writing a rollup of (its foreign
-        # key check holds the row); then the condition again, with what committed before the lock.
+        # Locked first (skipping rows another purge holds), then the condition again, with what
+        # committed before the lock. An uncommitted rollup is not seen: its request is redone.
         free = list(MetricSeries.objects.select_for_update(skip_locked=True).filter(pk__in=ids)
                     .values_list("pk", flat=True))
         gone = rows.filter(pk__in=free).values_list("pk", flat=True)

@@ -19,6 +19,7 @@ from apps.core import clock
 from apps.rules import fastpath, services
 from apps.rules.engine import detect
 from apps.rules.fastpath import WindowKey, lock_windows
+from apps.rules.metrics import series_hash
 from apps.rules.models import MetricRollup, MetricSeries, WindowState
 from apps.rules.retention import RULES_REACH, idle, metrics_cutoff
 
@@ -91,18 +92,43 @@ def test_the_rows_are_kept_as_long_as_the_rules_windows_say(tenant):
     assert {w.group_hash for w in idle(now)[1]} == {"hash-past-two-timeframes"}
 
 
-def test_a_group_whose_row_was_purged_counts_afresh(tenant):
-    services.rule_create(raw=rule_dict(count=3, window="5m", cooldown="0s"), actor="test")
+def test_a_group_whose_row_was_purged_counts_afresh(tenant, monkeypatch):
+    services.rule_create(raw=rule_dict(count=3, window="24h", cooldown="0s"), actor="test")
     t = clock.now()
     detect(burst(2, start=t - timedelta(seconds=30)), received_at=t)
-    [row] = WindowState.objects.all()
-    WindowState.objects.filter(pk=row.pk).update(updated_at=t - 30 * HOUR)
+    purge()
+    assert WindowState.objects.count() == 1  # its two matches are in the 24 h window: kept
+    later = t + 26 * HOUR  # the business clock moves on: both matches have left the window
+    monkeypatch.setattr(clock, "now", lambda: later)
     purge()
     assert not WindowState.objects.exists()
-    r = detect(burst(2, start=t), received_at=t + timedelta(seconds=2))
-    assert r.alerts_fired == 0  # the two purged matches were long out of the window anyway
-    r = detect(burst(1, start=t + timedelta(seconds=3)), received_at=t + timedelta(seconds=4))
+    r = detect(burst(2, start=later), received_at=later + timedelta(seconds=2))
+    assert r.alerts_fired == 0 and WindowState.objects.count() == 1
+    r = detect(burst(1, start=later + timedelta(seconds=3)), received_at=later + timedelta(seconds=4))
     assert r.alerts_fired == 1 and Alert.objects.get().count == 3
+
+
+def test_a_backlog_waiting_for_detection_keeps_the_windows_it_will_be_counted_in(tenant, monkeypatch):
+    from apps.ingest.models import IngestBatch
+
+    from tests.ops.factories import make_batch
+
+    window(tenant, "counted-a-day-before-the-backlog", age=30 * HOUR)
+    make_batch(tenant, accepted=1, status="PENDING", age=27 * HOUR)  # detection fell a day behind
+    purge()
+    assert remaining() == {"hash-counted-a-day-before-the-backlog"}
+    IngestBatch.objects.all().delete()  # caught up
+    purge()
+    assert remaining() == set()
+
+
+def test_a_cooldown_a_pack_override_gives_one_tenant_keeps_its_rows(tenant):
+    raw = rule_dict(count=3, window="5m", cooldown="10m", overrides=[{"tenant": "acme", "cooldown": "3d"}])
+    services.rule_create(raw=raw, actor="test")
+    now = clock.now()
+    window(tenant, "in-the-tenants-cooldown", age=30 * HOUR, last_fired_at=now - 2 * 24 * HOUR)
+    purge()
+    assert remaining() == {"hash-in-the-tenants-cooldown"}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -138,8 +164,8 @@ DAY = timedelta(days=1)
 
 def series(tenant, name: str, *, age: timedelta, rollups: list[timedelta] = ()) -> MetricSeries:
     now = clock.now()
-    s = MetricSeries.objects.create(tenant=tenant, name="up", labels_hash=f"h-{name}", labels={"pod": name},
-                                    created_at=now - age)
+    s = MetricSeries.objects.create(tenant=tenant, name="up", labels_hash=series_hash("up", (("pod", name),)),
+                                    labels={"pod": name}, created_at=now - age)
     for ago in rollups:
         minute = (now - ago).replace(second=0, microsecond=0)
         MetricRollup.objects.create(series=s, minute=minute, count=1, sum=1, min=1, max=1, sumsq=1, last=1,
@@ -189,25 +215,34 @@ def test_a_stopped_series_frees_its_place_under_the_series_limit(tenant, setting
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_series_being_written_is_not_purged_under_the_writer(tenant):
-    """An intake transaction writing a rollup of a stopped series (its id still cached in the
-    process) holds the series row for its foreign key: the purge skips it rather than wait for it
-    or fail on the key."""
+def test_a_request_resuming_a_series_while_it_is_purged_is_redone_and_creates_it_anew(tenant, monkeypatch):
+    """An intake request reads the id of a series that stopped long ago and writes its rollup; before
+    it commits, the purge deletes the series (the rollup's foreign key is checked only at commit, so
+    nothing held the row). The commit fails on the key and the request is redone from the database:
+    the sample is stored, under the series created anew."""
+    from apps.rules import metrics
+
     if connection.vendor != "postgresql":
         pytest.skip("SQLite writes one transaction at a time")
     stopped = series(tenant, "resumed", age=30 * DAY, rollups=[20 * DAY])
     written, release = threading.Event(), threading.Event()
+    real, result = fastpath.upsert_rollups, {}
 
+    def upsert_then_wait(rows):
+        real(rows)
+        if not written.is_set():  # the first try only
+            written.set()
+            release.wait(20)
+
+    monkeypatch.setattr(fastpath, "upsert_rollups", upsert_then_wait)
+    sample = metrics.parse_samples(b'[{"name": "up", "labels": {"pod": "resumed"}, "value": 2}]',
+                                   "application/json", now=clock.now().timestamp())[0]
+    assert metrics.SERIES_IDS.get_many(tenant.pk, [stopped.labels_hash]) == {}  # read from the database
     def writer():
         try:
-            with transaction.atomic():
-                minute = clock.now().replace(second=0, microsecond=0)
-                MetricRollup.objects.create(series=stopped, minute=minute, count=1, sum=2, min=2, max=2, sumsq=4,
-                                            last=2, last_ts=minute)
-                with connection.cursor() as cursor:
-                    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the key check (and its row lock) now
-                written.set()
-                release.wait(20)
+            result["stored"] = metrics.store_samples(tenant_id=tenant.pk, samples=sample, now=clock.now())
+        except Exception as exc:  # reported below
+            result["error"] = exc
         finally:
             connection.close()
 
@@ -219,8 +254,11 @@ def test_a_series_being_written_is_not_purged_under_the_writer(tenant):
     finally:
         release.set()
         thread.join(20)
-    assert "rules_metricseries: deleted 0" in out and "rules_metricrollup: deleted 1" in out
-    assert list(MetricRollup.objects.filter(series=stopped).values_list("sum", flat=True)) == [2.0]
+    assert "rules_metricseries: deleted 1" in out and "error" not in result, result
+    assert (result["stored"].accepted, result["stored"].series_created) == (1, 1)
+    fresh = MetricSeries.objects.get()
+    assert fresh.pk != stopped.pk and fresh.labels == {"pod": "resumed"}
+    assert list(MetricRollup.objects.filter(series=fresh).values_list("sum", flat=True)) == [2.0]
 
 
 @pytest.mark.django_db(transaction=True)  # the foreign key is checked when the request commits
@@ -245,3 +283,35 @@ def test_a_purged_series_whose_id_the_intake_still_caches_is_created_anew(tenant
     assert post() == {"accepted": 1, "rejected": [], "series_created": 1}
     fresh = MetricSeries.objects.get()
     assert fresh.pk != old.pk and MetricRollup.objects.filter(series=fresh).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_idle_row_a_detect_batch_holds_is_left_for_the_next_purge(tenant):
+    """The engine locks its rows in (rule, tenant, group) order; the purge must not wait for one (it
+    could hold another the engine waits for): it skips the rows held, and the next purge takes them."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite writes one transaction at a time")
+    held_row = window(tenant, "held", age=30 * HOUR)
+    window(tenant, "free", age=30 * HOUR)
+    held, release = threading.Event(), threading.Event()
+
+    def batch():
+        try:
+            with transaction.atomic():
+                WindowState.objects.select_for_update().get(pk=held_row.pk)
+                held.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=batch)
+    thread.start()
+    try:
+        assert held.wait(20)
+        out = purge()
+    finally:
+        release.set()
+        thread.join(20)
+    assert "rules_windowstate: deleted 1" in out and remaining() == {"hash-held"}
+    purge()
+    assert remaining() == set()
