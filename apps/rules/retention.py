@@ -10,8 +10,8 @@ nothing and scanned by every spike rule's evaluation. A row is idle, and purged,
 holds can matter again:
 
 - its counts are all outside any window: not updated for longer than the longest window a row can
-  span (24 h: a log window, or a spike rule's two timeframes; longer if a rule says so) plus the
-  ingest clock skew allowed ahead (a bucket in the future counts) plus an hour;
+  span (24 h, the schema's cap on a log window, an override's, and a spike rule's two timeframes)
+  plus the ingest clock skew allowed ahead (a bucket in the future counts) plus an hour;
 - no active alert of it is open (the engine feeds new matches into that alert; a row pointing at a
   resolved one is like none);
 - its cooldown is over, by the longest cooldown of any log or spike rule or override (the admin's
@@ -39,34 +39,33 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Exists, Max, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from apps.alerts.models import ACTIVE_STATES, Alert
-from apps.core.vocabulary import parse_duration
 
 from .anomaly import DAY_S, SEASON_DAYS
 from .metric_eval import ABSENCE_LOOKBACK_S
 from .metric_spec import MAX_ABSENCE_S, MAX_METRIC_WINDOW_S
-from .models import LogRule, MetricRollup, MetricSeries, RuleOverride, WindowState
+from .models import MetricRollup, MetricSeries, WindowState
+from .selectors import load_snapshot
 from .spec import MAX_WINDOW_S
 
 MARGIN = timedelta(hours=1)
-WINDOW_KINDS = ("log", "spike")  # the rule kinds that count in WindowState
 
 
 def idle(now: datetime) -> tuple[datetime, QuerySet, Callable[[list[int]], int]]:
     """(cutoff, the idle rows, a chunk deleter re-checking every condition) for apps.ops.retention.
     ``now``: the time the engine judges windows at, i.e. no later than the oldest batch still waiting
     for detection (the caller's business)."""
-    rules = LogRule.objects.filter(kind__in=WINDOW_KINDS).aggregate(
-        log=Max("window_seconds", filter=Q(kind="log")), spike=Max("window_seconds", filter=Q(kind="spike")),
-        c=Max("cooldown_seconds"))
-    overrides = RuleOverride.objects.aggregate(w=Max("window_seconds"), c=Max("cooldown_seconds"))
-    pack_window, pack_cooldown = _pack_overrides()
-    # A spike rule's row spans two timeframes (its window_seconds holds one).
-    span = max(MAX_WINDOW_S, rules["log"] or 0, overrides["w"] or 0, pack_window, 2 * (rules["spike"] or 0))
-    cutoff = now - timedelta(seconds=span + settings.INGEST_MAX_FUTURE_SECONDS) - MARGIN
-    cooldown = max(rules["c"] or 0, overrides["c"] or 0, pack_cooldown)
+    # No window row spans more than MAX_WINDOW_S: the rule schema caps log windows and overrides at
+    # it and a spike rule's two timeframes at 2 x MAX_TIMEFRAME_S (tests/rules/test_retention.py).
+    # Cooldowns have no cap: the longest of the rules and overrides as the engine compiles them, from
+    # the packs (in a rule's spec) and the admin (RuleOverride rows).
+    snapshot = load_snapshot()
+    overrides = [o for spec in snapshot.specs for o in spec.overrides]
+    overrides += [o for rows in snapshot.rows.values() for o in rows.values()]
+    cooldown = max([spec.cooldown_s for spec in snapshot.specs] + [o.cooldown_s or 0 for o in overrides] + [0])
+    cutoff = now - timedelta(seconds=MAX_WINDOW_S + settings.INGEST_MAX_FUTURE_SECONDS) - MARGIN
     cooled = min(cutoff, now - timedelta(seconds=cooldown))
     open_alert = Exists(Alert.objects.filter(pk=OuterRef("alert_id"), state__in=ACTIVE_STATES))
     rows = (WindowState.objects.filter(updated_at__lt=cutoff)
@@ -81,24 +80,6 @@ def idle(now: datetime) -> tuple[datetime, QuerySet, Callable[[list[int]], int]]
         return rows.filter(pk__in=free).delete()[0]
 
     return cutoff, rows, delete
-
-
-def _pack_overrides() -> tuple[int, int]:
-    """The longest window and cooldown that log and spike rules' pack overrides (``overrides`` in the
-    rule's spec, per tenant) give: the columns hold the rule's own."""
-    window = cooldown = 0
-    for spec in LogRule.objects.filter(kind__in=WINDOW_KINDS).values_list("spec", flat=True):
-        for o in (spec or {}).get("overrides") or ():
-            window = max(window, _seconds((o.get("threshold") or {}).get("window")))
-            cooldown = max(cooldown, _seconds(o.get("cooldown")))
-    return window, cooldown
-
-
-def _seconds(value) -> int:
-    try:
-        return parse_duration(value) if value is not None else 0
-    except ValueError:  # a spec that was validated when saved; never stop the purge on one
-        return 0
 
 
 # How far back a metric rule may read rollups: a seasonal baseline (the same half hour on each of the

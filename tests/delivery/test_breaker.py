@@ -15,6 +15,7 @@ from apps.delivery import tasks as deliver_tasks
 from apps.delivery.models import Delivery, WebhookEndpoint
 from apps.delivery.services import create_endpoint
 from tests.delivery.peers import Hook, fire_alert
+from tests.support.locks import held_elsewhere
 
 # The doorbells ring on commit; the sweep runs on SQLite too (make run).
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.both_databases]
@@ -530,10 +531,8 @@ def test_an_endpoint_downgraded_during_the_sweep_keeps_its_rows_parked(tenant, m
 def test_an_endpoint_whose_recording_is_in_progress_is_probed_at_a_later_sweep(tenant, enqueued):
     """A recording holds the endpoint's row while it parks a failed probe and paces the next: the
     sweep does not read the endpoint's pacing and in-flight count in between (a second probe at once)
-    nor wait for it; it leaves the endpoint to the next sweep and claims everything else."""
-    import threading
-
-    from django.db import connection, transaction
+    nor wait for it; it leaves the endpoint to the next sweep."""
+    from django.db import connection
 
     if connection.vendor != "postgresql":
         pytest.skip("SQLite runs one sweeper (make run), one writer at a time")
@@ -541,25 +540,8 @@ def test_an_endpoint_whose_recording_is_in_progress_is_probed_at_a_later_sweep(t
     downgrade(endpoint)
     row = Delivery.objects.get(alert=fire_alert(tenant)).pk
     enqueued.clear()
-    held, release = threading.Event(), threading.Event()
-
-    def recording():
-        try:
-            with transaction.atomic():
-                WebhookEndpoint.objects.select_for_update(no_key=True).get(pk=endpoint.pk)
-                held.set()
-                release.wait(20)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=recording)
-    thread.start()
-    try:
-        assert held.wait(20)
+    with held_elsewhere(lambda: WebhookEndpoint.objects.select_for_update(no_key=True).get(pk=endpoint.pk)):
         assert dispatch.sweep() == {"claimed": 0, "stuck": 0}
-    finally:
-        release.set()
-        thread.join(20)
     assert dispatch.sweep() == {"claimed": 1, "stuck": 0} and enqueued[-1][0] == [row]
 
 

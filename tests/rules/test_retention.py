@@ -24,6 +24,7 @@ from apps.rules.models import MetricRollup, MetricSeries, WindowState
 from apps.rules.retention import RULES_REACH, idle, metrics_cutoff
 
 from tests.ops.factories import make_alert
+from tests.support.locks import held_elsewhere
 
 from .conftest import burst, rule_dict
 
@@ -77,18 +78,25 @@ def test_a_cooldown_longer_than_the_windows_keeps_the_row_until_it_is_over(tenan
     assert remaining() == {"hash-in-cooldown"}
 
 
-def test_the_rows_are_kept_as_long_as_the_rules_windows_say(tenant):
-    """Windows stop at 24 h today (a spike rule's row spans two timeframes of at most 12 h); if a
-    rule's ever spans more, the purge follows the rules rather than the constant."""
+def test_no_rule_keeps_counts_longer_than_the_purge_waits(tenant):
+    """The purge waits MAX_WINDOW_S (24 h) plus the clock skew allowed ahead plus an hour: the rule
+    schema lets no window row span more (a log window or an override at most 24 h, a spike rule's
+    two timeframes at most 2 x 12 h)."""
+    from apps.rules.spec import MAX_WINDOW_S, RulePackError, parse_rule
+
     now = clock.now()
-    assert now - idle(now)[0] == timedelta(hours=24, seconds=300) + HOUR  # + the clock skew allowed ahead
-    rule = services.rule_create(raw=rule_dict(count=3, window="24h", cooldown="0s"), actor="test")
-    type(rule).objects.filter(pk=rule.pk).update(window_seconds=36 * 3600)
-    assert now - idle(now)[0] == timedelta(hours=36, seconds=300) + HOUR
-    type(rule).objects.filter(pk=rule.pk).update(window_seconds=20 * 3600, kind="spike")
-    assert now - idle(now)[0] == timedelta(hours=40, seconds=300) + HOUR
-    window(tenant, "inside-two-timeframes", age=40 * HOUR)
-    window(tenant, "past-two-timeframes", age=42 * HOUR)
+    assert now - idle(now)[0] == timedelta(seconds=MAX_WINDOW_S + 300) + HOUR == 25 * HOUR + timedelta(seconds=300)
+    spike = {**rule_dict("spiky"), "kind": "spike", "timeframe": "12h", "spike_height": 3, "spike_type": "up"}
+    spike.pop("threshold")
+    assert parse_rule(spike).threshold.window_s == MAX_WINDOW_S  # its row spans both timeframes
+    too_long = [{**spike, "timeframe": "13h"}, rule_dict(window="25h"),
+                rule_dict(overrides=[{"tenant": "acme", "threshold": {"window": "25h"}}])]
+    for raw in too_long:
+        with pytest.raises(RulePackError, match="out of range"):
+            parse_rule(raw)
+    services.rule_create(raw=spike, actor="test")
+    window(tenant, "inside-two-timeframes", age=25 * HOUR, rule_key="spiky")
+    window(tenant, "past-two-timeframes", age=26 * HOUR, rule_key="spiky")
     assert {w.group_hash for w in idle(now)[1]} == {"hash-past-two-timeframes"}
 
 
@@ -293,25 +301,8 @@ def test_an_idle_row_a_detect_batch_holds_is_left_for_the_next_purge(tenant):
         pytest.skip("SQLite writes one transaction at a time")
     held_row = window(tenant, "held", age=30 * HOUR)
     window(tenant, "free", age=30 * HOUR)
-    held, release = threading.Event(), threading.Event()
-
-    def batch():
-        try:
-            with transaction.atomic():
-                WindowState.objects.select_for_update().get(pk=held_row.pk)
-                held.set()
-                release.wait(20)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=batch)
-    thread.start()
-    try:
-        assert held.wait(20)
+    with held_elsewhere(lambda: WindowState.objects.select_for_update().get(pk=held_row.pk)):  # a detect batch
         out = purge()
-    finally:
-        release.set()
-        thread.join(20)
     assert "rules_windowstate: deleted 1" in out and remaining() == {"hash-held"}
     purge()
     assert remaining() == set()
