@@ -193,6 +193,7 @@ class Autovacuum:
 
     def __init__(self) -> None:
         self.runs = 0
+        self.passes: list[tuple[float, float]] = []  # (time.monotonic() at start, seconds)
         self.start()
 
     def start(self) -> None:
@@ -207,7 +208,9 @@ class Autovacuum:
 
         with psycopg.connect(f"{PG}/{DB}", autocommit=True) as conn:
             while not self._stop.wait(AUTOVACUUM_SECONDS):
+                began = time.monotonic()
                 conn.execute("VACUUM (ANALYZE)")
+                self.passes.append((began, time.monotonic() - began))
                 self.runs += 1
 
     @staticmethod
@@ -504,10 +507,12 @@ def floor(n: int, receiver: str) -> dict:
     return {"insert": t_insert, "posts": t_posts, "total": t_insert + t_posts}
 
 
-def sustained(url: str, token: str, receiver: str, seconds: float, rate: int,
-              procs: dict) -> tuple[list[tuple[float, int, int]], dict[str, float]]:
+def sustained(url: str, token: str, receiver: str, seconds: float, rate: int, procs: dict,
+              vacuum: Autovacuum) -> tuple[list[tuple[float, int, int]], dict[str, float], list[tuple[float, float]]]:
     """Post ``rate`` new alerts/s for ``seconds``; return (t, posted, received) every 5 s and after,
-    and the CPU per 1,000 alerts of web / worker / PostgreSQL from the first post to the last webhook."""
+    the CPU per 1,000 alerts of web / worker / PostgreSQL from the first post to the last webhook,
+    and the vacuum passes in that time (start, seconds): a pass takes seconds of one core at these
+    table sizes, which shows in the backlog."""
     import requests
     from proc_cpu import cpu_seconds
 
@@ -538,7 +543,7 @@ def sustained(url: str, token: str, receiver: str, seconds: float, rate: int,
         time.sleep(5)
     cpu = {k: (cpu_seconds(pgid=p.pid) - cpu0[k]) * 1e6 / len(chosen) for k, p in procs.items()}
     cpu["pg"] = pg.seconds() * 1e6 / len(chosen)
-    return samples, cpu
+    return samples, cpu, [(began - t0, took) for began, took in vacuum.passes if began >= t0]
 
 
 def main() -> None:
@@ -644,7 +649,7 @@ def main() -> None:
             vacuum.start()
         if args.sustained:
             print(f"sustained: {args.rate:,} new alerts/s for {args.seconds:.0f} s ...", flush=True)
-            results["sustained"] = sustained(url, token, receiver, args.seconds, args.rate, procs)
+            results["sustained"] = sustained(url, token, receiver, args.seconds, args.rate, procs, vacuum)
         bad = received(receiver, "bad")
     finally:
         vacuum.stop()
@@ -696,7 +701,7 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
         for row in rows:
             print("  ".join(f"{c:<{w}}" for c, w in zip(row, widths)))
     if "sustained" in results:
-        samples, cpu = results["sustained"]
+        samples, cpu, passes = results["sustained"]
         print(f"\nsustained {args.rate:,} new alerts/s for {args.seconds:.0f} s: t / posted / webhooks received / backlog")
         for t, posted, got in samples:
             print(f"  {t:6.1f} s  {posted:7,}  {got:7,}  {posted - got:7,}")
@@ -705,6 +710,8 @@ def report(results: dict, sizes: list[int], bad: int, load0: float, args) -> Non
         print(f"  backlog {'GROWS' if grows else 'does not grow'} during the run "
               f"({during[0] if during else 0:,} -> {during[-1] if during else 0:,})")
         print(f"  CPU per 1,000 alerts: web / worker / PostgreSQL {cpu_cell(cpu)}")
+        print("  vacuum passes (start, took): "
+              + (", ".join(f"{began:.1f} s +{took:.1f} s" for began, took in passes) or "none"))
 
 
 if __name__ == "__main__":
