@@ -62,9 +62,9 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "min_severity", "tenant")
     search_fields = ("url", "description", "tenant__slug")
     form = WebhookEndpointForm
-    fields = ("tenant", *EDITABLE, "disabled_reason", "failure_streak", "downgraded_at", "next_probe_at",
+    fields = ("tenant", *EDITABLE, "disabled_reason", "failure_streak", "downgraded_at", "next_probe_at", "failed_probes",
               "previous_secret_expires_at", "created_at", "updated_at")
-    readonly_fields = ("tenant", "disabled_reason", "failure_streak", "downgraded_at", "next_probe_at",
+    readonly_fields = ("tenant", "disabled_reason", "failure_streak", "downgraded_at", "next_probe_at", "failed_probes",
                        "previous_secret_expires_at", "created_at", "updated_at")
     actions = ["self_test"]
 

@@ -93,7 +93,7 @@ def probes(endpoint_ids: list[int], now: datetime) -> list[int]:
     next: it cannot commit between the pacing read here and the in-flight count), skipping those a
     recording holds now: they are probed at a later sweep; waiting could deadlock with a recording
     that holds one of them and a row of another endpoint this sweep claims."""
-    # Each failed probe sets when the next may go (``recording._next_probe``).
+    # The downgrade and each failed probe set when the next may go (``recording._pace_probes``).
     endpoint_ids = list(WebhookEndpoint.objects.select_for_update(no_key=True, skip_locked=True)
                         .filter(pk__in=endpoint_ids).exclude(next_probe_at__gt=now)
                         .order_by("pk").values_list("pk", flat=True)) if endpoint_ids else []

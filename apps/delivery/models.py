@@ -31,8 +31,11 @@ class WebhookEndpoint(models.Model):
     # Consecutive failed attempts across all deliveries; persisted so a restart keeps the downgrade.
     failure_streak = models.PositiveIntegerField(default=0)
     downgraded_at = models.DateTimeField(null=True, blank=True)
-    # While downgraded: not probed before this (apps.delivery.breaker); set by each failed attempt.
+    # While downgraded: not probed before this (apps.delivery.breaker); set by the downgrade and by
+    # each failed probe, from the probes failed since the downgrade (sends that were in flight when
+    # it came are not probes: a storm's dozen would otherwise start the pacing at its cap).
     next_probe_at = models.DateTimeField(null=True, blank=True)
+    failed_probes = models.PositiveIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -135,30 +135,31 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
         ep = locked.get(ep_id)
         if ep is None:  # deleted meanwhile
             continue
-        before = (ep.failure_streak, ep.downgraded_at, ep.enabled, ep.next_probe_at)
+        before = (ep.failure_streak, ep.downgraded_at, ep.enabled, ep.next_probe_at, ep.failed_probes)
         restored = disabled = downgraded = None
         for o in mine[ep_id]:
             if o.ok:
-                ep.failure_streak, ep.next_probe_at = 0, None
+                ep.failure_streak, ep.next_probe_at, ep.failed_probes = 0, None, 0
                 if ep.downgraded_at is not None:
                     ep.downgraded_at, restored = None, True
                 continue
             err = o.error
             ep.failure_streak += 1
+            probe = ep.downgraded_at is not None and sent_as_probe(o.delivery)
             if err.status_code == 410 and ep.enabled:
                 ep.enabled, ep.disabled_reason = False, f"receiver answered 410 Gone at {now.isoformat()}"
                 disabled = True
             elif ep.enabled and ep.downgraded_at is None and ep.failure_streak >= threshold:
-                ep.downgraded_at = now
+                ep.downgraded_at, ep.failed_probes, ep.next_probe_at = now, 0, None
                 downgraded = err
             if ep.downgraded_at is not None:
-                ep.next_probe_at = _next_probe(ep.failure_streak - threshold + 1, o, now)
+                _pace_probes(ep, o, now, probe=probe)
             after[id(o)] = WebhookEndpoint(pk=ep.pk, tenant_id=ep.tenant_id, url=ep.url, enabled=ep.enabled,
                                            failure_streak=ep.failure_streak, downgraded_at=ep.downgraded_at)
-        if (ep.failure_streak, ep.downgraded_at, ep.enabled, ep.next_probe_at) == before:
+        if (ep.failure_streak, ep.downgraded_at, ep.enabled, ep.next_probe_at, ep.failed_probes) == before:
             continue
         ep.save(update_fields=["failure_streak", "downgraded_at", "enabled", "disabled_reason", "next_probe_at",
-                               "updated_at"])
+                               "failed_probes", "updated_at"])
         if restored and ep.downgraded_at is None:
             audit("webhook.restored", target=ep, tenant=ep.tenant_id, data={"url": ep.url})
             breaker.release(ep, now)
@@ -177,14 +178,32 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
     return after
 
 
-def _next_probe(failed_probes: int, outcome: Outcome, now: datetime) -> datetime:
-    """When a downgraded endpoint may be probed again after its ``failed_probes``-th failure since the
-    downgrade (1 for the failure that downgraded it): the retry schedule, capped at
-    DELIVERY_PROBE_MAX_INTERVAL_SECONDS, or the receiver's longer ``Retry-After``."""
-    delay = min(backoff.retry_delay(max(1, failed_probes), schedule=retry_schedule(outcome.delivery)),
-                settings.DELIVERY_PROBE_MAX_INTERVAL_SECONDS)
+def sent_as_probe(d: Delivery) -> bool:
+    """Was this row sent as a breaker's probe? The sweeper claims probes among the parked rows
+    (``breaker.probes``) and leaves their ``next_attempt_at`` empty; every other send was claimed due
+    (or written claimed, with its first attempt's time): sent before the endpoint was downgraded."""
+    return d.next_attempt_at is None
+
+
+def _pace_probes(ep: WebhookEndpoint, outcome: Outcome, now: datetime, *, probe: bool) -> None:
+    """Set when the downgraded ``ep`` may be probed next, after this failure: the retry schedule's
+    step for the failures that count (the one that downgraded it is the first, each failed probe
+    one more), capped at DELIVERY_PROBE_MAX_INTERVAL_SECONDS, or the receiver's longer Retry-After.
+
+    A send that was in flight when the endpoint was downgraded is not a probe: its failure moves the
+    pace only by a longer Retry-After. A storm's sends fail together: the third downgrades the
+    endpoint and the dozen behind it fail just after. Counted as probes, they took the pace to its
+    cap at once, so a receiver back within seconds waited a minute for its first probe while its
+    alerts went to fallback email and SMS."""
+    if probe:
+        ep.failed_probes += 1
+    if probe or ep.next_probe_at is None:
+        delay = min(backoff.retry_delay(1 + ep.failed_probes, schedule=retry_schedule(outcome.delivery)),
+                    settings.DELIVERY_PROBE_MAX_INTERVAL_SECONDS)
+        ep.next_probe_at = now + timedelta(seconds=delay)
     retry_after = outcome.error.retry_after
-    return now + timedelta(seconds=max(delay, retry_after or 0))
+    if retry_after:
+        ep.next_probe_at = max(ep.next_probe_at, now + timedelta(seconds=retry_after))
 
 
 def _replay_channels(outcomes: list[Outcome], now: datetime) -> dict[int, NotificationChannel]:

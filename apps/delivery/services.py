@@ -90,7 +90,7 @@ def update_endpoint(*, endpoint: WebhookEndpoint, actor: Any = None, **changes: 
     if "event_types" in changes:
         changes["event_types"] = _clean_event_types(changes["event_types"])
     if changes.get("enabled") and not endpoint.enabled:
-        changes.update(disabled_reason="", failure_streak=0, downgraded_at=None, next_probe_at=None)
+        changes.update(disabled_reason="", failure_streak=0, downgraded_at=None, next_probe_at=None, failed_probes=0)
     before = {k: getattr(endpoint, k) for k in changes}
     for key, value in changes.items():
         setattr(endpoint, key, value)

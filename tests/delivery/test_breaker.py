@@ -597,3 +597,52 @@ def test_overlapping_sweepers_take_turns_at_a_dead_endpoints_probes(tenant, monk
     attempts = Delivery.objects.filter(pk__in=rows).values_list("pk", "attempts", "next_attempt_at")
     assert sorted(attempts) == [(rows[0], 1, None), (rows[1], 0, None)]  # one probe sent, parked again
     assert second == {"claimed": 0, "stuck": 0} and first == {"claimed": 1, "stuck": 0}
+
+
+def test_sends_in_flight_when_the_endpoint_is_downgraded_do_not_stretch_its_probe_pace(tenant, enqueued):
+    """A storm's sends to a failing receiver fail together: the third downgrades the endpoint and
+    the others, already in flight, fail just after. They are not probes: the first probe still goes
+    at the schedule's first step (10 s), not at the cap as if five probes had failed; each probe
+    that fails then takes the next step."""
+    with Hook(lambda n, p, b: (500, {})) as hook:
+        endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        for i in range(8):
+            fire_alert(tenant, title=f"storm {i}")
+        ids = [pk for task_ids, _ in enqueued for pk in task_ids]
+        enqueued.clear()
+        assert dispatch.process(ids) == 8  # one batch: all eight in flight together
+        assert len(hook.requests) == 8
+        endpoint.refresh_from_db()
+        assert endpoint.downgraded_at is not None and endpoint.failure_streak == 8
+        wait = (endpoint.next_probe_at - timezone.now()).total_seconds()
+        assert 8 - 1 <= wait <= 12, wait  # 10 s +-20 %, where it was the 120 s step capped at 60 s
+
+        waits = []
+        for _ in range(2):
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(next_probe_at=timezone.now())
+            enqueued.clear()
+            assert dispatch.sweep()["claimed"] == 1
+            before = timezone.now()
+            run(enqueued.pop())
+            endpoint.refresh_from_db()
+            waits.append((endpoint.next_probe_at - before).total_seconds())
+        assert len(hook.requests) == 10
+    assert 24 <= waits[0] < 36 + 2, waits  # the first failed probe: 30 s +-20 %
+    assert 60 <= waits[1] < 62, waits  # the second: 120 s, capped at DELIVERY_PROBE_MAX_INTERVAL_SECONDS
+
+
+def test_a_longer_retry_after_of_a_send_in_flight_at_the_downgrade_still_holds_the_probes(tenant, enqueued):
+    """Not a probe, but the receiver asked for time: the next probe waits for its Retry-After. A
+    batch is recorded in its claim's order, the newest first: the oldest alert's answer comes after
+    the downgrade (the sends run together, so the answer goes by the alert, not by arrival)."""
+    with Hook(lambda n, p, b: (503, {"Retry-After": "300"}) if b'"storm 0"' in b else (500, {})) as hook:
+        endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        for i in range(4):
+            fire_alert(tenant, title=f"storm {i}")
+        ids = [pk for task_ids, _ in enqueued for pk in task_ids]
+        before = timezone.now()
+        assert dispatch.process(sorted(ids)) == 4
+        assert len(hook.requests) == 4
+    endpoint.refresh_from_db()
+    assert endpoint.downgraded_at is not None and endpoint.failed_probes == 0
+    assert 300 <= (endpoint.next_probe_at - before).total_seconds() < 302
