@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from datetime import timedelta
 from io import StringIO
@@ -109,6 +110,36 @@ def test_check_webhooks(tenant):
         with pytest.raises(SystemExit) as exc:
             run("check_webhooks")
     assert exc.value.code == 1
+
+
+def test_check_webhooks_tests_endpoints_together_a_few_per_host_at_a_time(tenant, settings):
+    """A silent receiver holds its own test, not the whole run: the tests run together, at most
+    DELIVERY_CONCURRENCY_PER_DESTINATION at once to one host. Each answer waits until it has that
+    many requests in flight: sent one after the other, the first would wait out its timeout."""
+    settings.DELIVERY_CONCURRENCY_PER_DESTINATION = 3
+    state = {"in_flight": 0, "most": 0}
+    lock, together = threading.Lock(), threading.Barrier(3, timeout=5)
+
+    def answer(n, path, body):
+        with lock:
+            state["in_flight"] += 1
+            state["most"] = max(state["most"], state["in_flight"])
+        try:
+            together.wait()
+            return 200, {}
+        except threading.BrokenBarrierError:
+            return 503, {}
+        finally:
+            with lock:
+                state["in_flight"] -= 1
+
+    with Hook(answer) as hook:
+        for i in range(6):  # one host (127.0.0.1) for all six
+            create_endpoint(tenant=tenant, url=f"{hook.url}/{i}")
+        out = run("check_webhooks")
+    assert "6 ok, 0 failed" in out
+    assert state["most"] == 3  # together, and never more than the host's bound
+    assert [line.split()[2] for line in out.splitlines()[:-1]] == [f"{hook.url}/{i}" for i in range(6)]  # in id order
 
 
 def test_webhook_simulator_verifies_dedupes_and_injects(tmp_path):
