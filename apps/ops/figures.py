@@ -132,6 +132,7 @@ class Backlog:
     batches_pending: int
     oldest_batch_age: float
     deliveries_pending: dict[str, int]  # by tenant label
+    deliveries_parked: dict[str, int]  # by tenant label: of the pending, those behind a breaker
     deliveries_overdue: int
     oldest_overdue_age: float
     heartbeat_age: float | None  # None: no worker ever beat
@@ -142,26 +143,35 @@ def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = T
 
     ``deliveries_overdue``: due (PENDING/DOWNGRADED with next_attempt_at in the past) for more than
     WATCHDOG_DELIVERY_OVERDUE_SECONDS, i.e. no worker picked them up. ``per_tenant`` False leaves
-    ``deliveries_pending`` empty: the count of every unfinished delivery (a dead endpoint's
-    backlog among them) is the scrape's figure, not the watchdog's.
+    ``deliveries_pending`` and ``deliveries_parked`` empty: the count of every unfinished delivery (a
+    dead endpoint's backlog among them) is the scrape's figure, not the watchdog's.
+
+    ``deliveries_parked``: the pending rows parked behind a downgraded endpoint's circuit breaker
+    (``apps.delivery.breaker``: no attempt scheduled, they wait for a probe to get through). A dead
+    receiver's backlog is the tenant's, not a sign that the pipeline is behind: an alert on the
+    pending gauge can leave them out.
     """
     b = IngestBatch.objects.filter(status="PENDING").aggregate(n=Count("id"), oldest=Min("received_at"))
     pending: dict[str, int] = {}
+    parked: dict[str, int] = {}
     # Two queries, each matching one partial index (delivery_due, delivery_sending) exactly, so the
-    # count reads the unfinished rows only, not the whole history.
+    # count reads the unfinished rows only, not the whole history; delivery_due holds next_attempt_at,
+    # which tells the parked ones.
     rows = [*(Delivery.objects.filter(state__in=("PENDING", "DOWNGRADED")).values("tenant_id")
-              .annotate(n=Count("id")).order_by()),
+              .annotate(n=Count("id"), parked=Count("id", filter=Q(next_attempt_at__isnull=True))).order_by()),
             *(Delivery.objects.filter(state="SENDING").values("tenant_id").annotate(n=Count("id")).order_by())
             ] if per_tenant else []
     for row in rows:
         label = _label(names, row["tenant_id"])
         pending[label] = pending.get(label, 0) + row["n"]
+        if row.get("parked"):
+            parked[label] = parked.get(label, 0) + row["parked"]
     overdue_before = now - timedelta(seconds=settings.WATCHDOG_DELIVERY_OVERDUE_SECONDS)
     d = Delivery.objects.filter(state__in=("PENDING", "DOWNGRADED"), next_attempt_at__lt=overdue_before).aggregate(
         n=Count("id"), oldest=Min("next_attempt_at"))
     return Backlog(
         batches_pending=b["n"], oldest_batch_age=(now - b["oldest"]).total_seconds() if b["oldest"] else 0.0,
-        deliveries_pending=pending, deliveries_overdue=d["n"],
+        deliveries_pending=pending, deliveries_parked=parked, deliveries_overdue=d["n"],
         oldest_overdue_age=(now - d["oldest"]).total_seconds() if d["oldest"] else 0.0,
         heartbeat_age=heartbeat_age(now),
     )

@@ -158,6 +158,12 @@ def _backlog_families(b: q.Backlog) -> Iterator[Metric]:
     for tenant, n in sorted(b.deliveries_pending.items()):
         family.add_metric([tenant], n)
     yield family
+    family = GaugeMetricFamily("monitoring_deliveries_parked", "Of the deliveries not finished, those waiting "
+                               "behind a downgraded webhook endpoint's circuit breaker for a probe to get through",
+                               labels=["tenant"])
+    for tenant, n in sorted(b.deliveries_parked.items()):
+        family.add_metric([tenant], n)
+    yield family
     yield GaugeMetricFamily("monitoring_deliveries_overdue",
                             "Deliveries due for longer than WATCHDOG_DELIVERY_OVERDUE_SECONDS without an attempt",
                             value=b.deliveries_overdue)

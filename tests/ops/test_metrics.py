@@ -48,6 +48,25 @@ def traffic(tenant, other_tenant):
     WorkerHeartbeat.objects.create(hostname="w1", last_seen=now - timedelta(seconds=5))
 
 
+def test_deliveries_parked_behind_a_breaker_are_shown_apart_from_the_rest_of_the_backlog(tenant, other_tenant):
+    """A dead receiver's backlog waits parked for its breaker's probe: counted as pending (not
+    finished) and again on its own gauge, so an alert on a pipeline that falls behind can leave the
+    tenants' dead receivers out."""
+    now = clock.now()
+    mine, theirs = make_alert(tenant), make_alert(other_tenant)
+    for _ in range(3):
+        make_delivery(mine, state="DOWNGRADED", downgraded_at=now, next_attempt_at=None)  # parked
+    make_delivery(mine, state="DOWNGRADED", downgraded_at=now, next_attempt_at=now)  # a retry due
+    make_delivery(mine, state="PENDING", next_attempt_at=now)
+    make_delivery(theirs, state="SENDING", next_attempt_at=None)  # a probe in flight: not parked
+    make_delivery(theirs, state="DELIVERED")
+    m = scrape()
+    assert value(m, "monitoring_deliveries_pending", tenant="acme") == 5
+    assert value(m, "monitoring_deliveries_parked", tenant="acme") == 3
+    assert value(m, "monitoring_deliveries_pending", tenant="globex") == 1
+    assert ("monitoring_deliveries_parked", (("tenant", "globex"),)) not in m
+
+
 def test_exact_values_from_rows(traffic, settings):
     settings.WATCHDOG_DELIVERY_OVERDUE_SECONDS = 300
     m = scrape()
