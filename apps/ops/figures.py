@@ -22,6 +22,7 @@ from django.db.models import Count, Max, Min, Q, Sum
 
 from apps.core.models import MetricRollup, WorkerHeartbeat
 from apps.core.vocabulary import NOTIFY_EVENTS
+from apps.delivery import breaker
 from apps.delivery.models import Delivery, DeliveryAttempt
 from apps.ingest.models import IngestBatch
 from apps.reports.models import ReportRun
@@ -147,9 +148,11 @@ def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = T
     dead endpoint's backlog among them) is the scrape's figure, not the watchdog's.
 
     ``deliveries_parked``: the pending rows parked behind a downgraded endpoint's circuit breaker
-    (``apps.delivery.breaker``: no attempt scheduled, they wait for a probe to get through). A dead
-    receiver's backlog is the tenant's, not a sign that the pipeline is behind: an alert on the
-    pending gauge can leave them out.
+    (``apps.delivery.breaker``: no attempt scheduled, they wait for a probe to get through; for a
+    sweep or two also those behind an endpoint restored, disabled or deleted, until ``drain`` makes
+    them due), 0 for every tenant with pending rows and none parked. A dead receiver's backlog is
+    the tenant's, not a sign that the pipeline is behind: an alert on the pending gauge can leave
+    them out.
     """
     b = IngestBatch.objects.filter(status="PENDING").aggregate(n=Count("id"), oldest=Min("received_at"))
     pending: dict[str, int] = {}
@@ -158,14 +161,15 @@ def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = T
     # count reads the unfinished rows only, not the whole history; delivery_due holds next_attempt_at,
     # which tells the parked ones.
     rows = [*(Delivery.objects.filter(state__in=("PENDING", "DOWNGRADED")).values("tenant_id")
-              .annotate(n=Count("id"), parked=Count("id", filter=Q(next_attempt_at__isnull=True))).order_by()),
+              .annotate(n=Count("id"), parked=Count("id", filter=breaker.parked_q())).order_by()),
             *(Delivery.objects.filter(state="SENDING").values("tenant_id").annotate(n=Count("id")).order_by())
             ] if per_tenant else []
     for row in rows:
         label = _label(names, row["tenant_id"])
         pending[label] = pending.get(label, 0) + row["n"]
-        if row.get("parked"):
-            parked[label] = parked.get(label, 0) + row["parked"]
+        # Every tenant with a pending series gets a parked one, 0 or not: PromQL's
+        # ``pending - parked`` only answers where both series exist.
+        parked[label] = parked.get(label, 0) + row.get("parked", 0)
     overdue_before = now - timedelta(seconds=settings.WATCHDOG_DELIVERY_OVERDUE_SECONDS)
     d = Delivery.objects.filter(state__in=("PENDING", "DOWNGRADED"), next_attempt_at__lt=overdue_before).aggregate(
         n=Count("id"), oldest=Min("next_attempt_at"))
