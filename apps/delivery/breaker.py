@@ -11,9 +11,10 @@ send to the downgraded endpoint fails (``recording``) and by ``hold``.
 
 * ``probes``: the sweeper sends it parked rows, DELIVERY_DOWNGRADED_IN_FLIGHT at a time counting its
   sends in flight (half-open), the least tried first, then the oldest: round robin, so one row the
-  receiver rejects cannot keep the breaker open. Each failure sets the endpoint's ``next_probe_at``
-  (the retry schedule capped at DELIVERY_PROBE_MAX_INTERVAL_SECONDS, or a longer Retry-After), and
-  the failed row waits parked again;
+  receiver rejects cannot keep the breaker open. The downgrade and each failed probe set the
+  endpoint's ``next_probe_at`` (the retry schedule's next step capped at
+  DELIVERY_PROBE_MAX_INTERVAL_SECONDS, or a longer Retry-After, which a send that was in flight at
+  the downgrade can also set), and the failed row waits parked again;
 * ``hold``: its rows not parked yet (failed before the downgrade, or put back unsent) are parked,
   the notifying ones still PENDING downgraded first and their fallback sent, as a new alert's would
   be; rows that waited past their ``expires_at`` end FAILED (the endpoint failed every probe

@@ -200,7 +200,10 @@ def _pace_probes(ep: WebhookEndpoint, outcome: Outcome, now: datetime, *, probe:
     if probe or ep.next_probe_at is None:
         delay = min(backoff.retry_delay(1 + ep.failed_probes, schedule=retry_schedule(outcome.delivery)),
                     settings.DELIVERY_PROBE_MAX_INTERVAL_SECONDS)
-        ep.next_probe_at = now + timedelta(seconds=delay)
+        paced = now + timedelta(seconds=delay)
+        # Probes are claimed once next_probe_at has come, so a later one here was set since the
+        # claim: a Retry-After of a send recorded meanwhile. The receiver asked for it; keep it.
+        ep.next_probe_at = max(paced, ep.next_probe_at) if ep.next_probe_at else paced
     retry_after = outcome.error.retry_after
     if retry_after:
         ep.next_probe_at = max(ep.next_probe_at, now + timedelta(seconds=retry_after))

@@ -78,7 +78,8 @@ def create_endpoint(*, tenant: Any, url: str, description: str = "", min_severit
 
 def update_endpoint(*, endpoint: WebhookEndpoint, actor: Any = None, **changes: Any) -> WebhookEndpoint:
     """Change url / description / min_severity / event_types / enabled. Re-enabling clears the
-    disabled reason, the failure streak and the downgrade (the tenant says the receiver is fixed)."""
+    disabled reason, the failure streak and the downgrade (the tenant says the receiver is fixed);
+    a new URL for a downgraded endpoint clears its probe pace, so the new receiver is probed at once."""
     allowed = {"url", "description", "min_severity", "event_types", "enabled"}
     unknown = set(changes) - allowed
     if unknown:
@@ -91,6 +92,10 @@ def update_endpoint(*, endpoint: WebhookEndpoint, actor: Any = None, **changes: 
         changes["event_types"] = _clean_event_types(changes["event_types"])
     if changes.get("enabled") and not endpoint.enabled:
         changes.update(disabled_reason="", failure_streak=0, downgraded_at=None, next_probe_at=None, failed_probes=0)
+    elif changes.get("url", endpoint.url) != endpoint.url and endpoint.downgraded_at is not None:
+        # A new receiver: the old one's probe pace (up to an hour's Retry-After) is not its own.
+        # It stays downgraded until a probe, sent at the next sweep, gets through.
+        changes.update(next_probe_at=None, failed_probes=0)
     before = {k: getattr(endpoint, k) for k in changes}
     for key, value in changes.items():
         setattr(endpoint, key, value)

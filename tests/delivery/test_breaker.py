@@ -4,6 +4,8 @@ the probe that succeeds restores it and rings the rows that waited. Other endpoi
 as before, and a disabled endpoint's rows still reach their end."""
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 from ipaddress import ip_network
 
@@ -13,7 +15,7 @@ from django.utils import timezone
 from apps.delivery import dispatch
 from apps.delivery import tasks as deliver_tasks
 from apps.delivery.models import Delivery, WebhookEndpoint
-from apps.delivery.services import create_endpoint
+from apps.delivery.services import create_endpoint, update_endpoint
 from tests.delivery.peers import Hook, fire_alert
 from tests.support.locks import held_elsewhere
 
@@ -150,7 +152,6 @@ def test_a_restored_endpoint_gets_its_backlog_chunk_by_chunk_each_row_once(tenan
     """Restored by the tenant (re-enabled) rather than by a probe: the sweeper makes the parked rows
     due and rings them CHUNK at a time, the next chunk only once the last one has been claimed."""
     from apps.delivery import breaker
-    from apps.delivery.services import update_endpoint
 
     monkeypatch.setattr(breaker, "CHUNK", 3)
     with Hook() as hook:
@@ -551,7 +552,6 @@ def test_overlapping_sweepers_take_turns_at_a_dead_endpoints_probes(tenant, monk
     paced). Without turns, the first then claims the re-parked row and sends a second probe at once,
     past the pacing and the in-flight cap it read before; with them, the second sweeper leaves the
     probes to the first."""
-    import threading
 
     from django.db import connection
 
@@ -646,3 +646,73 @@ def test_a_longer_retry_after_of_a_send_in_flight_at_the_downgrade_still_holds_t
     endpoint.refresh_from_db()
     assert endpoint.downgraded_at is not None and endpoint.failed_probes == 0
     assert 300 <= (endpoint.next_probe_at - before).total_seconds() < 302
+
+
+def test_a_failed_probe_keeps_a_longer_retry_after_recorded_while_it_was_in_flight(tenant, enqueued, settings):
+    """A send that was in flight at the downgrade answers 503 Retry-After: 300 while a probe is out;
+    the probe then fails plainly. Its step (30 s) must not cut the time the receiver asked for."""
+    from django.db import connection
+    settings.DELIVERY_DOWNGRADED_IN_FLIGHT = 2  # room for the probe beside the send in flight
+    release = threading.Event()
+
+    def answer(n, path, body):
+        if b'"late"' in body:
+            release.wait(20)
+            return 503, {"Retry-After": "300"}
+        return 500, {}
+
+    with Hook(answer) as hook:
+        endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        fire_alert(tenant, title="late")
+        ids = [pk for task_ids, _ in enqueued for pk in task_ids]
+        enqueued.clear()
+
+        def in_flight():
+            try:
+                dispatch.process(ids)
+            finally:
+                connection.close()
+
+        sender = threading.Thread(target=in_flight)
+        sender.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not hook.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(hook.requests) == 1  # the late send is out, not answered yet
+            downgrade(endpoint)
+            fire_alert(tenant, title="parked")
+            assert dispatch.sweep()["claimed"] == 1  # the probe
+        finally:
+            release.set()
+            sender.join(30)
+        before = timezone.now()
+        run(enqueued.pop())  # the probe: 500
+        assert len(hook.requests) == 2
+    endpoint.refresh_from_db()
+    assert endpoint.failed_probes == 1
+    assert 300 - 2 <= (endpoint.next_probe_at - before).total_seconds() <= 300, endpoint.next_probe_at
+
+
+def test_a_new_url_for_a_downgraded_endpoint_is_probed_at_the_next_sweep(tenant, enqueued):
+    """The old receiver's pace (a failed probe's step, or an hour's Retry-After) is not the new
+    one's: a new URL clears it, the endpoint stays downgraded until the probe gets through."""
+    with Hook(lambda n, p, b: (503, {"Retry-After": "3600"})) as old, Hook() as new:
+        endpoint, _ = create_endpoint(tenant=tenant, url=old.url, event_types=["alert.triggered"])
+        downgrade(endpoint)
+        fire_alert(tenant, title="waiting")
+        assert dispatch.sweep()["claimed"] == 1
+        run(enqueued.pop())  # the probe fails; the receiver asks for an hour
+        endpoint.refresh_from_db()
+        assert endpoint.failed_probes == 1 and endpoint.next_probe_at > timezone.now() + timedelta(minutes=59)
+        assert dispatch.sweep()["claimed"] == 0  # held by the hour
+
+        update_endpoint(endpoint=endpoint, url=new.url)
+        endpoint.refresh_from_db()
+        assert endpoint.downgraded_at is not None and endpoint.next_probe_at is None and endpoint.failed_probes == 0
+        assert dispatch.sweep()["claimed"] == 1
+        run(enqueued.pop())
+        assert len(new.requests) == 1
+    endpoint.refresh_from_db()
+    assert endpoint.downgraded_at is None
+    assert Delivery.objects.get(endpoint=endpoint).state == "DELIVERED"
