@@ -46,7 +46,10 @@ def check_endpoints(*, tenant_slug: str | None = None) -> list[tuple[WebhookEndp
 
     def test(endpoint: WebhookEndpoint) -> tuple[int, SelfTestResult]:
         with per_host[_host(endpoint.url)]:
-            return endpoint.pk, self_test_endpoint(endpoint=endpoint)
+            try:
+                return endpoint.pk, self_test_endpoint(endpoint=endpoint)
+            except Exception as exc:  # e.g. a secret no key decrypts: a failed line, not the end of the run
+                return endpoint.pk, SelfTestResult(False, None, 0, f"{type(exc).__name__}: {exc}")
 
     in_turn = [e for e in chain.from_iterable(zip_longest(*by_host.values())) if e is not None]
     with ThreadPoolExecutor(max_workers=max(1, min(CHECK_THREADS, len(endpoints)))) as pool:

@@ -112,6 +112,26 @@ def test_check_webhooks(tenant):
     assert exc.value.code == 1
 
 
+def test_check_webhooks_reports_an_endpoint_it_cannot_sign_for_and_tests_the_others(tenant):
+    """A secret that no configured key decrypts (a database restored under other keys) is that
+    endpoint's failed line, named; the others are still tested and the run exits 1."""
+    with Hook() as hook:
+        first, _ = create_endpoint(tenant=tenant, url=hook.url + "/first")
+        broken, _ = create_endpoint(tenant=tenant, url=hook.url + "/broken")
+        last, _ = create_endpoint(tenant=tenant, url=hook.url + "/last")
+        WebhookEndpoint.objects.filter(pk=broken.pk).update(secret_encrypted="not-a-fernet-token")
+        out = StringIO()
+        with pytest.raises(SystemExit) as exc:
+            call_command("check_webhooks", stdout=out)
+        assert sorted(r["path"].rsplit("/", 1)[1] for r in hook.requests) == ["first", "last"]
+    assert exc.value.code == 1
+    lines = out.getvalue().splitlines()
+    assert f"#{first.pk} " in lines[0] and lines[0].endswith(" ok")
+    assert f"#{broken.pk} " in lines[1] and "FAILED: CryptoError: cannot decrypt secret" in lines[1]
+    assert f"#{last.pk} " in lines[2] and lines[2].endswith(" ok")
+    assert lines[3] == "check_webhooks: 2 ok, 1 failed"
+
+
 def test_check_webhooks_tests_endpoints_together_a_few_per_host_at_a_time(tenant, settings):
     """A silent receiver holds its own test, not the whole run: the tests run together, at most
     DELIVERY_CONCURRENCY_PER_DESTINATION at once to one host. Each answer waits until it has that
