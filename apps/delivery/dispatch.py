@@ -168,6 +168,9 @@ class Outcome:
     result: AttemptResult | None = None
     error: TransportError | None = None
     unsent: bool = False  # not started: it could have outlasted its claim (``_submit``); released
+    # The webhook URL it went to: the endpoint's URL may change while a send is out, and what the
+    # old receiver answered is not the new one's record (``recording._replay_endpoints``).
+    url: str = ""
 
     @property
     def ok(self) -> bool:
@@ -237,14 +240,16 @@ def send_to_channel(delivery: Delivery) -> AttemptResult:
 def send(delivery: Delivery) -> Outcome:
     """One attempt over the delivery's channel; never raises (the error is in the outcome)."""
     started = clock.now()
+    url = ""
     try:
         if delivery.notification_channel_id:
             return Outcome(delivery, started, result=send_to_channel(delivery))
         message = build_message(delivery, started)
+        url = message.url if delivery.channel == Channel.WEBHOOK else ""
         transport = _WEBHOOK if delivery.channel == Channel.WEBHOOK else get_transport(delivery.channel)
-        return Outcome(delivery, started, result=transport.send(message))
+        return Outcome(delivery, started, result=transport.send(message), url=url)
     except TransportError as exc:
-        return Outcome(delivery, started, error=exc)
+        return Outcome(delivery, started, error=exc, url=url)
     except Exception as exc:  # noqa: BLE001 - a bug must cost one attempt, not the whole batch
         logger.exception("unexpected error sending a delivery", extra={"delivery_id": delivery.pk})
         return Outcome(delivery, started, error=TransportError(f"internal error: {exc}"[:300], latency_ms=0))
@@ -548,7 +553,7 @@ def _reread(outcomes: list[Outcome]) -> list[Outcome]:
         if d is None:  # deleted meanwhile (tenant removed): nothing left to record on
             continue
         d.claim_token = o.delivery.claim_token
-        again.append(Outcome(d, o.started_at, result=o.result, error=o.error))
+        again.append(Outcome(d, o.started_at, result=o.result, error=o.error, url=o.url))
     _share_endpoints([o.delivery for o in again])
     return again
 

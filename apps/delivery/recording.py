@@ -138,6 +138,12 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
         before = (ep.failure_streak, ep.downgraded_at, ep.enabled, ep.next_probe_at, ep.failed_probes)
         restored = disabled = downgraded = None
         for o in mine[ep_id]:
+            if o.url and o.url != ep.url:
+                # Sent before the URL changed: what the old receiver answered neither restores,
+                # downgrades, disables nor paces the new one. The row itself is recorded as usual.
+                if not o.ok:
+                    after[id(o)] = _as_it_stands(ep)
+                continue
             if o.ok:
                 ep.failure_streak, ep.next_probe_at, ep.failed_probes = 0, None, 0
                 if ep.downgraded_at is not None:
@@ -154,8 +160,7 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
                 downgraded = err
             if ep.downgraded_at is not None:
                 _pace_probes(ep, o, now, probe=probe)
-            after[id(o)] = WebhookEndpoint(pk=ep.pk, tenant_id=ep.tenant_id, url=ep.url, enabled=ep.enabled,
-                                           failure_streak=ep.failure_streak, downgraded_at=ep.downgraded_at)
+            after[id(o)] = _as_it_stands(ep)
         if (ep.failure_streak, ep.downgraded_at, ep.enabled, ep.next_probe_at, ep.failed_probes) == before:
             continue
         ep.save(update_fields=["failure_streak", "downgraded_at", "enabled", "disabled_reason", "next_probe_at",
@@ -176,6 +181,12 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
             audit("webhook.downgraded", target=ep, tenant=ep.tenant_id,
                   data={"url": ep.url, "failure_streak": ep.failure_streak, "error": downgraded.message[:300]})
     return after
+
+
+def _as_it_stands(ep: WebhookEndpoint) -> WebhookEndpoint:
+    """A copy of what ``_failed`` reads of the endpoint now (the replay goes on changing ``ep``)."""
+    return WebhookEndpoint(pk=ep.pk, tenant_id=ep.tenant_id, url=ep.url, enabled=ep.enabled,
+                           failure_streak=ep.failure_streak, downgraded_at=ep.downgraded_at)
 
 
 def sent_as_probe(d: Delivery) -> bool:

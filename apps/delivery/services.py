@@ -90,22 +90,26 @@ def update_endpoint(*, endpoint: WebhookEndpoint, actor: Any = None, **changes: 
         changes["min_severity"] = _clean_severity(changes["min_severity"])
     if "event_types" in changes:
         changes["event_types"] = _clean_event_types(changes["event_types"])
-    if changes.get("enabled") and not endpoint.enabled:
-        changes.update(disabled_reason="", failure_streak=0, downgraded_at=None, next_probe_at=None, failed_probes=0)
-    elif changes.get("url", endpoint.url) != endpoint.url and endpoint.downgraded_at is not None:
-        # A new receiver: the old one's probe pace (up to an hour's Retry-After) is not its own.
-        # It stays downgraded until a probe, sent at the next sweep, gets through.
-        changes.update(next_probe_at=None, failed_probes=0)
-    before = {k: getattr(endpoint, k) for k in changes}
-    for key, value in changes.items():
-        setattr(endpoint, key, value)
     with transaction.atomic():
+        # Decided on the row as it stands now, locked: a downgrade that a delivery recorded since
+        # ``endpoint`` was read must not be missed (its pace would stay the old receiver's).
+        current = WebhookEndpoint.objects.select_for_update(no_key=True).get(pk=endpoint.pk)
+        if changes.get("enabled") and not current.enabled:
+            changes.update(disabled_reason="", failure_streak=0, downgraded_at=None, next_probe_at=None,
+                           failed_probes=0)
+        elif changes.get("url", current.url) != current.url and current.downgraded_at is not None:
+            # A new receiver: the old one's probe pace (up to an hour's Retry-After) is not its own.
+            # It stays downgraded until a probe, sent at the next sweep, gets through.
+            changes.update(next_probe_at=None, failed_probes=0)
+        before = {k: getattr(current, k) for k in changes}
+        for key, value in changes.items():
+            setattr(current, key, value)
         # Only what changed: a full save would write back a failure streak or downgrade that a
-        # delivery recorded since this instance was read.
-        endpoint.save(update_fields=[*changes, "updated_at"])
-        audit("webhook.updated", actor=actor, target=endpoint, tenant=endpoint.tenant_id,
+        # delivery recorded since the row was read.
+        current.save(update_fields=[*changes, "updated_at"])
+        audit("webhook.updated", actor=actor, target=current, tenant=current.tenant_id,
               data={k: {"from": str(before[k]), "to": str(v)} for k, v in changes.items() if before[k] != v})
-    return endpoint
+    return current
 
 
 def delete_endpoint(*, endpoint: WebhookEndpoint, actor: Any = None) -> None:

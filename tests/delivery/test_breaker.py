@@ -716,3 +716,69 @@ def test_a_new_url_for_a_downgraded_endpoint_is_probed_at_the_next_sweep(tenant,
     endpoint.refresh_from_db()
     assert endpoint.downgraded_at is None
     assert Delivery.objects.get(endpoint=endpoint).state == "DELIVERED"
+
+
+@pytest.mark.parametrize("old_answers", [(503, {"Retry-After": "3600"}), (200, {})], ids=["fails", "succeeds"])
+def test_a_probe_to_the_old_url_neither_paces_nor_restores_the_new_one(tenant, enqueued, old_answers):
+    """The URL changes while a probe to the old receiver is out. Whatever the old receiver answers
+    (an hour's Retry-After, or a success) is not the new one's record: the endpoint stays downgraded
+    with no pace, and the next sweep probes the new URL, whose success restores it."""
+    from django.db import connection
+    release = threading.Event()
+
+    def old_receiver(n, path, body):
+        release.wait(20)
+        return old_answers
+
+    with Hook(old_receiver) as old, Hook() as new:
+        endpoint, _ = create_endpoint(tenant=tenant, url=old.url, event_types=["alert.triggered"])
+        downgrade(endpoint)
+        first, second = fire_alert(tenant, title="first"), fire_alert(tenant, title="second")
+        assert dispatch.sweep()["claimed"] == 1
+        [(ids, token)] = enqueued
+        enqueued.clear()
+
+        def probe():
+            try:
+                dispatch.process(ids, token)
+            finally:
+                connection.close()
+
+        sender = threading.Thread(target=probe)
+        sender.start()
+        try:
+            deadline = time.monotonic() + 10
+            while not old.requests and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(old.requests) == 1  # the probe is out to the old URL, not answered yet
+            update_endpoint(endpoint=endpoint, url=new.url)
+        finally:
+            release.set()
+            sender.join(30)
+        endpoint.refresh_from_db()
+        assert (endpoint.downgraded_at is not None, endpoint.next_probe_at, endpoint.failed_probes) == (True, None, 0)
+        old_row = Delivery.objects.get(pk=ids[0])
+        assert old_row.attempts == 1 and old_row.state == ("DELIVERED" if old_answers[0] == 200 else "DOWNGRADED")
+
+        assert dispatch.sweep()["claimed"] == 1  # the new receiver's probe, at once
+        run(enqueued.pop())
+        assert len(new.requests) == 1 and len(old.requests) == 1
+    endpoint.refresh_from_db()
+    assert endpoint.downgraded_at is None and endpoint.failure_streak == 0
+    states = Delivery.objects.filter(alert__in=[first, second]).values_list("state", flat=True)
+    assert old_answers[0] != 200 or sorted(states) == ["DELIVERED", "DELIVERED"]
+
+
+def test_a_new_url_clears_the_pace_of_a_downgrade_recorded_after_the_endpoint_was_read(tenant):
+    """update_endpoint decides on the row as it stands, not on the caller's copy: read while the
+    endpoint was healthy, then downgraded with an hour's pace, a new URL still clears that pace."""
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/old", event_types=["alert.triggered"])
+    stale = WebhookEndpoint.objects.get(pk=endpoint.pk)
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        failure_streak=4, downgraded_at=timezone.now(), next_probe_at=timezone.now() + timedelta(hours=1),
+        failed_probes=1)
+    updated = update_endpoint(endpoint=stale, url="http://127.0.0.1:9/new")
+    endpoint.refresh_from_db()
+    assert (endpoint.url, endpoint.next_probe_at, endpoint.failed_probes) == ("http://127.0.0.1:9/new", None, 0)
+    assert endpoint.downgraded_at is not None and endpoint.failure_streak == 4  # still downgraded until a probe
+    assert (updated.downgraded_at, updated.failure_streak) == (endpoint.downgraded_at, 4)  # what the API shows
