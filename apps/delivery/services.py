@@ -23,6 +23,7 @@ from apps.core.vocabulary import EVENT_TEST, EVENT_TYPES, SEVERITIES
 
 from . import breaker, messages, outbox
 from .dispatch import process
+from .crypto import CryptoError
 from .models import Channel, Delivery, DeliveryState, WebhookEndpoint
 from .notifications import Notification
 from .secrets import active_secrets, seal
@@ -157,7 +158,11 @@ def self_test_endpoint(*, endpoint: WebhookEndpoint) -> SelfTestResult:
     body = messages.webhook_body(EVENT_TEST, orjson.dumps({"endpoint_id": endpoint.pk, "tenant": endpoint.tenant.slug,
                                                            "message": "Alert Center webhook self-check"}), now)
     msg_id = f"msg_test_{uuid.uuid4().hex}"
-    headers = sign(body=body, msg_id=msg_id, timestamp=int(time.time()), secrets=active_secrets(endpoint, now))
+    try:
+        secrets = active_secrets(endpoint, now)
+    except CryptoError as exc:  # a secret no configured key decrypts: the operator's to fix, not a 500
+        return SelfTestResult(False, None, 0, f"cannot sign: {exc}")
+    headers = sign(body=body, msg_id=msg_id, timestamp=int(time.time()), secrets=secrets)
     headers["X-PowerX-Alert-ID"] = "test"
     try:
         result = get_transport("webhook").send(OutboundMessage(msg_id=msg_id, url=endpoint.url, body=body,

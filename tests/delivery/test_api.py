@@ -124,6 +124,16 @@ def test_self_test_reports_failure(client):
     assert t["ok"] is False and t["status_code"] == 503 and "HTTP 503" in t["error"]
 
 
+def test_self_test_of_an_endpoint_whose_secret_cannot_be_decrypted_says_so(client, hook):
+    """A database restored under other keys: the test answers 200 with the reason, not a 500."""
+    pk = create(client, hook.url).json()["id"]
+    WebhookEndpoint.objects.filter(pk=pk).update(secret_encrypted="not-a-fernet-token")
+    t = client.post(f"/api/v1/webhooks/{pk}/test")
+    assert t.status_code == 200
+    assert t.json()["ok"] is False and t.json()["error"].startswith("cannot sign: cannot decrypt secret")
+    assert hook.requests == []
+
+
 def test_deliveries_listing(client, tenant, hook):
     pk = create(client, hook.url).json()["id"]
     fire_alert(tenant)

@@ -127,7 +127,7 @@ def test_check_webhooks_reports_an_endpoint_it_cannot_sign_for_and_tests_the_oth
     assert exc.value.code == 1
     lines = out.getvalue().splitlines()
     assert f"#{first.pk} " in lines[0] and lines[0].endswith(" ok")
-    assert f"#{broken.pk} " in lines[1] and "FAILED: CryptoError: cannot decrypt secret" in lines[1]
+    assert f"#{broken.pk} " in lines[1] and "FAILED: cannot sign: cannot decrypt secret" in lines[1]
     assert f"#{last.pk} " in lines[2] and lines[2].endswith(" ok")
     assert lines[3] == "check_webhooks: 2 ok, 1 failed"
 
