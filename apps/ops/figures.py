@@ -148,9 +148,9 @@ def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = T
     dead endpoint's backlog among them) is the scrape's figure, not the watchdog's.
 
     ``deliveries_parked``: the pending rows parked behind a downgraded endpoint's circuit breaker
-    (``apps.delivery.breaker``: no attempt scheduled, they wait for a probe to get through; for a
-    sweep or two also those behind an endpoint restored, disabled or deleted, until ``drain`` makes
-    them due), 0 for every tenant with pending rows and none parked. A dead receiver's backlog is
+    (``apps.delivery.breaker``: no attempt scheduled, they wait for a probe to get through; also
+    those behind an endpoint restored, disabled or deleted, until ``drain`` has made them due, a
+    CHUNK per endpoint and sweep), 0 for every tenant with pending rows and none parked. A dead receiver's backlog is
     the tenant's, not a sign that the pipeline is behind: an alert on the pending gauge can leave
     them out.
     """
