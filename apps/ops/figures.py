@@ -134,8 +134,9 @@ class Backlog:
     oldest_batch_age: float
     deliveries_pending: dict[str, int]  # by tenant label
     deliveries_parked: dict[str, int]  # by tenant label: of the pending, those behind a breaker
-    deliveries_overdue: int
+    deliveries_overdue: int  # due and not attempted, or parked past their expiry (both late)
     oldest_overdue_age: float
+    parked_expired: int  # of the overdue, those parked behind a breaker past their expiry
     heartbeat_age: float | None  # None: no worker ever beat
 
 
@@ -143,7 +144,9 @@ def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = T
     """What the watchdog looks at: work waiting, and how long the newest worker has been silent.
 
     ``deliveries_overdue``: due (PENDING/DOWNGRADED with next_attempt_at in the past) for more than
-    WATCHDOG_DELIVERY_OVERDUE_SECONDS, i.e. no worker picked them up. ``per_tenant`` False leaves
+    WATCHDOG_DELIVERY_OVERDUE_SECONDS, i.e. no worker picked them up, and (``parked_expired``)
+    parked behind a breaker for that long past their ``expires_at``, i.e. the sweeper's upkeep
+    neither failed nor released them; the oldest overdue's age counts from either time. ``per_tenant`` False leaves
     ``deliveries_pending`` and ``deliveries_parked`` empty: the count of every unfinished delivery (a
     dead endpoint's backlog among them) is the scrape's figure, not the watchdog's.
 
@@ -173,10 +176,16 @@ def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = T
     overdue_before = now - timedelta(seconds=settings.WATCHDOG_DELIVERY_OVERDUE_SECONDS)
     d = Delivery.objects.filter(state__in=("PENDING", "DOWNGRADED"), next_attempt_at__lt=overdue_before).aggregate(
         n=Count("id"), oldest=Min("next_attempt_at"))
+    # A parked row is failed by the breaker's upkeep at its expiry (``hold``), or made due once its
+    # endpoint is restored, disabled or deleted (``drain``). One still parked past its expiry means
+    # that upkeep keeps failing (it logs at every sweep): without this, nothing would tell anyone.
+    late = Delivery.objects.filter(breaker.parked_q(), expires_at__lt=overdue_before).aggregate(
+        n=Count("id"), oldest=Min("expires_at"))
+    oldest = min((t for t in (d["oldest"], late["oldest"]) if t is not None), default=None)
     return Backlog(
         batches_pending=b["n"], oldest_batch_age=(now - b["oldest"]).total_seconds() if b["oldest"] else 0.0,
-        deliveries_pending=pending, deliveries_parked=parked, deliveries_overdue=d["n"],
-        oldest_overdue_age=(now - d["oldest"]).total_seconds() if d["oldest"] else 0.0,
+        deliveries_pending=pending, deliveries_parked=parked, deliveries_overdue=d["n"] + late["n"],
+        oldest_overdue_age=(now - oldest).total_seconds() if oldest else 0.0, parked_expired=late["n"],
         heartbeat_age=heartbeat_age(now),
     )
 

@@ -103,9 +103,13 @@ def check_pipeline(now: datetime) -> Finding | None:
     parts = []
     if stuck_batches:
         parts.append(f"{b.batches_pending} ingest batch(es) pending, the oldest for {b.oldest_batch_age:.0f}s")
+    if b.deliveries_overdue - b.parked_expired:
+        parts.append(f"{b.deliveries_overdue - b.parked_expired} deliveries due but not attempted")
+    if b.parked_expired:
+        parts.append(f"{b.parked_expired} deliveries parked behind a webhook's circuit breaker past their "
+                     "expiry (the sweeper's breaker upkeep keeps failing: see its log)")
     if b.deliveries_overdue:
-        parts.append(f"{b.deliveries_overdue} deliveries due but not attempted, the oldest for "
-                     f"{b.oldest_overdue_age:.0f}s")
+        parts[-1] += f", the oldest for {b.oldest_overdue_age:.0f}s"
     return Finding(
         check="pipeline-stuck", severity="emergency", category="watchdog",
         title="Alert pipeline stuck: " + "; ".join(parts),

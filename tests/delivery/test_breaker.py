@@ -148,6 +148,56 @@ def test_a_dead_endpoints_backlog_is_not_reported_as_a_stuck_pipeline(tenant, en
     assert figures.backlog(later, {}).deliveries_overdue == 4
 
 
+@pytest.mark.parametrize("endpoint_state", ["downgraded", "restored"])
+def test_rows_left_parked_past_their_expiry_by_a_failing_upkeep_are_reported_as_a_stuck_pipeline(
+        tenant, enqueued, monkeypatch, endpoint_state):
+    """The breaker's upkeep fails a parked row at its expiry (``hold``, downgraded endpoint) or makes
+    it due once the endpoint is restored (``drain``). When that step keeps failing, the rows would
+    wait parked for good with only a log line at each sweep: the watchdog reports them, and once
+    the step works again they reach their end (failed, or sent to the receiver that is back) and
+    the report clears."""
+    from apps.delivery import breaker
+    from apps.ops import figures, self_monitoring
+
+    with Hook() as hook:
+        endpoint, _ = create_endpoint(tenant=tenant, url=hook.url, event_types=["alert.triggered"])
+        downgrade(endpoint)
+        for i in range(3):
+            fire_alert(tenant, title=f"waiting {i}")
+        if endpoint_state == "restored":
+            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failure_streak=0, downgraded_at=None)
+        Delivery.objects.filter(endpoint=endpoint).update(expires_at=timezone.now() - timedelta(minutes=6))
+        step = "hold" if endpoint_state == "downgraded" else "drain"
+
+        def failing(*args, **kwargs):
+            raise RuntimeError(f"{step} cannot run")
+
+        working = {name: getattr(breaker, name) for name in (step, "probes")}
+        monkeypatch.setattr(breaker, step, failing)
+        monkeypatch.setattr(breaker, "probes", lambda endpoint_ids, now: [])  # no probe takes a row out
+        dispatch.sweep()
+        parked = Delivery.objects.filter(endpoint=endpoint, next_attempt_at__isnull=True, state="DOWNGRADED")
+        assert parked.count() == 3
+        backlog = figures.backlog(timezone.now(), {})
+        assert (backlog.deliveries_overdue, backlog.parked_expired) == (3, 3)
+        assert 360 <= backlog.oldest_overdue_age < 400
+        finding = self_monitoring.check_pipeline(timezone.now())
+        assert finding is not None and finding.severity == "emergency"
+        assert "3 deliveries parked behind a webhook's circuit breaker past their expiry" in finding.title
+        assert "due but not attempted" not in finding.title  # none is due: the two kinds are told apart
+
+        for name, function in working.items():
+            monkeypatch.setattr(breaker, name, function)
+        dispatch.sweep()  # hold fails them; or drain makes them due and rings them
+        for task in list(enqueued):
+            run(task)
+    end = "FAILED" if endpoint_state == "downgraded" else "DELIVERED"
+    assert sorted(Delivery.objects.filter(endpoint=endpoint).values_list("state", flat=True)) == [end] * 3
+    assert len(hook.requests) == (0 if end == "FAILED" else 3)
+    assert figures.backlog(timezone.now(), {}).deliveries_overdue == 0
+    assert self_monitoring.check_pipeline(timezone.now()) is None
+
+
 def test_a_restored_endpoint_gets_its_backlog_chunk_by_chunk_each_row_once(tenant, monkeypatch, enqueued):
     """Restored by the tenant (re-enabled) rather than by a probe: the sweeper makes the parked rows
     due and rings them CHUNK at a time, the next chunk only once the last one has been claimed."""
