@@ -213,6 +213,9 @@ class Delivery(models.Model):
             # endpoints have parked rows.
             models.Index(fields=["endpoint", "attempts", "expires_at"], name="delivery_probe",
                          condition=Q(state__in=["PENDING", "DOWNGRADED"], next_attempt_at__isnull=True)),
+            # The same rows by expiry: the watchdog's count of those left parked past it (apps.ops.figures).
+            models.Index(fields=["expires_at"], name="delivery_parked_expiry",
+                         condition=Q(state__in=["PENDING", "DOWNGRADED"], next_attempt_at__isnull=True)),
             models.Index(fields=["alert", "created_at"], name="delivery_alert"),
             models.Index(fields=["endpoint", "-created_at"], name="delivery_endpoint_recent"),
             models.Index(fields=["tenant", "created_at"], name="delivery_tenant_created"),

@@ -134,10 +134,20 @@ class Backlog:
     oldest_batch_age: float
     deliveries_pending: dict[str, int]  # by tenant label
     deliveries_parked: dict[str, int]  # by tenant label: of the pending, those behind a breaker
-    deliveries_overdue: int  # due and not attempted, or parked past their expiry (both late)
-    oldest_overdue_age: float
-    parked_expired: int  # of the overdue, those parked behind a breaker past their expiry
+    due_overdue: int  # due and not attempted
+    oldest_due_overdue_age: float
+    parked_expired: int  # parked behind a breaker past their expiry
+    oldest_parked_expired_age: float  # since its expiry
     heartbeat_age: float | None  # None: no worker ever beat
+
+    @property
+    def deliveries_overdue(self) -> int:
+        """Both kinds of late delivery: what /metrics exposes as overdue."""
+        return self.due_overdue + self.parked_expired
+
+    @property
+    def oldest_overdue_age(self) -> float:
+        return max(self.oldest_due_overdue_age, self.oldest_parked_expired_age)
 
 
 def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = True) -> Backlog:
@@ -178,16 +188,21 @@ def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = T
         n=Count("id"), oldest=Min("next_attempt_at"))
     # A parked row is failed by the breaker's upkeep at its expiry (``hold``), or made due once its
     # endpoint is restored, disabled or deleted (``drain``). One still parked past its expiry means
-    # that upkeep keeps failing (it logs at every sweep): without this, nothing would tell anyone.
+    # that upkeep keeps failing (it logs at every sweep) or is far behind: nothing else would tell.
+    # delivery_parked_expiry holds the parked rows only, by expiry: the late ones are a range of it.
     late = Delivery.objects.filter(breaker.parked_q(), expires_at__lt=overdue_before).aggregate(
         n=Count("id"), oldest=Min("expires_at"))
-    oldest = min((t for t in (d["oldest"], late["oldest"]) if t is not None), default=None)
     return Backlog(
-        batches_pending=b["n"], oldest_batch_age=(now - b["oldest"]).total_seconds() if b["oldest"] else 0.0,
-        deliveries_pending=pending, deliveries_parked=parked, deliveries_overdue=d["n"] + late["n"],
-        oldest_overdue_age=(now - oldest).total_seconds() if oldest else 0.0, parked_expired=late["n"],
+        batches_pending=b["n"], oldest_batch_age=_age(now, b["oldest"]),
+        deliveries_pending=pending, deliveries_parked=parked,
+        due_overdue=d["n"], oldest_due_overdue_age=_age(now, d["oldest"]),
+        parked_expired=late["n"], oldest_parked_expired_age=_age(now, late["oldest"]),
         heartbeat_age=heartbeat_age(now),
     )
+
+
+def _age(now: datetime, since: datetime | None) -> float:
+    return (now - since).total_seconds() if since else 0.0
 
 
 def heartbeat_age(now: datetime) -> float | None:

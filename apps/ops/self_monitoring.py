@@ -98,24 +98,28 @@ def check_downgrades(now: datetime) -> Finding | None:
 def check_pipeline(now: datetime) -> Finding | None:
     b = figures.backlog(now, {}, per_tenant=False)
     stuck_batches = b.oldest_batch_age > settings.WATCHDOG_BATCH_PENDING_SECONDS
-    if not stuck_batches and not b.deliveries_overdue:
+    if not stuck_batches and not b.due_overdue and not b.parked_expired:
         return None
     parts = []
     if stuck_batches:
         parts.append(f"{b.batches_pending} ingest batch(es) pending, the oldest for {b.oldest_batch_age:.0f}s")
-    if b.deliveries_overdue - b.parked_expired:
-        parts.append(f"{b.deliveries_overdue - b.parked_expired} deliveries due but not attempted")
+    actions = []
+    if stuck_batches or b.due_overdue:
+        actions.append("Check that workers consume the detect and deliver queues (celery inspect active), "
+                       "the broker is reachable and beat runs; restart the stuck workers.")
+    if b.due_overdue:
+        parts.append(f"{b.due_overdue} deliveries due but not attempted, the oldest for "
+                     f"{b.oldest_due_overdue_age:.0f}s")
     if b.parked_expired:
         parts.append(f"{b.parked_expired} deliveries parked behind a webhook's circuit breaker past their "
-                     "expiry (the sweeper's breaker upkeep keeps failing: see its log)")
-    if b.deliveries_overdue:
-        parts[-1] += f", the oldest for {b.oldest_overdue_age:.0f}s"
+                     f"expiry, the oldest by {b.oldest_parked_expired_age:.0f}s")
+        actions.append("The delivery sweep (deliver.sweep) fails to fail or release parked deliveries: read "
+                       "its errors in the worker's log (\"upkeep failed\", \"releasing rows parked\").")
     return Finding(
         check="pipeline-stuck", severity="emergency", category="watchdog",
         title="Alert pipeline stuck: " + "; ".join(parts),
         summary="Work is waiting longer than the watchdog allows: " + "; ".join(parts) + ".",
-        recommended_action="Check that workers consume the detect and deliver queues (celery inspect active), "
-                           "the broker is reachable and beat runs; restart the stuck workers.",
+        recommended_action=" ".join(actions),
         window_seconds=max(settings.WATCHDOG_BATCH_PENDING_SECONDS, settings.WATCHDOG_DELIVERY_OVERDUE_SECONDS))
 
 

@@ -138,3 +138,23 @@ def test_the_watchdog_checks_do_not_count_every_unfinished_delivery_per_tenant()
     assert grouped == []
     # batches, overdue deliveries (due, and parked past their expiry), newest heartbeat (in each check)
     assert len(queries.captured_queries) == 5
+
+
+def test_the_watchdog_reads_deliveries_parked_past_their_expiry_from_an_index_of_those_rows():
+    """A dead receiver's backlog can be hundreds of thousands of parked rows; the count of those
+    left past their expiry, run at every check and scrape, reads a range of delivery_parked_expiry
+    instead of filtering all of them (delivery_probe leads with the endpoint)."""
+    import orjson
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from apps.ops import figures
+
+    with CaptureQueriesContext(connection) as queries:
+        figures.backlog(clock.now(), {}, per_tenant=False)
+    (late,) = [q["sql"] for q in queries.captured_queries if "expires_at" in q["sql"]]
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # an empty table: ask which index serves it
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {late}")
+        plan = orjson.dumps(cursor.fetchone()[0]).decode()
+    assert '"Index Name":"delivery_parked_expiry"' in plan and '"Filter"' not in plan, plan
