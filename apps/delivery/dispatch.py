@@ -139,6 +139,10 @@ def due_rows(now: datetime, limit: int):
             .order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
 
 
+# Seconds of a sweep that the breakers' upkeep may spend past its first chunk per endpoint.
+UPKEEP_BUDGET_SECONDS = 1.0
+
+
 def _breaker_upkeep(downgraded: list[int], now: datetime) -> None:
     """The breakers' care: ``breaker.hold`` for each downgraded endpoint it has work for, then
     ``breaker.drain`` (rows parked behind endpoints no longer downgraded). A failure of one (a row
@@ -149,9 +153,15 @@ def _breaker_upkeep(downgraded: list[int], now: datetime) -> None:
     except Exception:
         logger.exception("reading which downgraded endpoints need upkeep failed; retried at the next sweep")
         needing = []
+    budget_ends = time.monotonic() + UPKEEP_BUDGET_SECONDS
     for endpoint_id in needing:  # one transaction each: one bad row holds up its own endpoint only
         try:
-            breaker.hold([endpoint_id], now)
+            # A full chunk of expired rows may leave more: many expire together when a backlog was
+            # renewed at once (retry_deliveries). They are failed now, within the sweep's budget,
+            # not a chunk per sweep (the watchdog reports rows still parked past their expiry).
+            while (breaker.hold([endpoint_id], now)["expired"] >= breaker.CHUNK
+                   and time.monotonic() < budget_ends):
+                pass
         except Exception:
             logger.exception("a downgraded endpoint's upkeep failed; retried at the next sweep",
                              extra={"endpoint_id": endpoint_id})

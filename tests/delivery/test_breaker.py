@@ -821,6 +821,30 @@ def test_a_probe_to_the_old_url_neither_paces_nor_restores_the_new_one(tenant, e
     assert old_answers[0] != 200 or sorted(states) == ["DELIVERED", "DELIVERED"]
 
 
+def test_a_backlog_expiring_at_once_is_failed_in_one_sweep_within_its_budget(tenant, enqueued, monkeypatch):
+    """Rows renewed together (retry_deliveries) expire together: the sweep fails them chunk after
+    chunk within UPKEEP_BUDGET_SECONDS, not one chunk per sweep, which the watchdog would report as
+    rows left parked past their expiry. With no budget, one chunk per sweep."""
+    from apps.delivery import breaker
+
+    monkeypatch.setattr(breaker, "CHUNK", 3)
+    monkeypatch.setattr(breaker, "probes", lambda endpoint_ids, now: [])
+    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
+    downgrade(endpoint)
+    for i in range(10):
+        fire_alert(tenant, title=f"waiting {i}")
+    rows = Delivery.objects.filter(endpoint=endpoint)
+    rows.update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    monkeypatch.setattr(dispatch, "UPKEEP_BUDGET_SECONDS", 0)
+    dispatch.sweep()
+    assert rows.filter(state="FAILED").count() == 3
+    monkeypatch.setattr(dispatch, "UPKEEP_BUDGET_SECONDS", 30)
+    dispatch.sweep()
+    assert rows.filter(state="FAILED").count() == 10
+    assert enqueued == []  # nothing was sent: they expired behind the breaker
+
+
 def test_a_new_url_clears_the_pace_of_a_downgrade_recorded_after_the_endpoint_was_read(tenant):
     """update_endpoint decides on the row as it stands, not on the caller's copy: read while the
     endpoint was healthy, then downgraded with an hour's pace, a new URL still clears that pace."""
