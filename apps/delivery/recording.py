@@ -34,6 +34,7 @@ from . import backoff, breaker, fastpath, feedback, outbox, state
 from .dispatch import Outcome
 from .feedback import DeliveryReport
 from .models import Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
+from .transports import TransportError
 
 logger = logging.getLogger("apps.delivery")
 
@@ -140,9 +141,13 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
         for o in mine[ep_id]:
             if o.url and o.url != ep.url:
                 # Sent before the URL changed: what the old receiver answered neither restores,
-                # downgrades, disables nor paces the new one. The row itself is recorded as usual.
+                # downgrades, disables nor paces the new one. The row itself is recorded as usual,
+                # except that a failure is retried, at the new URL: the old receiver's 410 or
+                # Retry-After is not the new one's.
                 if not o.ok:
                     after[id(o)] = _as_it_stands(ep)
+                    o.error = TransportError(o.error.message, status_code=o.error.status_code,
+                                             latency_ms=o.error.latency_ms)
                 continue
             if o.ok:
                 ep.failure_streak, ep.next_probe_at, ep.failed_probes = 0, None, 0

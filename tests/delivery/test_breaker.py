@@ -770,11 +770,13 @@ def test_a_new_url_for_a_downgraded_endpoint_is_probed_at_the_next_sweep(tenant,
     assert Delivery.objects.get(endpoint=endpoint).state == "DELIVERED"
 
 
-@pytest.mark.parametrize("old_answers", [(503, {"Retry-After": "3600"}), (200, {})], ids=["fails", "succeeds"])
+@pytest.mark.parametrize("old_answers", [(503, {"Retry-After": "3600"}), (410, {}), (200, {})],
+                         ids=["fails", "gone", "succeeds"])
 def test_a_probe_to_the_old_url_neither_paces_nor_restores_the_new_one(tenant, enqueued, old_answers):
     """The URL changes while a probe to the old receiver is out. Whatever the old receiver answers
-    (an hour's Retry-After, or a success) is not the new one's record: the endpoint stays downgraded
-    with no pace, and the next sweep probes the new URL, whose success restores it."""
+    (an hour's Retry-After, 410 Gone, or a success) is not the new one's record: the endpoint stays
+    enabled and downgraded with no pace, a failed row waits for the new URL instead of ending, and
+    the next sweep probes the new URL, whose success restores the endpoint."""
     from django.db import connection
     release = threading.Event()
 
@@ -809,6 +811,7 @@ def test_a_probe_to_the_old_url_neither_paces_nor_restores_the_new_one(tenant, e
             sender.join(30)
         endpoint.refresh_from_db()
         assert (endpoint.downgraded_at is not None, endpoint.next_probe_at, endpoint.failed_probes) == (True, None, 0)
+        assert endpoint.enabled and endpoint.disabled_reason == ""
         old_row = Delivery.objects.get(pk=ids[0])
         assert old_row.attempts == 1 and old_row.state == ("DELIVERED" if old_answers[0] == 200 else "DOWNGRADED")
 
