@@ -832,19 +832,36 @@ def test_a_backlog_expiring_at_once_is_failed_in_one_sweep_within_its_budget(ten
 
     monkeypatch.setattr(breaker, "CHUNK", 3)
     monkeypatch.setattr(breaker, "probes", lambda endpoint_ids, now: [])
-    endpoint, _ = create_endpoint(tenant=tenant, url="http://127.0.0.1:9/hook", event_types=["alert.triggered"])
-    downgrade(endpoint)
-    for i in range(10):
-        fire_alert(tenant, title=f"waiting {i}")
-    rows = Delivery.objects.filter(endpoint=endpoint)
+    endpoints = []
+    for name in ("first", "second"):  # both get their turns, not the lowest id the whole budget
+        endpoint, _ = create_endpoint(tenant=tenant, url=f"http://127.0.0.1:9/{name}", event_types=["alert.triggered"])
+        downgrade(endpoint)
+        endpoints.append(endpoint)
+        for i in range(8):
+            fire_alert(tenant, title=f"{name} {i}")
+        # (fire_alert notifies every endpoint of the tenant: the first also gets the second's alerts.)
+    rows = Delivery.objects.filter(endpoint__in=endpoints)
     rows.update(expires_at=timezone.now() - timedelta(seconds=1))
+    counts = {e.pk: rows.filter(endpoint=e).count() for e in endpoints}
+    assert min(counts.values()) > breaker.CHUNK
+
+    def failed(endpoint):
+        return rows.filter(endpoint=endpoint, state="FAILED").count()
 
     monkeypatch.setattr(dispatch, "UPKEEP_BUDGET_SECONDS", 0)
     dispatch.sweep()
-    assert rows.filter(state="FAILED").count() == 3
-    monkeypatch.setattr(dispatch, "UPKEEP_BUDGET_SECONDS", 30)
+    assert [failed(e) for e in endpoints] == [3, 3]
+    # A budget of two more chunks (the clock steps a second per look): after a chunk each, one more
+    # each, in turn (the second has 8 rows: its last 2), not both to the first.
+    assert [counts[e.pk] for e in endpoints] == [16, 8]
+    ticks = iter(range(1000))
+    monkeypatch.setattr(dispatch, "_upkeep_clock", lambda: float(next(ticks)))
+    monkeypatch.setattr(dispatch, "UPKEEP_BUDGET_SECONDS", 2.5)
     dispatch.sweep()
-    assert rows.filter(state="FAILED").count() == 10
+    assert [failed(e) for e in endpoints] == [9, 8]
+    monkeypatch.setattr(dispatch, "UPKEEP_BUDGET_SECONDS", 1000)
+    dispatch.sweep()
+    assert [failed(e) for e in endpoints] == [counts[e.pk] for e in endpoints]
     assert enqueued == []  # nothing was sent: they expired behind the breaker
 
 
