@@ -34,7 +34,6 @@ from . import backoff, breaker, fastpath, feedback, outbox, state
 from .dispatch import Outcome
 from .feedback import DeliveryReport
 from .models import Channel, Delivery, DeliveryState, NotificationChannel, WebhookEndpoint
-from .transports import TransportError
 
 logger = logging.getLogger("apps.delivery")
 
@@ -73,7 +72,8 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
         held_ok = fastpath.insert_attempts(outcomes, numbers, now)
         # Successes whose claim was lost leave the endpoint alone (as before batching).
         counted = [o for o in outcomes if not o.ok or o.delivery.pk in held_ok]
-        after = {**_replay_endpoints(counted, now), **_replay_channels(counted, now)}
+        moved: set[int] = set()  # id() of failures at a URL the endpoint has since left
+        after = {**_replay_endpoints(counted, now, moved), **_replay_channels(counted, now)}
         reports: dict[int, DeliveryReport] = {}  # per alert, the batch's last word
         downgraded: list[Delivery] = []
         for i, (o, n) in enumerate(zip(outcomes, numbers)):
@@ -84,7 +84,7 @@ def record_outcomes(outcomes: list[Outcome]) -> list[str]:
                     d.state = states[i] = DeliveryState.DELIVERED
                     detail = {"channel": d.channel, "attempt": n, "status_code": o.status_code}
             else:
-                states[i], detail = _failed(d, o, n, now, after.get(id(o)), downgraded)
+                states[i], detail = _failed(d, o, n, now, after.get(id(o)), downgraded, moved=id(o) in moved)
             if detail is not None and state.counts(d):
                 reports[d.alert_id] = DeliveryReport(d.alert_id, {
                     "delivery_id": d.pk, "endpoint_id": d.endpoint_id, "event_type": d.event_type,
@@ -105,14 +105,15 @@ def _held(d: Delivery):
     return Delivery.objects.filter(pk=d.pk, state=DeliveryState.SENDING, claim_token=d.claim_token)
 
 
-def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, WebhookEndpoint]:
+def _replay_endpoints(outcomes: list[Outcome], now: datetime, moved: set[int]) -> dict[int, WebhookEndpoint]:
     """Apply the batch's webhook outcomes to their endpoints' streaks, in the batch's order.
 
     Per endpoint: success -> streak 0 and a downgraded endpoint restored (audited, tenant told);
     failure -> streak + 1, 410 disables, the threshold downgrades (audited). Endpoints that saw a
     failure, or were not clean when claimed, are locked (in id order) and re-read so concurrent
     batches count exactly; an all-success batch on a clean endpoint costs no query. Returns, per
-    failed outcome (by ``id(outcome)``), the endpoint as it stood right after that failure.
+    failed outcome (by ``id(outcome)``), the endpoint as it stood right after that failure, and adds
+    to ``moved`` the failed outcomes sent to a URL the endpoint no longer has.
     """
     mine: dict[int, list[Outcome]] = {}
     for o in outcomes:
@@ -146,8 +147,7 @@ def _replay_endpoints(outcomes: list[Outcome], now: datetime) -> dict[int, Webho
                 # Retry-After is not the new one's.
                 if not o.ok:
                     after[id(o)] = _as_it_stands(ep)
-                    o.error = TransportError(o.error.message, status_code=o.error.status_code,
-                                             latency_ms=o.error.latency_ms)
+                    moved.add(id(o))
                 continue
             if o.ok:
                 ep.failure_streak, ep.next_probe_at, ep.failed_probes = 0, None, 0
@@ -276,16 +276,19 @@ def _replay_channels(outcomes: list[Outcome], now: datetime) -> dict[int, Notifi
 
 def _failed(d: Delivery, outcome: Outcome, number: int, now: datetime,
             destination: WebhookEndpoint | NotificationChannel | None,
-            downgraded: list[Delivery]) -> tuple[str, dict | None]:
+            downgraded: list[Delivery], *, moved: bool = False) -> tuple[str, dict | None]:
     """The failure policy for one delivery; returns (new state or "" if the claim was lost, the
     detail to report for the alert's state or None). ``destination`` is the endpoint or channel as
     it stood after this failure (a downgraded one sends the alert to fallback at once). A row
-    downgraded now joins ``downgraded``, whose fallbacks the batch writes together."""
+    downgraded now joins ``downgraded``, whose fallbacks the batch writes together. ``moved``: sent
+    to a URL the endpoint has since left, so retried at the new one whatever the old one answered
+    (its 410 or Retry-After is not the new receiver's)."""
     err = outcome.error
-    final = err.permanent
+    final = err.permanent and not moved
     next_at = None
     if not final:
-        next_at = backoff.next_attempt_at(number, now, retry_after=err.retry_after, schedule=retry_schedule(d))
+        next_at = backoff.next_attempt_at(number, now, retry_after=None if moved else err.retry_after,
+                                          schedule=retry_schedule(d))
         max_age = timedelta(seconds=settings.DELIVERY_MAX_AGE_SECONDS)
         # expires_at - max_age: the retry window's start (creation, or the last manual retry).
         final = backoff.gives_up(number, d.expires_at - max_age, next_at, max_age)

@@ -165,10 +165,11 @@ def _backlog_families(b: q.Backlog) -> Iterator[Metric]:
         family.add_metric([tenant], n)
     yield family
     yield GaugeMetricFamily("monitoring_deliveries_overdue",
-                            "Deliveries due for longer than WATCHDOG_DELIVERY_OVERDUE_SECONDS without an attempt",
+                            "Deliveries due for longer than WATCHDOG_DELIVERY_OVERDUE_SECONDS without an attempt, "
+                            "or parked behind a circuit breaker that long past their expiry",
                             value=b.deliveries_overdue)
     yield GaugeMetricFamily("monitoring_deliveries_oldest_overdue_seconds",
-                            "How long the oldest overdue delivery has been due (0 when none)",
+                            "How long the oldest overdue delivery has been due, or a parked one expired (0 when none)",
                             value=round(b.oldest_overdue_age, 3))
     if b.heartbeat_age is not None:
         yield GaugeMetricFamily("monitoring_worker_heartbeat_age_seconds",

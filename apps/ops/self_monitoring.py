@@ -113,8 +113,9 @@ def check_pipeline(now: datetime) -> Finding | None:
     if b.parked_expired:
         parts.append(f"{b.parked_expired} deliveries parked behind a webhook's circuit breaker past their "
                      f"expiry, the oldest by {b.oldest_parked_expired_age:.0f}s")
-        actions.append("The delivery sweep (deliver.sweep) fails to fail or release parked deliveries: read "
-                       "its errors in the worker's log (\"upkeep failed\", \"releasing rows parked\").")
+        actions.append("The delivery sweep (deliver.sweep) fails to fail or release parked deliveries, or "
+                       "is behind a very large backlog that expired at once: read its errors in the worker's "
+                       "log (\"upkeep failed\", \"releasing rows parked\"); without any, watch the count fall.")
     return Finding(
         check="pipeline-stuck", severity="emergency", category="watchdog",
         title="Alert pipeline stuck: " + "; ".join(parts),
