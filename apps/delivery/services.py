@@ -22,8 +22,8 @@ from apps.core.errors import Unprocessable
 from apps.core.vocabulary import EVENT_TEST, EVENT_TYPES, SEVERITIES
 
 from . import breaker, messages, outbox
-from .dispatch import process
 from .crypto import CryptoError
+from .dispatch import process
 from .models import Channel, Delivery, DeliveryState, WebhookEndpoint
 from .notifications import Notification
 from .secrets import active_secrets, seal

@@ -154,18 +154,19 @@ def backlog(now: datetime, names: dict[int | None, str], *, per_tenant: bool = T
     """What the watchdog looks at: work waiting, and how long the newest worker has been silent.
 
     ``deliveries_overdue``: due (PENDING/DOWNGRADED with next_attempt_at in the past) for more than
-    WATCHDOG_DELIVERY_OVERDUE_SECONDS, i.e. no worker picked them up, and (``parked_expired``)
-    parked behind a breaker for that long past their ``expires_at``, i.e. the sweeper's upkeep
-    neither failed nor released them; the oldest overdue's age counts from either time. ``per_tenant`` False leaves
-    ``deliveries_pending`` and ``deliveries_parked`` empty: the count of every unfinished delivery (a
-    dead endpoint's backlog among them) is the scrape's figure, not the watchdog's.
+    WATCHDOG_DELIVERY_OVERDUE_SECONDS, i.e. no worker picked them up (``due_overdue``), and parked
+    behind a breaker for that long past their ``expires_at``, i.e. the sweeper's upkeep neither
+    failed nor released them (``parked_expired``); each kind has its own oldest age. ``per_tenant``
+    False leaves ``deliveries_pending`` and ``deliveries_parked`` empty: the count of every
+    unfinished delivery (a dead endpoint's backlog among them) is the scrape's figure, not the
+    watchdog's.
 
     ``deliveries_parked``: the pending rows parked behind a downgraded endpoint's circuit breaker
     (``apps.delivery.breaker``: no attempt scheduled, they wait for a probe to get through; also
     those behind an endpoint restored, disabled or deleted, until ``drain`` has made them due, a
-    CHUNK per endpoint and sweep), 0 for every tenant with pending rows and none parked. A dead receiver's backlog is
-    the tenant's, not a sign that the pipeline is behind: an alert on the pending gauge can leave
-    them out.
+    CHUNK per endpoint and sweep), 0 for every tenant with pending rows and none parked. A dead
+    receiver's backlog is the tenant's, not a sign that the pipeline is behind: an alert on the
+    pending gauge can leave them out.
     """
     b = IngestBatch.objects.filter(status="PENDING").aggregate(n=Count("id"), oldest=Min("received_at"))
     pending: dict[str, int] = {}

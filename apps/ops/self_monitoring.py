@@ -98,7 +98,7 @@ def check_downgrades(now: datetime) -> Finding | None:
 def check_pipeline(now: datetime) -> Finding | None:
     b = figures.backlog(now, {}, per_tenant=False)
     stuck_batches = b.oldest_batch_age > settings.WATCHDOG_BATCH_PENDING_SECONDS
-    if not stuck_batches and not b.due_overdue and not b.parked_expired:
+    if not stuck_batches and not b.deliveries_overdue:
         return None
     parts = []
     if stuck_batches:

@@ -46,6 +46,25 @@ def run(task: tuple[list[int], str | None]) -> None:
     dispatch.process(ids, token)
 
 
+def sending(ids: list[int], token: str | None, hook: Hook) -> threading.Thread:
+    """Send these rows in another thread (as a worker would) and return once ``hook`` has a request:
+    the caller holds the answer back and does its part while the send is out, then joins."""
+    from django.db import connection
+
+    def send():
+        try:
+            dispatch.process(ids, token)
+        finally:
+            connection.close()
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    deadline = time.monotonic() + 10
+    while not hook.requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return sender
+
+
 def downgrade(endpoint: WebhookEndpoint) -> None:
     WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failure_streak=3, downgraded_at=timezone.now())
 
@@ -701,7 +720,6 @@ def test_a_longer_retry_after_of_a_send_in_flight_at_the_downgrade_still_holds_t
 def test_a_failed_probe_keeps_a_longer_retry_after_recorded_while_it_was_in_flight(tenant, enqueued, settings):
     """A send that was in flight at the downgrade answers 503 Retry-After: 300 while a probe is out;
     the probe then fails plainly. Its step (30 s) must not cut the time the receiver asked for."""
-    from django.db import connection
     settings.DELIVERY_DOWNGRADED_IN_FLIGHT = 2  # room for the probe beside the send in flight
     release = threading.Event()
 
@@ -717,18 +735,8 @@ def test_a_failed_probe_keeps_a_longer_retry_after_recorded_while_it_was_in_flig
         ids = [pk for task_ids, _ in enqueued for pk in task_ids]
         enqueued.clear()
 
-        def in_flight():
-            try:
-                dispatch.process(ids)
-            finally:
-                connection.close()
-
-        sender = threading.Thread(target=in_flight)
-        sender.start()
+        sender = sending(ids, None, hook)
         try:
-            deadline = time.monotonic() + 10
-            while not hook.requests and time.monotonic() < deadline:
-                time.sleep(0.02)
             assert len(hook.requests) == 1  # the late send is out, not answered yet
             downgrade(endpoint)
             fire_alert(tenant, title="parked")
@@ -777,7 +785,6 @@ def test_a_probe_to_the_old_url_neither_paces_nor_restores_the_new_one(tenant, e
     (an hour's Retry-After, 410 Gone, or a success) is not the new one's record: the endpoint stays
     enabled and downgraded with no pace, a failed row waits for the new URL instead of ending, and
     the next sweep probes the new URL, whose success restores the endpoint."""
-    from django.db import connection
     release = threading.Event()
 
     def old_receiver(n, path, body):
@@ -792,18 +799,8 @@ def test_a_probe_to_the_old_url_neither_paces_nor_restores_the_new_one(tenant, e
         [(ids, token)] = enqueued
         enqueued.clear()
 
-        def probe():
-            try:
-                dispatch.process(ids, token)
-            finally:
-                connection.close()
-
-        sender = threading.Thread(target=probe)
-        sender.start()
+        sender = sending(ids, token, old)
         try:
-            deadline = time.monotonic() + 10
-            while not old.requests and time.monotonic() < deadline:
-                time.sleep(0.02)
             assert len(old.requests) == 1  # the probe is out to the old URL, not answered yet
             update_endpoint(endpoint=endpoint, url=new.url)
         finally:
