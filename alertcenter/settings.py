@@ -205,8 +205,9 @@ CELERY_BEAT_SCHEDULE = {
     "actions-sweep": {"task": "actions.sweep", "schedule": 15.0},
     # Self-monitoring and watchdog (apps.ops.self_monitoring); cron can run `manage.py system_checks` too.
     "system-checks": {"task": "system.checks", "schedule": 60.0},
-    # EventRecord day partitions a week ahead (PostgreSQL; apps.ingest.fastpath), whatever the clock did.
-    "ingest-partitions": {"task": "ingest.partitions", "schedule": 3600.0},
+    # Day partitions a week ahead of the event and attempt tables (PostgreSQL; apps.core.partitions),
+    # whatever the clock did.
+    "system-partitions": {"task": "system.partitions", "schedule": 3600.0},
     # Retention (apps.ops.retention); daily, off-peak. Idempotent, so cron may run it as well.
     "system-purge-expired": {"task": "system.purge_expired",
                              "schedule": crontab(hour=3, minute=17)},
@@ -234,6 +235,8 @@ WATCHDOG_BATCH_PENDING_SECONDS = _positive_int("WATCHDOG_BATCH_PENDING_SECONDS",
 WATCHDOG_DELIVERY_OVERDUE_SECONDS = _positive_int("WATCHDOG_DELIVERY_OVERDUE_SECONDS", 300)
 EVENT_RETENTION_DAYS = _positive_int("EVENT_RETENTION_DAYS", 90)
 INGEST_BATCH_RETENTION_DAYS = _positive_int("INGEST_BATCH_RETENTION_DAYS", 7)
+# The attempt log (each try's status, error, response excerpt); deliveries themselves are kept.
+DELIVERY_ATTEMPT_RETENTION_DAYS = _positive_int("DELIVERY_ATTEMPT_RETENTION_DAYS", 90)
 AUDIT_RETENTION_DAYS = _positive_int("AUDIT_RETENTION_DAYS", 180)
 
 # --- Live stream (apps.stream, README "Live stream") ------------------------------------------------

@@ -17,6 +17,9 @@ lateral read of delivery_probe per endpoint) instead of one query each: endpoint
 together (a network partition) come due for their probes together, and 1,000 of them took one
 sweep 1.3-1.6 s. The portable twin reads them one endpoint at a time (``tests/delivery/test_breaker.py``).
 ``probe_turn`` makes the sweepers pick and claim probes one at a time (an advisory lock).
+
+``ATTEMPT_PARTITIONS``: the attempt log is partitioned by day of ``started_at`` on PostgreSQL
+(migration 0011; ``apps.core.partitions``), so its retention drops whole days.
 """
 from __future__ import annotations
 
@@ -29,11 +32,14 @@ from django.db import connection
 from django.db.models.functions import Now
 
 from apps.core.fastpath import pg_array, pg_null, pg_text_array
+from apps.core.partitions import DayPartitions
 
 from .models import DUE_STATES, Delivery, DeliveryAttempt, DeliveryState
 
 if TYPE_CHECKING:
     from .dispatch import Outcome
+
+ATTEMPT_PARTITIONS = DayPartitions(DeliveryAttempt._meta.db_table, "started_at")
 
 
 def insert_attempts(outcomes: list[Outcome], numbers: list[int], now: datetime) -> set[int]:

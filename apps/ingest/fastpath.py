@@ -16,20 +16,17 @@ bound cursor on the same connection (same transaction) and send and read the pay
 """
 from __future__ import annotations
 
-import logging
-import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime
 from typing import Any, Sequence
 
 import orjson
 import psycopg
-from django.db import DatabaseError, connection, transaction
+from django.db import connection
 
 from apps.core.fastpath import COPY_NULL, copy_text
+from apps.core.partitions import DayPartitions
 
 from .models import BatchStatus, EventRecord, IngestBatch
-
-logger = logging.getLogger(__name__)
 
 # One stored event: (tenant id, plugin id or None, ts, level, level_no, message, trace_id,
 # fields, rule_keys); the batch's id and received_at are the same for every row.
@@ -120,73 +117,5 @@ def claim_pending_batch(batch_id: int) -> IngestBatch | None:
     return None if row is None else IngestBatch.from_db(connection.alias, list(CLAIMED_FIELDS), row)
 
 
-# --- EventRecord partitions (PostgreSQL; migration 0004 made the table partitioned by day) ------------
-#
-# Raw SQL kept: partition DDL has no ORM spelling. Retention by dropping a day's partition writes
-# nothing per row (a chunked DELETE writes a WAL record and leaves a dead tuple per row for vacuum);
-# the portable twin (SQLite) has one plain table and deletes rows (``apps.ops.retention``).
-
-PARTITION_DAYS_AHEAD = 7
-
-
-def _partitioned() -> bool:
-    if connection.vendor != "postgresql":
-        return False
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = %s::regclass", [EventRecord._meta.db_table])
-        row = cursor.fetchone()
-    return bool(row and row[0])
-
-
-def event_partitions() -> list[tuple[str, date, date]]:
-    """(name, first day, day after) of each day partition, oldest first; [] where the table is plain."""
-    if not _partitioned():
-        return []
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-                       "JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass",
-                       [EventRecord._meta.db_table])
-        rows = cursor.fetchall()
-    out = []
-    for name, bound in rows:
-        found = re.findall(r"'(\d{4}-\d{2}-\d{2})", bound)
-        if len(found) == 2:  # the DEFAULT partition has no bounds
-            out.append((name, date.fromisoformat(found[0]), date.fromisoformat(found[1])))
-    return sorted(out, key=lambda p: p[1])
-
-
-def ensure_event_partitions(today: date, days_ahead: int = PARTITION_DAYS_AHEAD) -> list[str]:
-    """Create the day partitions from ``today`` to ``days_ahead`` days on that do not exist yet; the
-    names created. A day whose rows already sit in the DEFAULT partition (nobody created its
-    partition in time) is left there: its rows stay readable and retention deletes them by row."""
-    if not _partitioned():
-        return []
-    table = EventRecord._meta.db_table
-    have = {first for _, first, _ in event_partitions()}
-    created = []
-    for offset in range(days_ahead + 1):
-        day = today + timedelta(days=offset)
-        if day in have:
-            continue
-        name = f"{table}_p{day:%Y%m%d}"
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(f"CREATE TABLE {name} PARTITION OF {table} FOR VALUES FROM (%s) TO (%s)",
-                               [f"{day.isoformat()} 00:00:00+00", f"{(day + timedelta(days=1)).isoformat()} 00:00:00+00"])
-            created.append(name)
-        except DatabaseError as exc:  # rows of that day in DEFAULT: "would be violated by some row"
-            logger.warning("event partition not created: %s", exc, extra={"partition": name})
-    return created
-
-
-def drop_event_partitions_before(cutoff: datetime) -> int:
-    """Drop the day partitions that end at or before ``cutoff``; the number of rows they held."""
-    removed = 0
-    for name, _first, after in event_partitions():
-        if datetime.combine(after, datetime.min.time(), tzinfo=timezone.utc) > cutoff:
-            continue
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(f'SELECT count(*) FROM "{name}"')
-            removed += cursor.fetchone()[0]
-            cursor.execute(f'DROP TABLE "{name}"')
-    return removed
+# EventRecord is partitioned by day of arrival on PostgreSQL (migration 0004; apps.core.partitions).
+EVENT_PARTITIONS = DayPartitions(EventRecord._meta.db_table, "received_at")

@@ -48,13 +48,3 @@ def sweep_batches() -> int:
 def sweep_heartbeats() -> int:
     """Raise the alerts of missed heartbeats (beat, every 15 s; each heartbeat is claimed)."""
     return sweep_missed()
-
-
-@shared_task(name="ingest.partitions", ignore_result=True)
-def ensure_partitions() -> int:
-    """Beat, hourly: the EventRecord day partitions a week ahead exist (PostgreSQL; a no-op elsewhere)."""
-    from apps.core import clock
-
-    from .fastpath import ensure_event_partitions
-
-    return len(ensure_event_partitions(clock.now().date()))

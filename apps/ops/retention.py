@@ -4,6 +4,10 @@ Policy (settings, all in days):
   EventRecord                 received more than EVENT_RETENTION_DAYS (90) ago: the evidence lines. On
                               PostgreSQL whole day partitions are dropped (apps.ingest.fastpath), the
                               rest (the cutoff's own day, the DEFAULT partition) deleted in chunks
+  DeliveryAttempt             started more than DELIVERY_ATTEMPT_RETENTION_DAYS (90) ago: the attempt log
+                              (each try's status, error, response excerpt). On PostgreSQL whole day
+                              partitions are dropped (apps.delivery.fastpath), the rest deleted in
+                              chunks; only attempts the metrics' fold has counted (below)
   IngestBatch DONE            received_at older than INGEST_BATCH_RETENTION_DAYS (7): the payload is big
   IngestBatch FAILED          received_at older than EVENT_RETENTION_DAYS (kept longer for replay)
   AuditEvent                  at older than AUDIT_RETENTION_DAYS (180), via apps.audit.retention.purge_before
@@ -15,13 +19,15 @@ Policy (settings, all in days):
   MetricRollup                minute older than METRICS_RETENTION_DAYS (9; never less than the rules'
                               8 days of reach), and then MetricSeries with no rollup left
 PENDING batches are never purged. Alerts, timelines and deliveries are not purged here (they are
-the product's history and the metrics' counters).
+the product's history and the metrics' counters); a delivery keeps its outcome (state, attempts,
+last error and status) when its attempt rows go.
 
 Contract: each chunk is one short transaction deleting at most ``chunk_size`` rows by primary key
 (keyset over the ids, ``id > last``), so no lock is held for long and a crash loses at most one
 uncommitted chunk; running again finishes the job (idempotent). Deleted ingest batches fold their
 event counts into ``core.MetricRollup`` in the same transaction, so the ingest counters on /metrics
-never go down. ``dry_run`` counts instead of deleting. Failure policy: errors propagate (the
+never go down; attempts are deleted only once the attempts fold (``apps.ops.folds``) has counted
+them, for the same reason (a day holding an attempt past the fold waits for the next run). ``dry_run`` counts instead of deleting. Failure policy: errors propagate (the
 command exits non-zero); chunks already committed stay deleted, which is what a rerun would do.
 """
 from __future__ import annotations
@@ -30,17 +36,19 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models import F, Min, Q
 
 from apps.audit.models import AuditEvent
 from apps.audit.retention import purge_before
 from apps.core import clock
 from apps.core.models import MetricRollup, WorkerHeartbeat
-from apps.ingest import fastpath as ingest_fastpath
+from apps.delivery.fastpath import ATTEMPT_PARTITIONS
+from apps.delivery.models import DeliveryAttempt
+from apps.ingest.fastpath import EVENT_PARTITIONS
 from apps.ingest.models import BatchStatus, EventRecord, IngestBatch
 from apps.rules import retention as rules_retention
 from apps.stream import retention as stream_retention
@@ -84,12 +92,42 @@ def _delete_events(cutoff: datetime) -> Callable[[list[int]], int]:
     return delete
 
 
+def ensure_partitions(today: date) -> list[str]:
+    """The day partitions from ``today`` to a week ahead of every day-partitioned table; the names
+    created (beat, hourly, and every purge)."""
+    return EVENT_PARTITIONS.ensure(today) + ATTEMPT_PARTITIONS.ensure(today)
+
+
 def _purge_events(cutoff: datetime, chunk_size: int) -> int:
-    """Drop the day partitions past the cutoff (PostgreSQL), then delete what is left past it by row;
-    the day partitions a week ahead are made sure of first (beat does it hourly too)."""
-    ingest_fastpath.ensure_event_partitions(clock.now().date())
-    dropped = ingest_fastpath.drop_event_partitions_before(cutoff)
-    return dropped + _chunks(EventRecord.objects.filter(received_at__lt=cutoff), chunk_size, _delete_events(cutoff))
+    """Drop the day partitions past the cutoff (PostgreSQL), then delete what is left past it by row."""
+    dropped = EVENT_PARTITIONS.drop_before(cutoff)
+    rest = EventRecord.objects.filter(EVENT_PARTITIONS.outside_days_before(cutoff), received_at__lt=cutoff)
+    return dropped + _chunks(rest, chunk_size, _delete_events(cutoff))
+
+
+def _expired_attempts(cutoff: datetime) -> models.QuerySet:
+    """Attempts past the cutoff that the attempts fold has counted: /metrics' attempt counters are
+    the fold's rollups plus the rows past it, so a row deleted before its fold would leave them.
+    The fold never goes back, so a row under it stays counted."""
+    return DeliveryAttempt.objects.filter(started_at__lt=cutoff, id__lte=folds.folded_to("attempts"))
+
+
+def _purge_attempts(cutoff: datetime, chunk_size: int) -> int:
+    """``_purge_events`` for the attempt log, whose days are dropped only once folded whole."""
+    folded = folds.folded_to("attempts")
+
+    def folded_whole(partition: str) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT max(id) FROM "{partition}"')
+            newest = cursor.fetchone()[0]
+        return newest is None or newest <= folded
+
+    dropped = ATTEMPT_PARTITIONS.drop_before(cutoff, droppable=folded_whole)
+
+    def delete(ids: list[int]) -> int:
+        return DeliveryAttempt.objects.filter(pk__in=ids, started_at__lt=cutoff).delete()[0]
+    rest = _expired_attempts(cutoff).filter(ATTEMPT_PARTITIONS.outside_days_before(cutoff))
+    return dropped + _chunks(rest, chunk_size, delete)
 
 
 def _batch_q(now: datetime) -> Q:
@@ -142,10 +180,12 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
     now = now or clock.now()
     report = PurgeReport(dry_run=dry_run)
     event_cutoff = now - timedelta(days=settings.EVENT_RETENTION_DAYS)
+    attempt_cutoff = now - timedelta(days=settings.DELIVERY_ATTEMPT_RETENTION_DAYS)
     audit_cutoff = now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
     heartbeat_cutoff = now - HEARTBEAT_RETENTION
     plan: list[tuple[str, datetime, models.QuerySet, Callable[[list[int]], int] | None]] = [
         ("ingest_eventrecord", event_cutoff, EventRecord.objects.filter(received_at__lt=event_cutoff), None),
+        ("delivery_deliveryattempt", attempt_cutoff, _expired_attempts(attempt_cutoff), None),
         ("ingest_ingestbatch", now - timedelta(days=settings.INGEST_BATCH_RETENTION_DAYS),
          IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
         ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
@@ -158,12 +198,15 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
     ]
     if not dry_run:
         folds.advance()  # keeps the counters' folds going even where nothing scrapes /metrics
+        ensure_partitions(clock.now().date())  # beat does it hourly too
     for table, cutoff, qs, delete in plan:
         report.cutoffs[table] = cutoff
         if dry_run:
             report.removed[table] = qs.count()
         elif table == "ingest_eventrecord":
             report.removed[table] = _purge_events(event_cutoff, chunk_size)
+        elif table == "delivery_deliveryattempt":
+            report.removed[table] = _purge_attempts(attempt_cutoff, chunk_size)
         elif delete is None:  # audit: its own privileged, self-audited path
             report.removed[table] = purge_before(audit_cutoff, chunk_size=chunk_size)
         else:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from .retention import purge_expired
+from apps.core import clock
+
+from .retention import ensure_partitions, purge_expired
 from .self_monitoring import run_system_checks
 
 
@@ -22,3 +24,13 @@ def system_checks() -> dict[str, str]:
 def purge_expired_task() -> dict[str, int]:
     """Retention, daily by beat; same as ``manage.py purge_expired``."""
     return purge_expired().removed
+
+
+def _ensure_partitions() -> int:
+    """Beat, hourly: the day partitions a week ahead exist (PostgreSQL; a no-op elsewhere)."""
+    return len(ensure_partitions(clock.now().date()))
+
+
+partitions_task = shared_task(name="system.partitions", ignore_result=True)(_ensure_partitions)
+# The name an earlier release's beat sends (that task made only the event table's days).
+partitions_task_by_old_name = shared_task(name="ingest.partitions", ignore_result=True)(_ensure_partitions)

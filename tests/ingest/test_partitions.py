@@ -1,4 +1,4 @@
-"""EventRecord day partitions on PostgreSQL (migration ingest 0004, apps.ingest.fastpath): rows land
+"""EventRecord day partitions on PostgreSQL (migration ingest 0004, apps.core.partitions): rows land
 in their day's partition, days ahead are created idempotently, retention drops whole past days and
 deletes the rest by row, and a day whose rows already sit in DEFAULT is left there, still purged."""
 from __future__ import annotations
@@ -8,8 +8,8 @@ from datetime import datetime, time, timedelta, timezone
 import pytest
 from django.db import connection
 
-from apps.core import clock
-from apps.ingest import fastpath
+from apps.core import clock, partitions
+from apps.ingest.fastpath import EVENT_PARTITIONS
 from apps.ingest.models import EventRecord
 from apps.ops.retention import purge_expired
 
@@ -39,17 +39,17 @@ def midnight(day) -> datetime:
 
 def test_rows_land_in_their_days_partition_and_days_ahead_exist(tenant):
     today = clock.now().date()
-    days = {first for _, first, _ in fastpath.event_partitions()}
-    assert {today + timedelta(days=i) for i in range(fastpath.PARTITION_DAYS_AHEAD + 1)} <= days
+    days = {d.first for d in EVENT_PARTITIONS.days()}
+    assert {today + timedelta(days=i) for i in range(partitions.DAYS_AHEAD + 1)} <= days
     assert partition_of(event(tenant, clock.now())) == f"ingest_eventrecord_p{today:%Y%m%d}"
     assert partition_of(event(tenant, midnight(today) - timedelta(days=400))) == "ingest_eventrecord_default"
 
 
 def test_ensure_creates_missing_days_once(tenant):
     start = clock.now().date() + timedelta(days=20)
-    created = fastpath.ensure_event_partitions(start, days_ahead=2)
+    created = EVENT_PARTITIONS.ensure(start, days_ahead=2)
     assert created == [f"ingest_eventrecord_p{start + timedelta(days=i):%Y%m%d}" for i in range(3)]
-    assert fastpath.ensure_event_partitions(start, days_ahead=2) == []
+    assert EVENT_PARTITIONS.ensure(start, days_ahead=2) == []
 
 
 # transaction=True: the rows commit as they would in production (a DROP TABLE cannot run in the
@@ -59,7 +59,7 @@ def test_retention_drops_past_days_and_deletes_the_rest_by_row(tenant, settings)
     settings.EVENT_RETENTION_DAYS = 90
     now = clock.now()
     old_day = (now - timedelta(days=95)).date()
-    assert fastpath.ensure_event_partitions(old_day, days_ahead=0) == [f"ingest_eventrecord_p{old_day:%Y%m%d}"]
+    assert EVENT_PARTITIONS.ensure(old_day, days_ahead=0) == [f"ingest_eventrecord_p{old_day:%Y%m%d}"]
     dropped = [event(tenant, midnight(old_day) + timedelta(hours=h)) for h in (1, 5, 23)]
     in_default = event(tenant, now - timedelta(days=91))  # no partition for that day: DEFAULT
     kept = [event(tenant, now - timedelta(days=89)), event(tenant, now)]
@@ -67,7 +67,7 @@ def test_retention_drops_past_days_and_deletes_the_rest_by_row(tenant, settings)
 
     report = purge_expired(chunk_size=1)
     assert report.removed["ingest_eventrecord"] == 4
-    assert f"ingest_eventrecord_p{old_day:%Y%m%d}" not in {name for name, _, _ in fastpath.event_partitions()}
+    assert f"ingest_eventrecord_p{old_day:%Y%m%d}" not in {d.name for d in EVENT_PARTITIONS.days()}
     assert sorted(EventRecord.objects.values_list("pk", flat=True)) == sorted(r.pk for r in kept)
     assert purge_expired().removed["ingest_eventrecord"] == 0
 
@@ -78,7 +78,7 @@ def test_a_day_already_in_default_is_left_there_and_still_purged(tenant, setting
     day = (clock.now() - timedelta(days=100)).date()
     stray = event(tenant, midnight(day) + timedelta(hours=3))  # nobody made that day's partition
     assert partition_of(stray).endswith("default")
-    assert fastpath.ensure_event_partitions(day, days_ahead=0) == []  # would strand the row: refused
+    assert EVENT_PARTITIONS.ensure(day, days_ahead=0) == []  # would strand the row: refused
     assert EventRecord.objects.filter(pk=stray.pk).exists()
     assert purge_expired().removed["ingest_eventrecord"] == 1
     assert not EventRecord.objects.filter(pk=stray.pk).exists()

@@ -6,8 +6,8 @@ same columns made under the original name (primary key (id, received_at): a part
 unique keys must hold its partition key; ids still come from one identity sequence, so they stay
 unique), the same indexes and foreign keys recreated under their original names, one partition per
 day from the oldest stored event to a week ahead plus a DEFAULT partition, the rows copied, the old
-table dropped. ``apps.ingest.fastpath.ensure_event_partitions`` keeps creating days ahead (beat,
-hourly) and ``drop_event_partitions_before`` is what retention calls.
+table dropped. ``apps.core.partitions`` keeps creating days ahead (beat, hourly) and drops the
+days retention is done with.
 
 SQLite (the embedded ``make run``) keeps the plain table. The SQL is written out here, not imported,
 so this migration stays what it was when it ran. Reverse: nothing to undo for Django's state (the
