@@ -1,14 +1,18 @@
 """The rules' state as it ages: what idle window rows cost a spike rule's evaluation, and what the
 purge (``purge_expired``) takes to remove them and old metric rollups.
 
-    .venv/bin/python bench/retention.py [--stale 200000 --stale 1000000] [--rollups 1000000] [--repeat 9]
+    .venv/bin/python bench/retention.py [--stale 200000 --stale 1000000] [--rollups 1000000] [--attempts 1000000] [--repeat 9]
 
 One tenant, a spike rule and 1,000 groups active in the last minutes (the baseline: no stale row).
 Per S stale rows (window rows of groups last counted two days ago, e.g. source IPs of a brute-force
 rule, as they piled up before windows were purged): the spike rule's scheduled evaluation
 (``spike.evaluate_rule``, median / max of ``--repeat``), then ``purge_expired`` (its window step:
 rows/s), then the evaluation again. Then R metric rollups older than METRICS_RETENTION_DAYS, of
-1,000 series that stopped sending, purged (rollups and series: rows/s).
+1,000 series that stopped sending, purged (rollups and series: rows/s). Then A delivery attempts
+past DELIVERY_ATTEMPT_RETENTION_DAYS, purged twice: once as a whole day partition (the table is
+partitioned by day on PostgreSQL, so the purge drops it) and once from the DEFAULT partition (a day
+with no partition of its own: deleted in chunks by row, what every purge did before), each with its
+time, its rows/s and the WAL it wrote.
 
 Database ``ac_retention_bench`` (dropped and recreated; ``BENCH_DB`` to change), Redis db 15.
 """
@@ -56,11 +60,60 @@ def windows(cursor, tenant_id: int, first: int, n: int, age_s: int) -> None:
     cursor.execute("VACUUM (ANALYZE) rules_windowstate")
 
 
+def attempt_purges(tenant, n: int) -> list[tuple[str, float, int]]:
+    """(how, seconds, WAL bytes) of purging ``n`` attempts of one past day: from its day partition,
+    then from DEFAULT (the same rows on a day that has no partition)."""
+    from datetime import datetime, timedelta, timezone
+
+    from django.db import connection
+
+    from apps.core import clock
+    from apps.delivery.fastpath import ATTEMPT_PARTITIONS
+    from apps.delivery.models import Delivery
+    from apps.ops import folds
+    from apps.ops.retention import purge_expired
+
+    out = []
+    for label, age_days, partitioned in (("day partition: DROP TABLE", 95, True),
+                                         ("DEFAULT partition: DELETE by row", 93, False)):
+        day = (clock.now() - timedelta(days=age_days)).date()
+        if partitioned:
+            ATTEMPT_PARTITIONS.ensure(day, days_ahead=0)
+        at = datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc)
+        deliveries = Delivery.objects.bulk_create(
+            Delivery(tenant=tenant, event_type="alert.triggered", msg_id=f"bench-{age_days}-{i}", body=b"",
+                     state="DELIVERED", attempts=1, created_at=at, expires_at=at) for i in range(1000))
+        first = min(d.pk for d in deliveries)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO delivery_deliveryattempt (delivery_id, number, channel, started_at, latency_ms, "
+                "status_code, success, error, response_excerpt) SELECT %s + g %% 1000, 1 + g / 1000, 'webhook', "
+                "%s::date + make_interval(secs => g %% 86000), 40, 200, true, '', 'ok' "
+                "FROM generate_series(0, %s - 1) g", [first, day, n])
+            cursor.execute("VACUUM (ANALYZE) delivery_deliveryattempt")
+        t0 = time.time()  # the purge folds only what is past METRICS_FOLD_DELAY_SECONDS: fold as if it were
+        folds.advance(now=t0, chunk=10 * n)
+        folds.advance(now=t0 + 86400, chunk=10 * n)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_lsn()")
+            lsn = cursor.fetchone()[0]
+        started = time.perf_counter()
+        removed = purge_expired(chunk_size=5000).removed["delivery_deliveryattempt"]
+        seconds = time.perf_counter() - started
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_current_wal_lsn() - %s::pg_lsn", [lsn])
+            wal = int(cursor.fetchone()[0])
+        assert removed == n, (label, removed)
+        out.append((label, seconds, wal))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stale", type=int, action="append", help="stale window rows (repeatable; default "
                         "200000 and 1000000)")
     parser.add_argument("--rollups", type=int, default=1_000_000)
+    parser.add_argument("--attempts", type=int, default=1_000_000, help="attempts past retention (0: skip)")
     parser.add_argument("--repeat", type=int, default=9)
     args = parser.parse_args()
     sizes = sorted(set(args.stale or [200_000, 1_000_000]))
@@ -145,6 +198,12 @@ def main() -> None:
               f"{after[0] / base[0]:>10.2f}")
     print(f"\nMetric rollups past METRICS_RETENTION_DAYS: {total:,} rows of 1,000 stopped series purged in "
           f"{rollup_s:.1f} s ({total / rollup_s:,.0f} rows/s), the series with them.")
+    if args.attempts:
+        print("\nAttempts past DELIVERY_ATTEMPT_RETENTION_DAYS "
+              f"({args.attempts:,} rows of 1,000 deliveries, purged with chunks of 5,000):")
+        for label, seconds, wal in attempt_purges(tenant, args.attempts):
+            print(f"  {label:<38} {seconds:>6.2f} s ({args.attempts / seconds:>12,.0f} rows/s), "
+                  f"WAL {wal / 2**20:>7.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,9 @@
 For each size, a fresh database ``ac_bench_scrape`` (BENCH_PG for the server; dropped and
 recreated) is migrated and filled with that many rows of history in the tables the counters read
 (2/10 alerts, 2/10 webhook deliveries, 3/10 attempts, 3/10 timeline lines; spread over the last 90
-days, ingest batches over the last 7 days as retention keeps them), the counter folds are brought
-up to date (``apps.ops.folds.advance`` with the clock moved past METRICS_FOLD_DELAY_SECONDS, as a
-running system does by itself), then a recent tail of ``--tail`` alerts with their deliveries,
+days, the attempts in their day partitions; ingest batches over the last 7 days as retention keeps
+them), the counter folds are brought up to date (``apps.ops.folds.advance`` with the clock moved
+past METRICS_FOLD_DELAY_SECONDS, as a running system does by itself), then a recent tail of ``--tail`` alerts with their deliveries,
 attempts and timeline lines is added unfolded (the last minutes' traffic, the same at both sizes).
 Printed per size: the median and p90 of ``--scrapes`` scrapes of GET /metrics (Django test client
 in this process, the whole view: fold check, snapshot, every family), and the same scrape with the
@@ -86,12 +86,21 @@ def columns(table: str, overrides: dict[str, str]) -> tuple[str, str]:
 
 def insert_history(rows: int, start_at: str) -> float:
     """``rows`` rows of history (module docstring) by INSERT .. SELECT generate_series; seconds taken."""
+    from datetime import timedelta
+
     from django.db import connection
+
+    from apps.core import clock
+    from apps.core.partitions import DAYS_AHEAD as PARTITION_DAYS_AHEAD
+    from apps.delivery.fastpath import ATTEMPT_PARTITIONS
 
     t = templates()
     n_alerts, n_deliveries = max(1, rows * 2 // 10), max(1, rows * 2 // 10)
     n_attempts, n_lines = max(1, rows * 3 // 10), max(1, rows * 3 // 10)
     span = "interval '90 days'"
+    # The attempt log's day partitions over those 90 days, as beat made them day after day (a fresh
+    # database has them from today on only; the rest would all land in DEFAULT).
+    ATTEMPT_PARTITIONS.ensure(clock.now().date() - timedelta(days=91), days_ahead=91 + PARTITION_DAYS_AHEAD)
     started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute("SET synchronous_commit = off")
