@@ -26,10 +26,11 @@ from django.db.models import Q
 logger = logging.getLogger(__name__)
 
 DAYS_AHEAD = 7
-# Dropping a partition takes an ACCESS EXCLUSIVE lock on its parent: it waits for every transaction
-# that reads or writes the table, and while it waits every new one queues behind it (ingest,
-# recording sends). A bounded wait keeps that stall short; a day not dropped is dropped next run.
-DROP_LOCK_TIMEOUT = "2s"
+# Making or dropping a partition locks its parent exclusively (and, for a new day, the DEFAULT
+# partition and the tables its foreign keys reference): it waits for every transaction on them,
+# and while it waits every new one queues behind it (ingest, claims, recording sends). A bounded
+# wait keeps that stall short; a day not made or dropped is made or dropped at the next run.
+LOCK_TIMEOUT = "2s"
 
 
 class Day(NamedTuple):
@@ -73,7 +74,8 @@ class DayPartitions:
     def ensure(self, today: date, days_ahead: int = DAYS_AHEAD) -> list[str]:
         """Create the day partitions from ``today`` to ``days_ahead`` days on that do not exist yet;
         the names created. A day whose rows already sit in the DEFAULT partition (nobody created its
-        partition in time) is left there: its rows stay readable and retention deletes them by row."""
+        partition in time) is left there: its rows stay readable and retention deletes them by row.
+        A day whose locks do not come within ``LOCK_TIMEOUT`` is logged and left to the next run."""
         if not self.partitioned():
             return []
         have = {d.first for d in self.days()}
@@ -85,10 +87,11 @@ class DayPartitions:
             name = f"{self.table}_p{day:%Y%m%d}"
             try:
                 with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                     cursor.execute(f"CREATE TABLE {name} PARTITION OF {self.table} FOR VALUES FROM (%s) TO (%s)",
                                    [_midnight(day), _midnight(day + timedelta(days=1))])
                 created.append(name)
-            except DatabaseError as exc:  # rows of that day in DEFAULT: "would be violated by some row"
+            except DatabaseError as exc:  # rows of that day in DEFAULT ("would be violated"), lock_timeout
                 logger.warning("partition not created: %s", exc, extra={"partition": name})
         return created
 
@@ -96,8 +99,8 @@ class DayPartitions:
         """Drop the day partitions that end at or before ``cutoff``; the number of rows they held.
 
         ``droppable(name)``, asked inside the drop's transaction, may keep a day for now (its rows
-        are still needed elsewhere). A day whose lock does not come within ``DROP_LOCK_TIMEOUT`` is
-        kept too, and logged: the next run drops it."""
+        are still needed elsewhere). A day whose lock does not come within ``LOCK_TIMEOUT`` is kept
+        too, and logged: the next run drops it."""
         removed = 0
         for day in self.days():
             if _midnight(day.after) > cutoff:
@@ -108,7 +111,7 @@ class DayPartitions:
                     # under it would stall the table's writers as long.
                     cursor.execute(f'SELECT count(*) FROM "{day.name}"')
                     rows = cursor.fetchone()[0]
-                    cursor.execute(f"SET LOCAL lock_timeout = '{DROP_LOCK_TIMEOUT}'")
+                    cursor.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
                     cursor.execute(f"LOCK TABLE {self.table} IN ACCESS EXCLUSIVE MODE")
                     if droppable is not None and not droppable(day.name):
                         continue

@@ -2,11 +2,11 @@
 
 Policy (settings, all in days):
   EventRecord                 received more than EVENT_RETENTION_DAYS (90) ago: the evidence lines. On
-                              PostgreSQL whole day partitions are dropped (apps.ingest.fastpath), the
+                              PostgreSQL whole day partitions are dropped (apps.core.partitions), the
                               rest (the cutoff's own day, the DEFAULT partition) deleted in chunks
   DeliveryAttempt             started more than DELIVERY_ATTEMPT_RETENTION_DAYS (90) ago: the attempt log
                               (each try's status, error, response excerpt). On PostgreSQL whole day
-                              partitions are dropped (apps.delivery.fastpath), the rest deleted in
+                              partitions are dropped (apps.core.partitions), the rest deleted in
                               chunks; only attempts the metrics' fold has counted (below)
   IngestBatch DONE            received_at older than INGEST_BATCH_RETENTION_DAYS (7): the payload is big
   IngestBatch FAILED          received_at older than EVENT_RETENTION_DAYS (kept longer for replay)
@@ -98,6 +98,15 @@ def ensure_partitions(today: date) -> list[str]:
     return EVENT_PARTITIONS.ensure(today) + ATTEMPT_PARTITIONS.ensure(today)
 
 
+def _catch_up_folds() -> None:
+    """Fold the counters as far as they may go. Each ``folds.advance`` goes at most FOLD_CHUNK ids per
+    fold; where nothing scrapes /metrics this daily call is the only one, and a day's traffic can be
+    more than that (the attempts it may delete are only those folded). Ends when no fold moves."""
+    previous: dict[str, int] | None = None
+    while (current := folds.advance(chunk=folds.FOLD_CHUNK)) != previous:
+        previous = current
+
+
 def _purge_events(cutoff: datetime, chunk_size: int) -> int:
     """Drop the day partitions past the cutoff (PostgreSQL), then delete what is left past it by row."""
     dropped = EVENT_PARTITIONS.drop_before(cutoff)
@@ -120,7 +129,11 @@ def _purge_attempts(cutoff: datetime, chunk_size: int) -> int:
         with connection.cursor() as cursor:
             cursor.execute(f'SELECT max(id) FROM "{partition}"')
             newest = cursor.fetchone()[0]
-        return newest is None or newest <= folded
+        if newest is None or newest <= folded:
+            return True
+        logger.warning("retention: attempt day kept: the metrics' fold has not counted all of it yet",
+                       extra={"partition": partition, "newest_id": newest, "folded_to": folded})
+        return False
 
     dropped = ATTEMPT_PARTITIONS.drop_before(cutoff, droppable=folded_whole)
 
@@ -197,7 +210,7 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
          lambda ids: WorkerHeartbeat.objects.filter(pk__in=ids, last_seen__lt=heartbeat_cutoff).delete()[0]),
     ]
     if not dry_run:
-        folds.advance()  # keeps the counters' folds going even where nothing scrapes /metrics
+        _catch_up_folds()
         ensure_partitions(clock.now().date())  # beat does it hourly too
     for table, cutoff, qs, delete in plan:
         report.cutoffs[table] = cutoff

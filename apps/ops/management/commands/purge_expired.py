@@ -12,7 +12,8 @@ from apps.ops.retention import purge_expired
 
 
 class Command(BaseCommand):
-    help = ("Delete rows past retention: events (EVENT_RETENTION_DAYS, 90), processed ingest batches "
+    help = ("Delete rows past retention: events (EVENT_RETENTION_DAYS, 90), delivery attempts "
+            "(DELIVERY_ATTEMPT_RETENTION_DAYS, 90), processed ingest batches "
             "(INGEST_BATCH_RETENTION_DAYS, 7), audit events (AUDIT_RETENTION_DAYS, 180, itself audited), "
             "stale worker heartbeats, live stream events (STREAM_RETENTION_DAYS, 7), idle rule windows, "
             "metric rollups (METRICS_RETENTION_DAYS, 9) and the series left without any. "
