@@ -8,6 +8,7 @@ from django.contrib.auth.models import User
 
 from apps.alerts.models import AlertState
 from apps.core import clock
+from apps.delivery.models import Delivery
 from apps.ingest.models import EventRecord
 from apps.tenants.models import Plugin
 
@@ -132,6 +133,24 @@ def test_detail_shows_everything_an_operator_needs(login, make_alert, tenant, pl
                  "/admin/rules/logrule/?key=plugin-error-burst", "5m window", "Acknowledge", "Email now"):
         assert text in body, text
     assert "other rule&#x27;s line" not in body
+
+
+def test_a_delivery_whose_attempt_log_was_purged_says_so(login, make_alert, settings):
+    """Retention removes attempt rows after DELIVERY_ATTEMPT_RETENTION_DAYS; the delivery keeps its
+    outcome, and the page shows that rather than "No attempt yet"."""
+    settings.DELIVERY_ATTEMPT_RETENTION_DAYS = 30
+    alert = make_alert()
+    now = clock.now()
+    Delivery.objects.create(
+        tenant_id=alert.tenant_id, alert=alert, event_type="alert.triggered", msg_id="msg_purged", body=b"{}",
+        state="FAILED", attempts=4, last_status_code=503, last_error="HTTP 503 from receiver",
+        created_at=now, expires_at=now)
+    Delivery.objects.create(tenant_id=alert.tenant_id, alert=alert, event_type="alert.escalated",
+                            msg_id="msg_fresh", body=b"{}", created_at=now, expires_at=now)
+    body = login("operator").get(f"/alerts/{alert.pk}").content.decode()
+    assert ("4 attempts, no longer kept (the attempt log is kept 30 days); the last answered HTTP 503; "
+            "its error: HTTP 503 from receiver.") in body
+    assert body.count("No attempt yet.") == 1  # the escalation not sent yet
 
 
 def test_read_only_roles_get_no_action_buttons(login, make_alert):

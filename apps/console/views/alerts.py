@@ -1,6 +1,7 @@
 """The alert list (with its live-refresh partial) and the alert detail page."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -110,5 +111,6 @@ def alert_detail(request: HttpRequest, alert_id: int) -> HttpResponse:
         "suppress_form": SuppressForm(),
         "active": alert.is_active,
         "remediation": remediation_panel(alert),
+        "attempt_retention_days": settings.DELIVERY_ATTEMPT_RETENTION_DAYS,
     }
     return render(request, "console/alert_detail.html", context)
