@@ -91,7 +91,9 @@ def attempt_purges(tenant, n: int) -> list[tuple[str, float, int]]:
                 "%s::date + make_interval(secs => g %% 86000), 40, 200, true, '', 'ok' "
                 "FROM generate_series(0, %s - 1) g", [first, day, n])
             cursor.execute("VACUUM (ANALYZE) delivery_deliveryattempt")
-        t0 = time.time()  # the purge folds only what is past METRICS_FOLD_DELAY_SECONDS: fold as if it were
+        # The purge deletes only folded attempts, and folds only ids older than
+        # METRICS_FOLD_DELAY_SECONDS: fold them first, as if a day had passed since they were written.
+        t0 = time.time()
         folds.advance(now=t0, chunk=10 * n)
         folds.advance(now=t0 + 86400, chunk=10 * n)
         with connection.cursor() as cursor:

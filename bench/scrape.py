@@ -7,11 +7,12 @@ recreated) is migrated and filled with that many rows of history in the tables t
 (2/10 alerts, 2/10 webhook deliveries, 3/10 attempts, 3/10 timeline lines; spread over the last 90
 days, the attempts in their day partitions; ingest batches over the last 7 days as retention keeps
 them), the counter folds are brought up to date (``apps.ops.folds.advance`` with the clock moved
-past METRICS_FOLD_DELAY_SECONDS, as a running system does by itself), then a recent tail of ``--tail`` alerts with their deliveries,
-attempts and timeline lines is added unfolded (the last minutes' traffic, the same at both sizes).
-Printed per size: the median and p90 of ``--scrapes`` scrapes of GET /metrics (Django test client
-in this process, the whole view: fold check, snapshot, every family), and the same scrape with the
-folds dropped (every counter counted from the whole tables, as before issue 15) as the baseline.
+past METRICS_FOLD_DELAY_SECONDS, as a running system does by itself), then a recent tail of
+``--tail`` alerts with their deliveries, attempts and timeline lines is added unfolded (the last
+minutes' traffic, the same at both sizes). Printed per size: the median and p90 of ``--scrapes``
+scrapes of GET /metrics (Django test client in this process, the whole view: fold check, snapshot,
+every family), and the same scrape with the folds dropped (every counter counted from the whole
+tables, as before issue 15) as the baseline.
 """
 from __future__ import annotations
 

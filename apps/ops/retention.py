@@ -27,8 +27,9 @@ Contract: each chunk is one short transaction deleting at most ``chunk_size`` ro
 uncommitted chunk; running again finishes the job (idempotent). Deleted ingest batches fold their
 event counts into ``core.MetricRollup`` in the same transaction, so the ingest counters on /metrics
 never go down; attempts are deleted only once the attempts fold (``apps.ops.folds``) has counted
-them, for the same reason (a day holding an attempt past the fold waits for the next run). ``dry_run`` counts instead of deleting. Failure policy: errors propagate (the
-command exits non-zero); chunks already committed stay deleted, which is what a rerun would do.
+them, for the same reason (a day holding an attempt past the fold waits for the next run).
+``dry_run`` counts instead of deleting. Failure policy: errors propagate (the command exits
+non-zero); chunks already committed stay deleted, which is what a rerun would do.
 """
 from __future__ import annotations
 
@@ -114,11 +115,11 @@ def _purge_events(cutoff: datetime, chunk_size: int) -> int:
     return dropped + _chunks(rest, chunk_size, _delete_events(cutoff))
 
 
-def _expired_attempts(cutoff: datetime) -> models.QuerySet:
-    """Attempts past the cutoff that the attempts fold has counted: /metrics' attempt counters are
-    the fold's rollups plus the rows past it, so a row deleted before its fold would leave them.
-    The fold never goes back, so a row under it stays counted."""
-    return DeliveryAttempt.objects.filter(started_at__lt=cutoff, id__lte=folds.folded_to("attempts"))
+def _expired_attempts(cutoff: datetime, folded: int) -> models.QuerySet:
+    """Attempts past the cutoff that the attempts fold has counted (ids up to ``folded``): /metrics'
+    attempt counters are the fold's rollups plus the rows past it, so a row deleted before its fold
+    would leave them. The fold never goes back, so a row under it stays counted."""
+    return DeliveryAttempt.objects.filter(started_at__lt=cutoff, id__lte=folded)
 
 
 def _purge_attempts(cutoff: datetime, chunk_size: int) -> int:
@@ -139,7 +140,7 @@ def _purge_attempts(cutoff: datetime, chunk_size: int) -> int:
 
     def delete(ids: list[int]) -> int:
         return DeliveryAttempt.objects.filter(pk__in=ids, started_at__lt=cutoff).delete()[0]
-    rest = _expired_attempts(cutoff).filter(ATTEMPT_PARTITIONS.outside_days_before(cutoff))
+    rest = _expired_attempts(cutoff, folded).filter(ATTEMPT_PARTITIONS.outside_days_before(cutoff))
     return dropped + _chunks(rest, chunk_size, delete)
 
 
@@ -198,7 +199,8 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
     heartbeat_cutoff = now - HEARTBEAT_RETENTION
     plan: list[tuple[str, datetime, models.QuerySet, Callable[[list[int]], int] | None]] = [
         ("ingest_eventrecord", event_cutoff, EventRecord.objects.filter(received_at__lt=event_cutoff), None),
-        ("delivery_deliveryattempt", attempt_cutoff, _expired_attempts(attempt_cutoff), None),
+        ("delivery_deliveryattempt", attempt_cutoff, _expired_attempts(attempt_cutoff, folds.folded_to("attempts")),
+         None),
         ("ingest_ingestbatch", now - timedelta(days=settings.INGEST_BATCH_RETENTION_DAYS),
          IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
         ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
