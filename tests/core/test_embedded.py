@@ -23,7 +23,7 @@ def test_embedded_stack_serves_health_with_worker_heartbeat(tmp_path):
     log = open(tmp_path / "stack.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "manage.py", "runstack", "--port", str(port), "--simulator-port", str(free_port()),
-         "--web-workers", "1", "--worker-concurrency", "1"],
+         "--stream-port", str(free_port()), "--web-workers", "1", "--worker-concurrency", "1"],
         cwd=settings.BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
