@@ -47,6 +47,9 @@ class MetricFold(models.Model):
     name = models.CharField(max_length=50, unique=True)
     folded_to = models.BigIntegerField(default=0)
     candidates = models.JSONField(default=list)
+    # The unix time of the newest candidate at or below ``folded_to``: every row past the fold was
+    # written after it, or in a transaction open then. None until a fold goes to a candidate.
+    folded_at = models.FloatField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:

@@ -5,7 +5,11 @@ alerts, deliveries: retention keeps them as history) or hold days of traffic (in
 with history (0.3-0.5 s at 100k alerts). A *fold* counts a table's older rows once, keeps the
 counts in ``MetricRollup`` rows named ``fold:<fold>:<figure>``, and remembers how far it went
 (``MetricFold.folded_to``, an id); a scrape adds the rows past it (``id > folded_to``: the last few
-minutes, a primary-key range) to the folded counts, in its one snapshot.
+minutes, a primary-key range) to the folded counts, in its one snapshot. On the attempt log,
+partitioned by day, that range is also bounded by time (``recent``): the rows past the fold were
+written after ``MetricFold.folded_at``, so the scrape plans the partitions of the days since then, not
+the ~100 kept (planning over 99 day partitions took 1.3-1.7 ms a count). Within a scrape
+(``counted_once``) each fold is counted once, though several families read some.
 
 Exact, under two rules:
 * ids are allocated in insert order but transactions commit in any order, so a fold never goes
@@ -25,8 +29,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from django.conf import settings
 from django.db import transaction
@@ -36,6 +43,7 @@ from apps.alerts.models import ACTIVE_STATES, Alert, TimelineEntry
 from apps.core.models import MetricFold, MetricRollup
 from apps.core.vocabulary import EVENT_TRIGGERED, DeliveryState
 from apps.delivery.models import Delivery, DeliveryAttempt
+from apps.delivery.selectors import ATTEMPT_CLOCK_MARGIN
 from apps.ingest.models import IngestBatch
 
 from . import fastpath
@@ -54,6 +62,8 @@ class Fold:
     model: type[Model]
     count: Callable[[int, int | None], Counts]  # counts of rows with lo < id <= hi (hi None: no bound)
     pin: Callable[[int, int], int | None] | None = None  # smallest id in (lo, hi] not to fold yet
+    # counts of rows with id > lo written since a time: for a table partitioned by that time
+    recent: Callable[[int, datetime], Counts] | None = None
 
 
 # --- what each fold counts --------------------------------------------------------------------------
@@ -64,9 +74,12 @@ def _range(lo: int, hi: int | None, field: str = "id") -> Q:
     return q & Q(**{f"{field}__lte": hi}) if hi is not None else q
 
 
-def _count_attempts(lo: int, hi: int | None) -> Counts:
+def _count_attempts(lo: int, hi: int | None, started_since: datetime | None = None) -> Counts:
     out: Counts = {}
-    rows = (DeliveryAttempt.objects.filter(_range(lo, hi)).values_list("channel").order_by()
+    where = _range(lo, hi)
+    if started_since is not None:
+        where &= Q(started_at__gte=started_since)
+    rows = (DeliveryAttempt.objects.filter(where).values_list("channel").order_by()
             .annotate(total=Count("id"), ok=Count("id", filter=Q(success=True)),
                       retries=Count("id", filter=Q(number__gt=1))))
     for channel, total, ok, retries in rows:
@@ -74,6 +87,12 @@ def _count_attempts(lo: int, hi: int | None) -> Counts:
         out[("attempts", f"channel={channel},result=failure")] = total - ok
         out[("retries", f"channel={channel}")] = retries
     return out
+
+
+def _count_recent_attempts(lo: int, written_after: datetime) -> Counts:
+    """The attempts past the fold, from the days they can be in: an attempt is stamped when its send
+    started (by the worker's clock), before it is written; a day's margin covers both."""
+    return _count_attempts(lo, None, started_since=written_after - ATTEMPT_CLOCK_MARGIN)
 
 
 def _count_timeline(lo: int, hi: int | None) -> Counts:
@@ -141,7 +160,7 @@ def _pin_first_deliveries(lo: int, hi: int) -> int | None:
 
 
 FOLDS = {f.name: f for f in (
-    Fold("attempts", DeliveryAttempt, _count_attempts),
+    Fold("attempts", DeliveryAttempt, _count_attempts, recent=_count_recent_attempts),
     Fold("batches", IngestBatch, _count_batches),
     Fold("timeline", TimelineEntry, _count_timeline),
     Fold("alerts", Alert, _count_alerts),
@@ -153,15 +172,39 @@ FOLDS = {f.name: f for f in (
 # --- reading (in the scrape's snapshot) ---------------------------------------------------------------
 
 
+_scrape_totals: ContextVar[dict[str, Counts] | None] = ContextVar("fold_totals", default=None)
+
+
+@contextmanager
+def counted_once() -> Iterator[None]:
+    """Within it (one scrape, in one snapshot) each fold's totals are counted once, however many
+    families read them (the attempts' feed two, the alerts' two)."""
+    token = _scrape_totals.set({})
+    try:
+        yield
+    finally:
+        _scrape_totals.reset(token)
+
+
 def totals(name: str) -> Counts:
-    """Folded counts plus the rows past the fold: the exact all-time figures of fold ``name``."""
+    """Folded counts plus the rows past the fold: the exact all-time figures of fold ``name``.
+    Read-only for the caller: within ``counted_once`` every caller gets the same dict."""
+    memo = _scrape_totals.get()
+    if memo is not None and name in memo:
+        return memo[name]
     fold = FOLDS[name]
-    out = dict(fold.count(folded_to(name), None))
+    lo, at = MetricFold.objects.filter(name=name).values_list("folded_to", "folded_at").first() or (0, None)
+    if fold.recent is not None and at is not None:
+        out = dict(fold.recent(lo, datetime.fromtimestamp(at, tz=timezone.utc)))
+    else:
+        out = dict(fold.count(lo, None))
     prefix = f"fold:{name}:"
     for figure, labels, value in MetricRollup.objects.filter(name__startswith=prefix).values_list(
             "name", "labels", "value"):
         key = (figure[len(prefix):], labels)
         out[key] = out.get(key, 0) + value
+    if memo is not None:
+        memo[name] = out
     return out
 
 
@@ -213,8 +256,13 @@ def _advance(fold: Fold, now: float, chunk: int) -> int:
         if target > state.folded_to:
             _add(fold.name, fold.count(state.folded_to, target))
             state.folded_to = target
+        # No row past the fold was visible at a candidate's time at or below it: the newest such
+        # time bounds when they were written (a fold in chunks may pass none: the last one stands).
+        passed = [c[0] for c in candidates if c[1] <= state.folded_to]
+        if passed:
+            state.folded_at = max(passed)
         state.candidates = [c for c in candidates if c[1] > state.folded_to]
-        state.save(update_fields=["folded_to", "candidates", "updated_at"])
+        state.save(update_fields=["folded_to", "candidates", "folded_at", "updated_at"])
         return state.folded_to
 
 

@@ -68,7 +68,7 @@ class DatabaseCollector:
 
     def _collect_in_snapshot(self) -> Iterable[Metric]:
         outermost = not connection.in_atomic_block  # inside a caller's transaction (tests): its snapshot
-        with transaction.atomic():
+        with transaction.atomic(), folds.counted_once():
             begin_scrape_snapshot(outermost=outermost, timeout_ms=settings.METRICS_STATEMENT_TIMEOUT_MS)
             return list(families(clock.now()))
 

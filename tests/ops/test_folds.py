@@ -3,8 +3,9 @@ fold never passes an id allocated less than METRICS_FOLD_DELAY_SECONDS ago nor a
 may still change, and after a fold the scrape counts only the rows past it."""
 from __future__ import annotations
 
+import re
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from django.db import connection
@@ -13,7 +14,9 @@ from django.test.utils import CaptureQueriesContext
 from apps.alerts.models import Alert
 from apps.core import clock
 from apps.core.models import MetricFold
+from apps.delivery.fastpath import ATTEMPT_PARTITIONS
 from apps.delivery.models import Delivery
+from apps.delivery.selectors import ATTEMPT_CLOCK_MARGIN
 from apps.ops import folds
 
 from .factories import make_alert, make_delivery, timeline
@@ -67,6 +70,7 @@ def test_a_fold_waits_for_the_delay_and_goes_in_chunks(traffic):  # noqa: F811
     assert folds.advance(now=t0 + DELAY - 1)["alerts"] == 0  # ids allocated less than the delay ago
     first = Alert.objects.order_by("id")[0].pk
     assert folds.advance(now=t0 + DELAY, chunk=2)["alerts"] == first + 1  # at most 2 ids past the start
+    assert MetricFold.objects.get(name="alerts").folded_at is None  # no candidate passed: no time bound yet
     assert product(scrape()) == before
     assert folds.advance(now=t0 + DELAY + 1, chunk=2)["alerts"] == first + 3
     assert product(scrape()) == before
@@ -96,10 +100,45 @@ def test_after_a_fold_the_scrape_reads_only_the_rows_past_it(traffic):  # noqa: 
     folded_to = dict(MetricFold.objects.values_list("name", "folded_to"))
     with CaptureQueriesContext(connection) as queries:
         scrape()
-    # The counts (the fold's own MIN/MAX id lookups are index probes; the success-rate windows read by time).
-    attempt_queries = [q["sql"] for q in queries.captured_queries if "delivery_deliveryattempt" in q["sql"]
-                       and "COUNT(" in q["sql"] and "started_at" not in q["sql"]]
-    assert attempt_queries and all(f'"id" > {folded_to["attempts"]}' in sql for sql in attempt_queries)
+    # The counts (the fold's own MIN/MAX id lookups are index probes; the success-rate windows read by
+    # time alone): once, though two families read the attempts' totals.
+    [attempt_query] = unfolded_attempt_queries(queries)
+    assert f'"id" > {folded_to["attempts"]}' in attempt_query
+
+
+def unfolded_attempt_queries(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries
+            if 'FROM "delivery_deliveryattempt"' in q["sql"] and "GROUP BY" in q["sql"]]
+
+
+def test_the_attempts_past_the_fold_are_read_from_its_days_one_stamped_8_hours_behind_included(tenant):
+    today = clock.now().date()
+    if ATTEMPT_PARTITIONS.partitioned():
+        ATTEMPT_PARTITIONS.ensure(today - timedelta(days=40), days_ahead=40 + 7)  # as beat made them
+    alert = make_alert(tenant)
+    make_delivery(alert, attempts=[True])
+    t0 = time.time()
+    folds.advance(now=t0)
+    folds.advance(now=t0 + DELAY)
+    # The newest candidate at or below the fold: no attempt past it was visible then.
+    assert MetricFold.objects.get(name="attempts").folded_at == t0 + DELAY
+    # Past the fold: a send recorded by a worker whose clock is 8 h behind, and one on time.
+    make_delivery(alert, created_at=clock.now() - timedelta(hours=8), attempts=[False])
+    make_delivery(alert, attempts=[False, True])
+    with CaptureQueriesContext(connection) as queries:
+        m = scrape()
+    assert value(m, "monitoring_webhook_attempts_total", result="success") == 2
+    assert value(m, "monitoring_webhook_attempts_total", result="failure") == 2
+    assert value(m, "monitoring_webhook_retry_total") == 1
+    if ATTEMPT_PARTITIONS.partitioned():
+        [sql] = unfolded_attempt_queries(queries)
+        with connection.cursor() as cursor:
+            cursor.execute("EXPLAIN " + sql)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        days = sorted({datetime.strptime(d, "%Y%m%d").date() for d in re.findall(r"_p(\d{8})", plan)})
+        since = datetime.fromtimestamp(t0 + DELAY, tz=timezone.utc) - ATTEMPT_CLOCK_MARGIN
+        assert days[0] == since.date(), days  # not the 39 days before it
+        assert days == [since.date() + timedelta(days=i) for i in range(len(days))], days
 
 
 def test_purging_folded_batches_keeps_the_ingest_counters(traffic, tenant):  # noqa: F811
