@@ -95,6 +95,10 @@ class DayPartitions:
                 logger.warning("partition not created: %s", exc, extra={"partition": name})
         return created
 
+    def days_before(self, cutoff: datetime) -> list[Day]:
+        """The day partitions that end at or before ``cutoff`` (``drop_before`` drops them)."""
+        return [day for day in self.days() if _midnight(day.after) <= cutoff]
+
     def drop_before(self, cutoff: datetime, *, droppable: Callable[[str], bool] | None = None) -> int:
         """Drop the day partitions that end at or before ``cutoff``; the number of rows they held.
 
@@ -102,9 +106,7 @@ class DayPartitions:
         are still needed elsewhere). A day whose lock does not come within ``LOCK_TIMEOUT`` is kept
         too, and logged: the next run drops it."""
         removed = 0
-        for day in self.days():
-            if _midnight(day.after) > cutoff:
-                continue
+        for day in self.days_before(cutoff):
             try:
                 with transaction.atomic(), connection.cursor() as cursor:
                     # Counted before the lock: a past day gets no new rows, and a count of millions
@@ -126,7 +128,6 @@ class DayPartitions:
         day is one it kept (a lock that did not come, a day not droppable yet): retention's delete by
         row leaves its rows to the next drop rather than write WAL and dead tuples for each."""
         kept = Q()
-        for day in self.days():
-            if _midnight(day.after) <= cutoff:
-                kept |= Q(**{f"{self.column}__gte": _midnight(day.first), f"{self.column}__lt": _midnight(day.after)})
+        for day in self.days_before(cutoff):
+            kept |= Q(**{f"{self.column}__gte": _midnight(day.first), f"{self.column}__lt": _midnight(day.after)})
         return ~kept if kept else Q()

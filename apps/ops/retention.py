@@ -127,7 +127,7 @@ def _purge_attempts(cutoff: datetime, chunk_size: int) -> int:
     folded = folds.folded_to("attempts")
 
     def folded_whole(partition: str) -> bool:
-        with connection.cursor() as cursor:
+        with connection.cursor() as cursor:  # under the table lock: a probe of the primary key, no count
             cursor.execute(f'SELECT max(id) FROM "{partition}"')
             newest = cursor.fetchone()[0]
         if newest is None or newest <= folded:
@@ -142,6 +142,21 @@ def _purge_attempts(cutoff: datetime, chunk_size: int) -> int:
         return DeliveryAttempt.objects.filter(pk__in=ids, started_at__lt=cutoff).delete()[0]
     rest = _expired_attempts(cutoff, folded).filter(ATTEMPT_PARTITIONS.outside_days_before(cutoff))
     return dropped + _chunks(rest, chunk_size, delete)
+
+
+def _attempts_to_purge(cutoff: datetime) -> int:
+    """What ``_purge_attempts`` would remove with the fold where it stands (the dry run): the past
+    days folded whole, and the folded rows outside past days. A real run first brings the folds up
+    to date, so it may remove more; a day whose lock does not come, it removes later."""
+    folded = folds.folded_to("attempts")
+    whole = 0
+    for day in ATTEMPT_PARTITIONS.days_before(cutoff):
+        with connection.cursor() as cursor:
+            cursor.execute(f'SELECT max(id), count(*) FROM "{day.name}"')
+            newest, rows = cursor.fetchone()
+        if newest is None or newest <= folded:
+            whole += rows
+    return whole + _expired_attempts(cutoff, folded).filter(ATTEMPT_PARTITIONS.outside_days_before(cutoff)).count()
 
 
 def _batch_q(now: datetime) -> Q:
@@ -197,10 +212,9 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
     attempt_cutoff = now - timedelta(days=settings.DELIVERY_ATTEMPT_RETENTION_DAYS)
     audit_cutoff = now - timedelta(days=settings.AUDIT_RETENTION_DAYS)
     heartbeat_cutoff = now - HEARTBEAT_RETENTION
-    plan: list[tuple[str, datetime, models.QuerySet, Callable[[list[int]], int] | None]] = [
+    plan: list[tuple[str, datetime, models.QuerySet | None, Callable[[list[int]], int] | None]] = [
         ("ingest_eventrecord", event_cutoff, EventRecord.objects.filter(received_at__lt=event_cutoff), None),
-        ("delivery_deliveryattempt", attempt_cutoff, _expired_attempts(attempt_cutoff, folds.folded_to("attempts")),
-         None),
+        ("delivery_deliveryattempt", attempt_cutoff, None, None),  # _purge_attempts; its dry run, _attempts_to_purge
         ("ingest_ingestbatch", now - timedelta(days=settings.INGEST_BATCH_RETENTION_DAYS),
          IngestBatch.objects.filter(_batch_q(now)), _delete_batches(now)),
         ("audit_auditevent", audit_cutoff, AuditEvent.objects.filter(at__lt=audit_cutoff), None),
@@ -217,7 +231,7 @@ def purge_expired(*, dry_run: bool = False, chunk_size: int = 5000, now: datetim
     for table, cutoff, qs, delete in plan:
         report.cutoffs[table] = cutoff
         if dry_run:
-            report.removed[table] = qs.count()
+            report.removed[table] = qs.count() if qs is not None else _attempts_to_purge(cutoff)
         elif table == "ingest_eventrecord":
             report.removed[table] = _purge_events(event_cutoff, chunk_size)
         elif table == "delivery_deliveryattempt":
