@@ -140,13 +140,19 @@ def build_report(alert: Alert) -> DiagnosticReport:
             violations += checked.hits
             hit_lines.append(line["id"])
     summary = _summary(alert)
+    # Identifiers, not text anyone typed into a log: trace ids, and who acted ("token:ci" reads as a
+    # credential assignment to the password detector, and every alert an automation token touched
+    # would count a violation).
     trace_ids = summary["alert"].pop("trace_ids")
+    actors = [entry.pop("actor") for entry in summary["timeline"]]
     checked = recheck(summary, masker)
     if checked.total:
         summary = checked.value
         violations += checked.hits
         hit_lines.append("summary")
     summary["alert"]["trace_ids"] = trace_ids
+    for entry, actor in zip(summary["timeline"], actors):
+        entry["actor"] = actor
     if violations:
         logger.warning("diagnostic report of alert %s: the export check masked %d secret(s) intake had let "
                        "through (kinds: %s; lines: %s)", alert.pk, sum(violations.values()),

@@ -148,6 +148,19 @@ def test_ordinary_lines_pass_the_export_check_untouched(frozen, tenant, plugin, 
     assert messages[masked_line.pk] == "login password=[MASKED:password] for bob"
 
 
+def test_who_acted_is_an_identifier_not_a_leaked_secret(frozen, make_alert):
+    """A token acting on an alert is "token:<name>" in its timeline, which the password detector
+    reads as "token: <secret>": the export check leaves actors alone, as it does trace ids."""
+    now = frozen()
+    alert = make_alert(first_seen=now, last_seen=now, trace_ids=["trace-t"])
+    TimelineEntry.objects.create(alert=alert, at=now, kind="acknowledged", actor_label="token:ci-bot")
+
+    report = build_report(alert)
+
+    assert report.violation_total == 0
+    assert [e["actor"] for e in report.summary["timeline"] if e["kind"] == "acknowledged"] == ["token:ci-bot"]
+
+
 def test_generation_time_lands_in_the_histogram(incident):
     alert, _ = incident
     before = scrape()
