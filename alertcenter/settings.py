@@ -171,6 +171,10 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # kombu's default is ./control, relative to the working directory: keep it under var/.
         "control_folder": str(VAR_DIR / "broker-control"),
         "store_processed": False,
+        # How long the worker sleeps when it cannot take a message: the queue is empty, or both pool
+        # processes are busy (prefetch 1). kombu's 1 s capped the embedded worker at ~2 tasks/s, below
+        # the demo's own traffic (one batch a second plus its deliveries): detection fell minutes behind.
+        "polling_interval": 0.1,
     }
 else:
     # Redis redelivers unacked tasks after visibility_timeout; our tasks are short, and retries
