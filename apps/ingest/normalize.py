@@ -318,7 +318,7 @@ def _parse_ts(value: Any) -> datetime:
     except ValueError:
         pass
     else:
-        return parsed if parsed.tzinfo is timezone.utc else parsed.astimezone(timezone.utc)
+        return parsed if parsed.tzinfo is timezone.utc else _in_utc(parsed, value)
     year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = m.groups()
     offset = timedelta(0) if zulu else (1 if sign == "+" else -1) * timedelta(
         hours=int(off_h), minutes=int(off_m))
@@ -327,7 +327,15 @@ def _parse_ts(value: Any) -> datetime:
                          int((frac or "0").ljust(6, "0")[:6]), tzinfo=timezone(offset))
     except ValueError as exc:
         raise EventError("ts", f"invalid date/time {value!r}: {exc}") from None
-    return local.astimezone(timezone.utc)
+    return _in_utc(local, value)
+
+
+def _in_utc(local: datetime, value: str) -> datetime:
+    try:
+        return local.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: its offset moves it out of datetime's years
+        message = f"{value[:64]!r} is out of range (in UTC it falls before year 1 or after 9999)"
+        raise EventError("ts", message) from None
 
 
 def _from_epoch(value: int | float) -> datetime:

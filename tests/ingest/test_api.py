@@ -43,6 +43,18 @@ def test_mixed_valid_and_invalid_events_are_accepted_one_by_one(writer_client, n
     assert no_doorbell == [batch.pk]
 
 
+def test_a_ts_outside_the_calendar_in_utc_rejects_only_its_event(writer_client, no_doorbell):
+    # Was a 500 (OverflowError converting to UTC) for the whole batch.
+    body = [event(message="ok 1"), event(ts="0001-01-01T00:00:00+01:00"), event(ts="0001-01-01T00:30:00+01:00"),
+            event(ts="9999-12-31T23:59:59-01:00"), event(message="ok 2")]
+    resp = post_json(writer_client, body)
+    assert resp.status_code == 202, resp.content
+    data = resp.json()
+    assert data["accepted"] == 2
+    assert [(r["index"], r["error"].split(":")[0]) for r in data["rejected"]] == [(1, "ts"), (2, "ts"), (3, "ts")]
+    assert [e.message for e in batch_events(data["batch_id"])] == ["ok 1", "ok 2"]
+
+
 def test_events_envelope_and_single_object(writer_client, no_doorbell):
     resp = post_json(writer_client, {"events": [event(), event()]})
     assert resp.status_code == 202 and resp.json()["accepted"] == 2

@@ -179,6 +179,19 @@ def test_bad_alerts_are_rejected_by_index_and_the_good_ones_accepted(am, no_door
         (1, "alerts[1].status"), (2, "alerts[2].labels"), (3, "alerts[3].startsAt")]
 
 
+def test_a_start_or_end_outside_the_calendar_in_utc_rejects_only_its_alert(am, no_doorbell):
+    # Was a 500 (OverflowError converting to UTC).
+    late_start = am_alert("b", starts="9999-12-31T23:59:59-01:00")
+    late_end = am_alert("c", status="resolved", ends="9999-12-31T23:59:59-01:00")
+    resp = post(am, AM_URL, am_body(am_alert("a"), late_start, late_end))
+    assert resp.status_code == 202, resp.content
+    data = resp.json()
+    assert data["accepted"] == 1
+    assert [(r["index"], r["error"].split(":")[0]) for r in data["rejected"]] == [
+        (1, "alerts[1].startsAt"), (2, "alerts[2].endsAt")]
+    assert all("out of range" in r["error"] for r in data["rejected"])
+
+
 def test_every_alert_bad_is_422(am, no_doorbell):
     resp = post(am, AM_URL, am_body(am_alert(status="pending")))
     assert resp.status_code == 422

@@ -93,6 +93,16 @@ def test_each_bad_event_is_rejected_naming_its_field(ev, no_doorbell):
     assert "apocalyptic" in data["rejected"][2]["error"] and "critical" in data["rejected"][2]["error"]
 
 
+def test_a_ts_outside_the_calendar_in_utc_rejects_only_its_event(ev, no_doorbell):
+    # Was a 500 (OverflowError converting to UTC).
+    resp = post(ev, EVENTS_URL, orjson.dumps([event(), event(ts="9999-12-31T23:59:59-01:00")]))
+    assert resp.status_code == 202, resp.content
+    data = resp.json()
+    assert data["accepted"] == 1
+    assert [r["index"] for r in data["rejected"]] == [1]
+    assert data["rejected"][0]["error"].startswith("ts: ") and "out of range" in data["rejected"][0]["error"]
+
+
 def test_a_body_that_can_never_be_valid_is_422(ev, no_doorbell):
     for body in (b"", b"42", b'{"events": 5}', b"not json\nat all"):
         resp = post(ev, EVENTS_URL, body)

@@ -81,6 +81,14 @@ def test_bad_grafana_fields_are_named(graf, no_doorbell):
     assert resp.status_code == 422 and "alerts[0].values" in resp.json()["error"]["message"]
 
 
+def test_a_start_outside_the_calendar_in_utc_is_named(graf, no_doorbell):
+    # Was a 500 (OverflowError converting to UTC); the only alert bad: 422 naming it.
+    resp = post(graf, GRAFANA_URL, grafana_body(grafana_alert(starts="9999-12-31T23:59:59-01:00")))
+    assert resp.status_code == 422, resp.content
+    assert "alerts[0].startsAt" in resp.json()["error"]["message"]
+    assert not IngestBatch.objects.exists()
+
+
 # --------------------------------------------------------------------------- HMAC
 
 

@@ -244,6 +244,17 @@ def test_bad_ts(bad):
     assert error_of(base(ts=bad)).field == "ts"
 
 
+# Valid RFC 3339 whose instant in UTC falls before year 1 or after 9999: datetime cannot hold it
+# (converting to UTC raised OverflowError, a 500); the lowercase 't' takes the parser's long way.
+@pytest.mark.parametrize("text", [
+    "0001-01-01T00:00:00+01:00", "0001-01-01T00:30:00+01:00", "9999-12-31T23:59:59-01:00",
+    "0001-01-01t00:00:00+01:00", "9999-12-31t23:59:59-01:00",
+])
+def test_a_time_outside_the_calendar_in_utc_is_rejected_naming_ts(text):
+    err = error_of(base(ts=text))
+    assert err.field == "ts" and "out of range" in err.message and text in err.message
+
+
 def test_rfc3339_timestamps_parse_to_the_instant_they_name():
     # Random instants, fractions of 0-9 digits and offsets, written out by hand: whichever way
     # the parser builds the datetime, it must be this one.
