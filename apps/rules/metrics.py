@@ -39,6 +39,7 @@ from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
 from apps.core.gc_pause import gc_paused
+from apps.core.vocabulary import format_duration
 from apps.rules import fastpath
 from apps.rules.metric_spec import LABEL_NAME_RE, METRIC_NAME_RE
 from apps.rules.models import MetricSeries
@@ -191,8 +192,7 @@ def _sample(index: int, item: Any, *, now: float, oldest: float, newest: float) 
         raise ValueError(f"value: {value} is not stored (NaN and +-Inf are rejected: rollups need finite values)")
     ts = _timestamp(item.get("ts"), now)
     if not oldest <= ts <= newest:
-        raise ValueError(f"ts: {datetime.fromtimestamp(ts, timezone.utc).isoformat()} is outside the accepted range "
-                         "(INGEST_MAX_PAST_SECONDS / INGEST_MAX_FUTURE_SECONDS)")
+        raise _out_of_range(item.get("ts"), ts)
     return Sample(index, name, sorted_labels, float(value), ts)
 
 
@@ -235,6 +235,19 @@ def _timestamp(value: Any, now: float) -> float:
             raise ValueError(f"ts: {value!r} is not an RFC 3339 timestamp with a time zone")
         return parsed.timestamp()
     raise ValueError(f"ts: must be epoch seconds or an RFC 3339 string, got {type(value).__name__}")
+
+
+def _out_of_range(value: Any, ts: float) -> ValueError:
+    """The rejection of a ``ts`` (as sent: ``value``) outside INGEST_MAX_PAST/FUTURE_SECONDS."""
+    shown = repr(value[:64] if isinstance(value, str) else value)
+    if not isinstance(value, str):
+        try:  # the instant the number names
+            shown += f" ({datetime.fromtimestamp(ts, timezone.utc).isoformat()})"
+        except (OverflowError, OSError, ValueError):
+            pass  # no date before year 1 or past 9999 (1e20): the number says it
+    past, future = settings.INGEST_MAX_PAST_SECONDS, settings.INGEST_MAX_FUTURE_SECONDS
+    return ValueError(f"ts: {shown} is outside the accepted range: {format_duration(past)} in the past to "
+                      f"{format_duration(future)} in the future (INGEST_MAX_PAST_SECONDS / INGEST_MAX_FUTURE_SECONDS)")
 
 
 def rollup(samples: list[Sample], hashes: list[str] | None = None) -> dict[tuple[str, int], list]:

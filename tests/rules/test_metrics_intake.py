@@ -88,6 +88,19 @@ def test_each_bad_sample_is_rejected_naming_the_field(writer):
     assert errors[6].startswith("ts: 'yesterday' is not an RFC 3339 timestamp")
 
 
+@pytest.mark.parametrize("ts", [1e20, 1e308, -1e308, 253402300800, "0001-01-01T00:00:00+01:00",
+                                "9999-12-31T23:59:59-01:00"])
+def test_a_ts_no_date_can_hold_is_rejected_naming_ts_and_the_range(writer, ts):
+    # The message showing the time could not show it: a 500 (OverflowError) for 1e20, a bare
+    # "year 0 is out of range" without the field for 0001-01-01T00:00:00+01:00.
+    resp = post_json(writer, [{"name": "ok_metric", "value": 1}, {"name": "m", "value": 1, "ts": ts}])
+    assert resp.status_code == 202, resp.content
+    assert resp.json()["accepted"] == 1
+    [rejected] = resp.json()["rejected"]
+    assert rejected["index"] == 1 and rejected["error"].startswith("ts: ")
+    assert "outside the accepted range: 7d in the past to 5m in the future" in rejected["error"]
+
+
 @pytest.mark.parametrize("data,content_type,fragment", [
     (b"{not json", "application/json", "body is not valid JSON"),
     (b'{"name": "x"}', "application/json", "body must be a JSON array"),
