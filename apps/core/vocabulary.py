@@ -1,5 +1,5 @@
 """The words every app shares, written once: severities and their order, event types, delivery
-states, log levels, durations.
+states, log levels, durations, the units of an epoch time.
 
 Apps import these instead of keeping copies (five copies of the severity list drifted apart once
 already). Values are stored in the database and sent to tenants, so they never change; labels are
@@ -188,3 +188,19 @@ def format_duration(seconds: int) -> str:
         if n:
             parts.append(f"{n}{unit}")
     return "".join(parts)
+
+
+# --------------------------------------------------------------------------- epoch times
+
+
+def epoch_seconds(value: int | float) -> int | float:
+    """A client's epoch time in seconds, its unit told by its magnitude: past 1e11 it is
+    milliseconds (1e11 s is the year 5138, 1e11 ms is 1973), past 1e14 microseconds, past 1e17
+    nanoseconds. How the logs' and the metrics' ``ts`` read a number."""
+    if value > 1e17:
+        return value / 1e9
+    if value > 1e14:
+        return value / 1e6
+    if value > 1e11:
+        return value / 1e3
+    return value

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from apps.core.events import Event, EventError  # noqa: F401  (re-exported for ingest)
-from apps.core.vocabulary import ID_RE, LEVEL_NUMBERS, format_duration, parse_level
+from apps.core.vocabulary import ID_RE, LEVEL_NUMBERS, epoch_seconds, format_duration, parse_level
 
 MAX_MESSAGE_BYTES = 8 * 1024
 TRUNCATION_MARKER = "…[truncated]"
@@ -341,15 +341,8 @@ def _in_utc(local: datetime, value: str) -> datetime:
 def _from_epoch(value: int | float) -> datetime:
     if not math.isfinite(value) or value < 0:
         raise EventError("ts", f"invalid epoch {value!r}")
-    # Magnitude tells the unit apart: 1e11 s is the year 5138, 1e11 ms is 1973.
-    if value > 1e17:
-        value /= 1e9
-    elif value > 1e14:
-        value /= 1e6
-    elif value > 1e11:
-        value /= 1e3
     try:
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return datetime.fromtimestamp(epoch_seconds(value), tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
         raise EventError("ts", f"invalid epoch {value!r}") from None
 

@@ -39,7 +39,7 @@ from django.db import IntegrityError, transaction
 from django.utils.dateparse import parse_datetime
 
 from apps.core.gc_pause import gc_paused
-from apps.core.vocabulary import format_duration
+from apps.core.vocabulary import epoch_seconds, format_duration
 from apps.rules import fastpath
 from apps.rules.metric_spec import LABEL_NAME_RE, METRIC_NAME_RE
 from apps.rules.models import MetricSeries
@@ -224,27 +224,27 @@ def _timestamp(value: Any, now: float) -> float:
     if value is None:
         return now
     if isinstance(value, bool):
-        raise ValueError(f"ts: must be epoch seconds or an RFC 3339 string, got {value!r}")
+        raise ValueError(f"ts: must be epoch seconds/milliseconds or an RFC 3339 string, got {value!r}")
     if isinstance(value, (int, float)):
         if not math.isfinite(value):
             raise ValueError(f"ts: must be finite, got {value!r}")
-        return float(value)
+        return float(epoch_seconds(value))
     if isinstance(value, str):
         parsed = parse_datetime(value)
         if parsed is None or parsed.tzinfo is None:
             raise ValueError(f"ts: {value!r} is not an RFC 3339 timestamp with a time zone")
         return parsed.timestamp()
-    raise ValueError(f"ts: must be epoch seconds or an RFC 3339 string, got {type(value).__name__}")
+    raise ValueError(f"ts: must be epoch seconds/milliseconds or an RFC 3339 string, got {type(value).__name__}")
 
 
 def _out_of_range(value: Any, ts: float) -> ValueError:
     """The rejection of a ``ts`` (as sent: ``value``) outside INGEST_MAX_PAST/FUTURE_SECONDS."""
     shown = repr(value[:64] if isinstance(value, str) else value)
     if not isinstance(value, str):
-        try:  # the instant the number names
+        try:  # the instant a number was read as (its unit told by its magnitude)
             shown += f" ({datetime.fromtimestamp(ts, timezone.utc).isoformat()})"
         except (OverflowError, OSError, ValueError):
-            pass  # no date before year 1 or past 9999 (1e20): the number says it
+            pass  # no date before year 1 or past 9999 (1e20 ns is the year 5138, 1e308 has none)
     past, future = settings.INGEST_MAX_PAST_SECONDS, settings.INGEST_MAX_FUTURE_SECONDS
     return ValueError(f"ts: {shown} is outside the accepted range: {format_duration(past)} in the past to "
                       f"{format_duration(future)} in the future (INGEST_MAX_PAST_SECONDS / INGEST_MAX_FUTURE_SECONDS)")

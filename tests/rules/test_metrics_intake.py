@@ -101,6 +101,18 @@ def test_a_ts_no_date_can_hold_is_rejected_naming_ts_and_the_range(writer, ts):
     assert "outside the accepted range: 7d in the past to 5m in the future" in rejected["error"]
 
 
+def test_ts_in_epoch_milliseconds_is_read_as_the_logs_read_it(writer):
+    # Was "year 58889 is out of range": a JSON ts past 1e11 is milliseconds (1e11 s is the year 5138).
+    minute = (int(time.time()) // 60 - 1) * 60
+    resp = post_json(writer, [{"name": "m", "value": 1, "ts": (minute + 30) * 1000 + 250},
+                              {"name": "m", "value": 2, "ts": (minute + 31) * 1_000_000}])
+    assert resp.status_code == 202, resp.content
+    assert resp.json() == {"accepted": 2, "rejected": [], "series_created": 1}
+    rollup = MetricRollup.objects.get()
+    assert rollup.minute.timestamp() == minute and rollup.last_ts.timestamp() == minute + 31
+    assert (rollup.count, rollup.last) == (2, 2.0)
+
+
 @pytest.mark.parametrize("data,content_type,fragment", [
     (b"{not json", "application/json", "body is not valid JSON"),
     (b'{"name": "x"}', "application/json", "body must be a JSON array"),
