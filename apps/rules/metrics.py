@@ -1,8 +1,8 @@
 """Metric samples in: parse (JSON or Prometheus text), validate per sample, roll up per
 (series, minute) in memory, and store with one upsert per table (README "Metrics and metric rules").
 
-Contract of ``parse_samples``: a body that can never be valid (not JSON / not exposition text, not a
-list of samples) raises ``MetricsBodyError``; every other problem is a per-sample rejection
+Contract of ``parse_samples``: a body that can never be valid (empty, not JSON / not exposition text,
+not a list of samples) raises ``MetricsBodyError``; every other problem is a per-sample rejection
 ``{"index", "error"}`` naming the field. NaN and +-Inf values are rejected per sample: a rollup's
 sum and sigma would be poisoned by one of them (an exporter's NaN means "no observation").
 
@@ -128,6 +128,8 @@ def parse_samples(raw: bytes, content_type: str, *, now: float) -> tuple[list[Sa
 
 
 def _parse_samples(raw: bytes, content_type: str, *, now: float) -> tuple[list[Sample], list[dict]]:
+    if not raw.strip():  # as /logs: 422, or a shipper would resend nothing forever ("accepted": 0 is success)
+        raise MetricsBodyError("empty body: send a JSON array of samples or Prometheus text")
     if content_type.split(";")[0].strip().lower() in PROMETHEUS_CONTENT_TYPES:
         items = _prometheus_items(raw)
     else:

@@ -117,6 +117,9 @@ def test_ts_in_epoch_milliseconds_is_read_as_the_logs_read_it(writer):
     (b"{not json", "application/json", "body is not valid JSON"),
     (b'{"name": "x"}', "application/json", "body must be a JSON array"),
     (b"metric{ 1\n", PROM, "not valid Prometheus text"),
+    (b"", PROM, "empty body"),  # was 202 "accepted": 0
+    (b" \n\n", PROM, "empty body"),
+    (b"", "application/json", "empty body"),
 ])
 def test_a_body_that_can_never_be_valid_is_422(writer, data, content_type, fragment):
     resp = writer.post(URL, data=data, content_type=content_type)
