@@ -34,6 +34,22 @@ def am_body(*alerts: dict, status: str = "firing") -> bytes:
         "commonAnnotations": {}, "externalURL": "http://alertmanager:9093", "alerts": list(alerts)})
 
 
+DEEP = "<deep>"
+
+
+def nested(levels: int) -> dict:
+    """{"a": {"a": ... {"a": 1}}} with ``levels`` objects."""
+    value: object = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value  # type: ignore[return-value]
+
+
+def with_deep(body: bytes, levels: int) -> bytes:
+    """``body`` with its string ``DEEP`` replaced by ``nested(levels)``: orjson writes at most 254 levels."""
+    return body.replace(orjson.dumps(DEEP), b'{"a":' * levels + b"1" + b"}" * levels)
+
+
 def post(client, url: str, body: bytes, content_type: str = "application/json", **extra):
     return client.generic("POST", url, body, content_type=content_type, **extra)
 

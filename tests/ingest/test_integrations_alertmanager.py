@@ -15,7 +15,8 @@ from apps.delivery.services import create_endpoint
 from apps.ingest.models import BatchKind, BatchStatus, IngestBatch
 from apps.tenants.models import Plugin
 
-from .integrations_support import AM_URL, ZERO_TIME, accept_and_process, am_alert, am_body, iso, post
+from .integrations_support import (
+    AM_URL, DEEP, ZERO_TIME, accept_and_process, am_alert, am_body, iso, post, with_deep)
 
 pytestmark = pytest.mark.django_db
 
@@ -190,6 +191,14 @@ def test_a_start_or_end_outside_the_calendar_in_utc_rejects_only_its_alert(am, n
     assert [(r["index"], r["error"].split(":")[0]) for r in data["rejected"]] == [
         (1, "alerts[1].startsAt"), (2, "alerts[2].endsAt")]
     assert all("out of range" in r["error"] for r in data["rejected"])
+
+
+def test_annotations_nested_too_deep_are_refused_naming_the_path(am, no_doorbell):
+    # 300 levels was a 500 (orjson's recursion limit storing the batch, or RecursionError in asdict).
+    resp = post(am, AM_URL, with_deep(am_body({**am_alert(), "annotations": DEEP}), 300))
+    assert resp.status_code == 422, resp.content
+    assert "alerts[0].annotations.a.a.a.a.a: nested deeper than 5 levels" in resp.json()["error"]["message"]
+    assert not IngestBatch.objects.exists()
 
 
 def test_every_alert_bad_is_422(am, no_doorbell):

@@ -12,7 +12,7 @@ from apps.ingest.models import BatchKind, BatchStatus, IngestBatch
 from apps.tenants.models import Plugin
 
 from .conftest import ndjson
-from .integrations_support import EVENTS_URL, accept_and_process, post
+from .integrations_support import DEEP, EVENTS_URL, accept_and_process, nested, post, with_deep
 
 pytestmark = pytest.mark.django_db
 
@@ -101,6 +101,19 @@ def test_a_ts_outside_the_calendar_in_utc_rejects_only_its_event(ev, no_doorbell
     assert data["accepted"] == 1
     assert [r["index"] for r in data["rejected"]] == [1]
     assert data["rejected"][0]["error"].startswith("ts: ") and "out of range" in data["rejected"][0]["error"]
+
+
+def test_annotations_nested_deeper_than_log_fields_may_be_are_refused_naming_the_path(ev, no_doorbell):
+    # 260+ levels was a 500 (orjson's recursion limit storing the batch, or RecursionError in asdict).
+    resp = post(ev, EVENTS_URL, with_deep(orjson.dumps([event(annotations=DEEP)]), 300))
+    assert resp.status_code == 422, resp.content
+    assert "annotations.a.a.a.a.a: nested deeper than 5 levels" in resp.json()["error"]["message"]
+    assert not IngestBatch.objects.exists()
+    # In a batch only that event is refused; as deep as a log's fields may be is kept as it is.
+    body = orjson.dumps([event(annotations=nested(4)), event(annotations={"x": [DEEP]})])
+    data = accept_and_process(ev, EVENTS_URL, with_deep(body, 300))
+    assert data["rejected"] == [{"index": 1, "error": "annotations.x[0].a.a.a: nested deeper than 5 levels"}]
+    assert Alert.objects.get().annotations["a"] == nested(3)
 
 
 def test_a_body_that_can_never_be_valid_is_422(ev, no_doorbell):

@@ -15,7 +15,7 @@ from apps.core.vocabulary import AlertSource
 from apps.ingest.integrations.secrets import set_secret
 from apps.ingest.models import IngestBatch, IntegrationSecret
 
-from .integrations_support import GRAFANA_URL, ZERO_TIME, accept_and_process, iso, post
+from .integrations_support import DEEP, GRAFANA_URL, ZERO_TIME, accept_and_process, iso, post, with_deep
 
 pytestmark = pytest.mark.django_db
 
@@ -86,6 +86,15 @@ def test_a_start_outside_the_calendar_in_utc_is_named(graf, no_doorbell):
     resp = post(graf, GRAFANA_URL, grafana_body(grafana_alert(starts="9999-12-31T23:59:59-01:00")))
     assert resp.status_code == 422, resp.content
     assert "alerts[0].startsAt" in resp.json()["error"]["message"]
+    assert not IngestBatch.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["values", "annotations"])
+def test_values_or_annotations_nested_too_deep_are_refused_naming_the_path(graf, no_doorbell, field):
+    # Was a 500 (orjson's recursion limit storing the batch, or RecursionError in asdict).
+    resp = post(graf, GRAFANA_URL, with_deep(grafana_body({**grafana_alert(), field: DEEP}), 300))
+    assert resp.status_code == 422, resp.content
+    assert f"alerts[0].{field}.a.a.a.a.a: nested deeper than 5 levels" in resp.json()["error"]["message"]
     assert not IngestBatch.objects.exists()
 
 

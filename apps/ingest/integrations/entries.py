@@ -18,6 +18,8 @@ from django.conf import settings
 from apps.core.events import EventError
 from apps.core.vocabulary import SEVERITIES
 
+from ..normalize import MAX_FIELD_DEPTH
+
 FIRING = "firing"
 RESOLVED = "resolved"
 STATUSES = (FIRING, RESOLVED)
@@ -132,15 +134,30 @@ def string_map(value: Any, where: str) -> dict[str, str]:
 
 
 def any_map(value: Any, where: str) -> dict[str, Any]:
-    """An object kept as JSON (annotations): string values bounded, at most MAX_LABELS keys."""
+    """An object kept as JSON (annotations): string values bounded, at most MAX_LABELS keys,
+    nested at most as deep as a log event's fields (``check_depth``)."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise EventError(where, f"must be an object, got {json_type(value)}")
     if len(value) > MAX_LABELS:
         raise EventError(where, f"has {len(value)} entries; at most {MAX_LABELS}")
+    check_depth(value, where)
     return {name.replace("\x00", "")[:MAX_LABEL_NAME]: text(item, f"{where}.{name}") if isinstance(item, str) else item
             for name, item in value.items()}
+
+
+def check_depth(value: Any, where: str, depth: int = 1) -> None:
+    """Refuse JSON kept as it is that nests deeper than MAX_FIELD_DEPTH levels (``value`` is level
+    1), naming the first path too deep the way the logs' fields do. Deeper could not be stored:
+    the batch codec stops at orjson's 254 levels, masking and ``asdict`` at Python's recursion limit."""
+    if depth > MAX_FIELD_DEPTH:
+        raise EventError(where, f"nested deeper than {MAX_FIELD_DEPTH} levels")
+    pairs = value.items() if isinstance(value, dict) else enumerate(value)  # an object or an array
+    for key, item in pairs:
+        if isinstance(item, (dict, list)):
+            path = f"{where}.{key[:MAX_LABEL_NAME]}" if isinstance(value, dict) else f"{where}[{key}]"
+            check_depth(item, path, depth + 1)
 
 
 def status(value: Any, where: str) -> str:

@@ -47,6 +47,7 @@ def entry(alert: Any, where: str, external_url: str, org: Any) -> Entry:
     if values is not None:
         if not isinstance(values, dict):
             raise EventError(f"{where}.values", f"must be an object, got {f.json_type(values)}")
+        f.check_depth(values, f"{where}.values")
         extra["values"] = values
     if alert.get("valueString"):
         extra["valueString"] = f.text(alert.get("valueString"), f"{where}.valueString")
