@@ -156,6 +156,17 @@ def test_timestamp_header_and_custom_header(graf, tenant, no_doorbell):
     assert IngestBatch.objects.count() == 1
 
 
+@pytest.mark.parametrize("stamp", ["9" * 5000, "\u00b2"])
+def test_a_timestamp_header_int_cannot_read_is_401_naming_the_header(graf, tenant, no_doorbell, stamp):
+    # Were a 500 (ValueError from int()): past Python's 4300-digit limit, and a digit int() refuses
+    # ('²' is str.isdigit(); the header's latin-1 byte 0xb2).
+    secret = set_secret(tenant=tenant, kind="grafana", actor="test", header="X-Sig", timestamp_header="X-Ts")
+    body = grafana_body(grafana_alert())
+    resp = post(graf, GRAFANA_URL, body, HTTP_X_SIG=sig(secret, body, stamp), HTTP_X_TS=stamp)
+    assert resp.status_code == 401 and "X-Ts" in resp.json()["error"]["message"]
+    assert not IngestBatch.objects.exists()
+
+
 def test_the_secret_is_stored_encrypted_and_its_changes_audited(tenant, secret):
     row = IntegrationSecret.objects.get(tenant=tenant, kind="grafana")
     assert secret not in row.secret_encrypted and len(secret) >= 32

@@ -28,9 +28,12 @@ def verify(*, secret: str, body: bytes, signature: str | None, header: str, time
     if not signature:
         raise SignatureError(f"missing {header} header: this tenant's Grafana webhooks must be signed")
     if timestamp_header:
-        if not timestamp or not timestamp.strip().isdigit():
+        stamp = (timestamp or "").strip()
+        # ASCII digits only: str.isdigit() passes '²', which int() refuses.
+        if not (stamp.isascii() and stamp.isdigit()):
             raise SignatureError(f"missing or malformed {timestamp_header} header (unix seconds expected)")
-        if abs(now - int(timestamp)) > max_skew:
+        # Over 15 digits is far from any clock, and int() refuses over 4300.
+        if len(stamp) > 15 or abs(now - int(stamp)) > max_skew:
             raise SignatureError(f"{timestamp_header} is more than {max_skew} s away from our clock")
     expected = sign(secret, body, timestamp.strip() if timestamp_header and timestamp else None)
     given = signature.strip().lower().removeprefix("sha256=")
