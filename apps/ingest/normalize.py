@@ -38,6 +38,7 @@ MAX_LIST_ITEMS = 50
 MAX_FIELD_DEPTH = 5
 MAX_FIELD_NODES = 2000
 MAX_TRACE_ID_CHARS = 128
+MAX_EPOCH_CHARS = 64  # a nanosecond epoch with a fraction is ~30
 DROPPED_FIELDS_KEY = "_dropped_fields"
 
 _RFC3339_RE = re.compile(
@@ -307,6 +308,8 @@ def _parse_ts(value: Any) -> datetime:
     text = value.strip()
     # A date has its first '-' at index 4, which no number has: test for a number only otherwise.
     if text[4:5] != "-" and _NUMERIC_RE.fullmatch(text):
+        if len(text) > MAX_EPOCH_CHARS:  # int() refuses over 4300 digits, float() over 308: 500s
+            raise EventError("ts", f"invalid epoch {text[:64]}... ({len(text)} characters)")
         return _from_epoch(float(text) if "." in text else int(text))
     m = _RFC3339_RE.fullmatch(text)
     if m is None:

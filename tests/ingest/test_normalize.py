@@ -239,6 +239,8 @@ def test_ts_formats(given, expected):
     # fromisoformat takes these; RFC 3339 does not, so neither do we
     "2024-05-01T11:59:00,5Z", "2024-05-01T11:59:00+0100", "20240501T115900Z", "2024-05-01T11:59Z",
     "2024-05-01T11:59:00+01:00:30",
+    # digits int() refuses (over 4300) or float() cannot hold (over 308): were a 500
+    "9" * 5000, "9" * 400, "-" + "9" * 400,
 ])
 def test_bad_ts(bad):
     assert error_of(base(ts=bad)).field == "ts"
