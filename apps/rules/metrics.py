@@ -169,6 +169,9 @@ def _prometheus_items(raw: bytes) -> list[dict]:
                 for family in text_string_to_metric_families(text) for s in family.samples]
     except (ValueError, TypeError, IndexError) as exc:
         raise MetricsBodyError(f"not valid Prometheus text exposition format: {exc}") from None
+    except OverflowError:  # the parser divides a timestamp's integer milliseconds by 1000
+        raise MetricsBodyError("not valid Prometheus text exposition format: a timestamp too large for a float "
+                               "(milliseconds since the epoch expected)") from None
 
 
 def _sample(index: int, item: Any, *, now: float, oldest: float, newest: float) -> Sample:
@@ -190,7 +193,12 @@ def _sample(index: int, item: Any, *, now: float, oldest: float, newest: float) 
     value = item.get("value")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"value: must be a number, got {value!r}")
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an integer past a float's range: Prometheus text can carry one
+        raise ValueError(f"value: an integer of {value.bit_length()} bits is too large for a float "
+                         "(rollups need finite floats)") from None
+    if not finite:
         raise ValueError(f"value: {value} is not stored (NaN and +-Inf are rejected: rollups need finite values)")
     ts = _timestamp(item.get("ts"), now)
     if not oldest <= ts <= newest:

@@ -101,6 +101,15 @@ def test_a_ts_no_date_can_hold_is_rejected_naming_ts_and_the_range(writer, ts):
     assert "outside the accepted range: 7d in the past to 5m in the future" in rejected["error"]
 
 
+def test_an_integer_value_too_large_for_a_float_is_rejected_naming_value(writer):
+    # Prometheus text may carry one (JSON's become floats); was a 500 (OverflowError in isfinite).
+    resp = writer.post(URL, data=b"ok_metric 1\nbig " + b"9" * 400 + b"\n", content_type=PROM)
+    assert resp.status_code == 202, resp.content
+    assert resp.json()["accepted"] == 1
+    [rejected] = resp.json()["rejected"]
+    assert rejected["index"] == 1 and rejected["error"].startswith("value: ")
+
+
 def test_ts_in_epoch_milliseconds_is_read_as_the_logs_read_it(writer):
     # Was "year 58889 is out of range": a JSON ts past 1e11 is milliseconds (1e11 s is the year 5138).
     minute = (int(time.time()) // 60 - 1) * 60
@@ -120,6 +129,7 @@ def test_ts_in_epoch_milliseconds_is_read_as_the_logs_read_it(writer):
     (b"", PROM, "empty body"),  # was 202 "accepted": 0
     (b" \n\n", PROM, "empty body"),
     (b"", "application/json", "empty body"),
+    (b"m 1 " + b"9" * 400 + b"\n", PROM, "timestamp"),  # too large for a float: was a 500 (OverflowError)
 ])
 def test_a_body_that_can_never_be_valid_is_422(writer, data, content_type, fragment):
     resp = writer.post(URL, data=data, content_type=content_type)
