@@ -186,6 +186,33 @@ def test_ack_all_uses_the_same_filters(acme, make_alert):
     assert resp.status_code == 400 and "state" in resp.json()["error"]["details"]
 
 
+def test_ack_all_with_a_misspelt_filter_is_a_400_and_acknowledges_nothing(acme, make_alert):
+    # Was 200: DRF dropped "sevrity" and the empty filter acknowledged every open alert.
+    alerts = [make_alert(severity="critical"), make_alert(severity="warning")]
+    resp = acme.post("/api/v1/alerts/ack-all", {"sevrity": "critical", "nte": "x"}, format="json")
+    assert resp.status_code == 400, resp.content
+    error = resp.json()["error"]
+    assert error["code"] == "invalid" and sorted(error["details"]) == ["nte", "sevrity"]
+    assert error["message"].startswith("nte: unknown field; accepted: state, severity, tenant, plugin, rule, ")
+    assert "sevrity: unknown field; accepted: " in error["message"] and error["message"].endswith(", q, note")
+    assert {a.state for a in Alert.objects.filter(pk__in=[a.pk for a in alerts])} == {AlertState.OPEN}
+    assert not AuditEvent.objects.filter(action="alert.acknowledged").exists()
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/v1/silences", {"matcher": {"plugin": "checkout"}, "duration": "2h", "reason": "deploy"}),
+    ("/api/v1/silences/preview", {"matcher": {"plugin": "checkout"}}),
+])
+def test_silence_bodies_with_a_misspelt_key_are_a_400(acme, make_alert, path, body):
+    # A silence without matchers covers the whole tenant: a typo must not create (or preview) one.
+    make_alert()
+    resp = acme.post(path, body, format="json")
+    assert resp.status_code == 400, resp.content
+    assert list(resp.json()["error"]["details"]) == ["matcher"]
+    assert "matcher: unknown field; accepted: tenant, matchers" in resp.json()["error"]["message"]
+    assert not Silence.objects.exists()
+
+
 def test_statistics_on_a_known_data_set(acme, make_alert, frozen, other_tenant):
     now = frozen()
     t = lambda minutes: now - timedelta(minutes=minutes)  # noqa: E731

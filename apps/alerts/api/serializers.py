@@ -6,6 +6,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from apps.core.serializers import RejectUnknownFields
 from apps.core.vocabulary import parse_period
 
 from ..matching import validate_matchers
@@ -151,7 +152,7 @@ class SuppressInSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500)
 
 
-class AckAllInSerializer(AlertFilterSerializer):
+class AckAllInSerializer(RejectUnknownFields, AlertFilterSerializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
 
 
@@ -186,7 +187,7 @@ class MatchersField(serializers.JSONField):
             raise serializers.ValidationError(str(exc)) from exc
 
 
-class SilenceInSerializer(serializers.Serializer):
+class SilenceInSerializer(RejectUnknownFields, serializers.Serializer):
     tenant = serializers.SlugField(required=False, allow_null=True,
                                    help_text="Tenant slug; platform tokens may send null for every tenant")
     matchers = MatchersField(required=False, default=dict,
@@ -202,7 +203,7 @@ class SilenceInSerializer(serializers.Serializer):
         return attrs
 
 
-class SilencePreviewInSerializer(serializers.Serializer):
+class SilencePreviewInSerializer(RejectUnknownFields, serializers.Serializer):
     tenant = serializers.SlugField(required=False, allow_null=True)
     matchers = MatchersField(required=False, default=dict)
 
