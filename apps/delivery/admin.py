@@ -205,6 +205,14 @@ class NotificationChannelAdmin(admin.ModelAdmin):
                 actor=request.user)
         obj.pk = channel.pk
 
+    def get_deleted_objects(self, objs, request):
+        # The service refuses a channel a policy routes to (409 in the API); listed as protected,
+        # the confirmation page says which policies and offers no delete button.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        in_use = [f"{channel.kind}:{channel.name} is used by policy {use['name']} ({', '.join(use['as'])})"
+                  for channel in objs for use in channel_services.policies_using(channel)]
+        return deleted, counts, perms_needed, [*protected, *in_use]
+
     def delete_model(self, request, obj):
         channel_services.delete_channel(channel=obj, actor=request.user)
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from apps.audit.services import record as audit
-from apps.core.errors import Unprocessable
+from apps.core.errors import Conflict, Unprocessable
 from apps.core.vocabulary import EVENT_TEST, EVENT_TRIGGERED
 
 from . import routing
@@ -170,9 +170,29 @@ def update_channel(*, channel: NotificationChannel, actor: Any = None, alert: di
     return channel, preview
 
 
+def policies_using(channel: NotificationChannel) -> list[dict]:
+    """The policies that route to ``channel``: [{"id", "name", "as": ["channels", "fallback_channels"]}]."""
+    uses: dict[int, dict] = {}
+    for key in ("channels", "fallback_channels"):
+        for pk, name in NotificationPolicy.objects.filter(**{key: channel}).values_list("pk", "name"):
+            uses.setdefault(pk, {"id": pk, "name": name, "as": []})["as"].append(key)
+    return sorted(uses.values(), key=lambda use: use["name"])
+
+
 def delete_channel(*, channel: NotificationChannel, actor: Any = None) -> None:
-    """Delete; its deliveries stay (history) and policies simply stop routing to it."""
+    """Delete; its deliveries stay (history). Conflict (409) while a policy routes to it, as one
+    of its channels or fallback channels: the delete would change silently where that policy's
+    alerts go (to nobody, if it was the only channel). Grafana refuses such a contact point too."""
     with transaction.atomic():
+        # Locked before the check: a policy linking the channel meanwhile either committed before
+        # (and is seen) or waits for this delete on the row's foreign key; it cannot slip between.
+        list(NotificationChannel.objects.select_for_update().filter(pk=channel.pk).values_list("pk"))
+        users = policies_using(channel)
+        if users:
+            names = ", ".join(repr(use["name"]) for use in users)
+            raise Conflict(f"channel {channel.name!r} is used by {'policy' if len(users) == 1 else 'policies'} "
+                           f"{names}; take it out of them first", code="channel_in_use",
+                           details={"policies": users})
         audit("channel.deleted", actor=actor, target=channel, tenant=channel.tenant_id,
               data={"kind": channel.kind, "name": channel.name})
         channel.delete()

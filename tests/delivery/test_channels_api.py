@@ -91,6 +91,30 @@ def test_delete_is_audited(client, slack, tenant):
     assert AuditEvent.objects.filter(action="channel.deleted", target_id=str(pk), tenant_id=tenant.pk).exists()
 
 
+def test_a_channel_a_policy_routes_to_cannot_be_deleted(client, slack, tenant):
+    # Was 204, leaving the policy with "channels": [] so its alerts reached nobody.
+    pk = create_slack(client, slack.url).json()["id"]
+    spare = create_slack(client, slack.url, name="spare").json()["id"]
+    night = client.post("/api/v1/policies", {"name": "night", "channels": [pk]}, format="json").json()["id"]
+    crit = client.post("/api/v1/policies", {"name": "critical", "channels": [spare], "fallback_channels": [pk]},
+                       format="json").json()["id"]
+    resp = client.delete(f"/api/v1/channels/{pk}")
+    assert resp.status_code == 409, resp.content
+    assert resp.json()["error"] == {
+        "code": "channel_in_use",
+        "message": "channel 'ops-slack' is used by policies 'critical', 'night'; take it out of them first",
+        "details": {"policies": [{"id": crit, "name": "critical", "as": ["fallback_channels"]},
+                                 {"id": night, "name": "night", "as": ["channels"]}]}}
+    assert NotificationChannel.objects.filter(pk=pk).exists()
+    assert client.get(f"/api/v1/policies/{night}").json()["channels"] == [pk]
+    assert not AuditEvent.objects.filter(action="channel.deleted").exists()
+    # Out of both policies, it goes.
+    client.patch(f"/api/v1/policies/{night}", {"channels": [spare]}, format="json")
+    assert client.delete(f"/api/v1/channels/{pk}").status_code == 409  # still critical's fallback
+    client.patch(f"/api/v1/policies/{crit}", {"fallback_channels": []}, format="json")
+    assert client.delete(f"/api/v1/channels/{pk}").status_code == 204
+
+
 def test_ssrf_refused_at_save_naming_the_field(client, settings):
     settings.WEBHOOK_ALLOWED_NETWORKS = []
     for url, reason in [("https://127.0.0.1/services/x", "loopback"), ("https://169.254.169.254/x", "link-local"),
@@ -246,6 +270,24 @@ def test_admin_channel_add_seals_secrets_audits_and_never_shows_them(root, tenan
     r = root.post("/admin/delivery/notificationchannel/", {"action": "send_test", "_selected_action": [channel.pk]},
                   follow=True)
     assert "admin-slack: 200" in r.content.decode() and len(slack.requests) == 1
+
+
+def test_admin_refuses_to_delete_a_channel_a_policy_routes_to(root, tenant):
+    from apps.delivery.models import NotificationPolicy
+
+    used, unused = (NotificationChannel.objects.create(tenant=tenant, kind="email", name=name,
+                                                       config={"recipients": "a@example.com"})
+                    for name in ("used", "unused"))
+    NotificationPolicy.objects.create(tenant=tenant, name="night", position=10).fallback_channels.add(used)
+    page = root.get(f"/admin/delivery/notificationchannel/{used.pk}/delete/").content.decode()
+    assert "email:used is used by policy night (fallback_channels)" in page
+    root.post(f"/admin/delivery/notificationchannel/{used.pk}/delete/", {"post": "yes"})
+    root.post("/admin/delivery/notificationchannel/", {"action": "delete_selected", "post": "yes",
+                                                       "_selected_action": [used.pk, unused.pk]})
+    assert set(NotificationChannel.objects.values_list("name", flat=True)) == {"used", "unused"}
+    root.post("/admin/delivery/notificationchannel/", {"action": "delete_selected", "post": "yes",
+                                                       "_selected_action": [unused.pk]})
+    assert set(NotificationChannel.objects.values_list("name", flat=True)) == {"used"}
 
 
 def test_admin_channel_refuses_unsafe_url_next_to_the_field(root, tenant, settings):
