@@ -1,7 +1,8 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
+from apps.core.errors import api_not_found
 from apps.core.views import HealthView, WhoAmIView
 from apps.ops.metrics import metrics_view
 from apps.stream.api.views import stream as stream_view
@@ -17,10 +18,14 @@ api_v1 = [
     path("", include("apps.rules.urls")),
     path("", include("apps.actions.urls")),
     path("", include("apps.reports.api_urls")),
+    # Last: an unmatched /api/v1/ URL is a JSON 404 under DEBUG too (handler404 is not called there).
+    re_path(r"", api_not_found),
 ]
 
-# An unmatched /api/ URL answers the JSON error body like every other API error.
+# An unmatched /api/ URL, or an unexpected exception under /api/, answers the JSON error body like
+# every other API error; the console keeps Django's pages.
 handler404 = "apps.core.errors.api_aware_404"
+handler500 = "apps.core.errors.api_aware_500"
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),

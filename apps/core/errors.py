@@ -9,7 +9,9 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.db import InterfaceError, OperationalError
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
 from rest_framework.response import Response
@@ -100,12 +102,24 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+@csrf_exempt  # a POST to a wrong API URL is a 404 (as without this route), not a CSRF failure
+def api_not_found(request, *args, **kwargs):
+    """The last /api/v1/ route: an unmatched API URL answers JSON even under DEBUG, where Django
+    shows its technical 404 page instead of calling ``handler404``."""
+    return JsonResponse(error_body("not_found", "Not found."), status=404)
+
+
 def api_aware_404(request, exception=None):
     """``handler404``: a URL under /api/ that matches no route (e.g. ``/alerts/abc``, where the
     route wants an integer) answers the one error body as JSON; other paths get Django's page."""
-    from django.http import JsonResponse
-    from django.views.defaults import page_not_found
-
     if request.path.startswith("/api/"):
-        return JsonResponse(error_body("not_found", "Not found."), status=404)
+        return api_not_found(request)
     return page_not_found(request, exception)
+
+
+def api_aware_500(request):
+    """``handler500``: an unexpected exception under /api/ answers the one error body as JSON (the
+    traceback goes to the log, never to the client); other paths get Django's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("server_error", "internal server error"), status=500)
+    return server_error(request)

@@ -1,0 +1,35 @@
+"""Errors under /api/ are the one JSON error body, whatever failed and whether DEBUG is on; the
+console keeps Django's HTML pages."""
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.core.urls_failing")]
+
+NOT_FOUND = {"error": {"code": "not_found", "message": "Not found.", "details": None}}
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_an_unknown_api_url_is_a_json_404(settings, debug):
+    # Was Django's HTML page under DEBUG, which shows its technical 404 instead of calling handler404.
+    settings.DEBUG = debug
+    for resp in (Client().get("/api/v1/nope"), Client(enforce_csrf_checks=True).post("/api/v1/nope/deeper")):
+        assert resp.status_code == 404 and resp["Content-Type"] == "application/json"
+        assert resp.json() == NOT_FOUND
+
+
+@pytest.mark.parametrize("path", ["/api/v1/broken", "/api/v1/broken-plain"])
+def test_an_exception_in_an_api_view_is_a_json_500(path):
+    # Was Django's HTML "Server Error (500)": alertcenter.urls named no handler500.
+    resp = Client(raise_request_exception=False).get(path)
+    assert resp.status_code == 500 and resp["Content-Type"] == "application/json"
+    assert resp.json() == {"error": {"code": "server_error", "message": "internal server error", "details": None}}
+    assert resp["X-Request-ID"]  # JSON log lines carry it with the traceback
+
+
+def test_console_errors_keep_the_html_pages():
+    client = Client(raise_request_exception=False)
+    for path, status in (("/broken-page", 500), ("/no-such-page/", 404)):
+        resp = client.get(path)
+        assert resp.status_code == status and resp["Content-Type"].startswith("text/html"), path
