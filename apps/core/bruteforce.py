@@ -44,3 +44,8 @@ def record_failure(*, plain: str, address: str) -> int | None:
         if not decision.allowed:
             waits.append(decision.retry_after)
     return max(waits) if waits else None
+
+
+def refusal_message(wait: int) -> str:
+    """The 429's message (the API's and the stream's), e.g. '...; check the token and retry after 36 seconds'."""
+    return f"too many failed token attempts; check the token and retry after {wait} second{'' if wait == 1 else 's'}"

@@ -14,6 +14,14 @@ from apps.core.client_ip import client_ip
 from . import tokens
 
 
+def _too_many_failures(wait: int) -> exceptions.Throttled:
+    """429 with Retry-After. The message is set after construction: DRF appends "Expected available
+    in N seconds." to any detail it is given, which read "...retry after Retry-After Expected ..."."""
+    exc = exceptions.Throttled(wait=wait)
+    exc.detail = exceptions.ErrorDetail(bruteforce.refusal_message(exc.wait), code=exc.default_code)
+    return exc
+
+
 class TokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
@@ -29,8 +37,7 @@ class TokenAuthentication(authentication.BaseAuthentication):
         if token is None:
             wait = bruteforce.record_failure(plain=parts[1], address=client_ip(request))
             if wait:
-                raise exceptions.Throttled(wait=wait, detail="too many failed token attempts; "
-                                                             "check the token and retry after Retry-After")
+                raise _too_many_failures(wait)
             raise exceptions.AuthenticationFailed("invalid, expired or revoked token")
         principal = TokenPrincipal(
             token_id=token.id,

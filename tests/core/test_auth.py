@@ -101,11 +101,30 @@ def test_failures_are_throttled_per_token_prefix(api, tenant, make_token, budget
     assert resp.status_code == 429
     assert 1 <= int(resp["Retry-After"]) <= 60
     error = resp.json()["error"]
-    assert error["code"] == "throttled" and "too many failed token attempts" in error["message"]
+    # Was "...retry after Retry-After Expected available in 36 seconds." (DRF appends its own sentence).
+    seconds = "1 second" if resp["Retry-After"] == "1" else f"{resp['Retry-After']} seconds"
+    assert error == {"code": "throttled", "details": None,
+                     "message": f"too many failed token attempts; check the token and retry after {seconds}"}
     # Another prefix from the same address is judged on its own (the address budget is higher).
     assert api(bad_token(1)).get("/scoped").status_code == 401
     # The token whose prefix is being guessed still works.
     assert api(good).get("/scoped").status_code == 200
+
+
+def test_the_stream_refuses_a_guesser_in_the_same_words(rf, budgets):
+    from apps.core.errors import ApplicationError
+    from apps.stream.api.views import authorize
+
+    request = rf.get("/api/v1/stream", HTTP_AUTHORIZATION=f"Bearer {bad_token(7)}")
+    codes = []
+    for _ in range(4):
+        with pytest.raises(ApplicationError) as refused:
+            authorize(request)
+        codes.append(refused.value.code)
+    assert codes == ["authentication_failed"] * 3 + ["throttled"]
+    wait = refused.value.headers["Retry-After"]
+    assert refused.value.message == ("too many failed token attempts; check the token and retry after "
+                                     f"{wait} second{'' if wait == '1' else 's'}")
 
 
 def test_per_address_budget_is_higher_and_counts_every_prefix(api, budgets):

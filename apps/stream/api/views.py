@@ -73,8 +73,7 @@ def authorize(request: HttpRequest) -> frozenset[int] | None:
         if token is None:
             wait = bruteforce.record_failure(plain=parts[1], address=client_ip(request))
             if wait:
-                raise ApplicationError("too many failed token attempts; check the token and retry after "
-                                       "Retry-After", code="throttled", status_code=429,
+                raise ApplicationError(bruteforce.refusal_message(wait), code="throttled", status_code=429,
                                        headers={"Retry-After": str(wait)})
             raise ApplicationError("invalid, expired or revoked token", code="authentication_failed",
                                    status_code=401)
