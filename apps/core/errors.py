@@ -17,6 +17,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .readable import plain_text
+
 
 class ApplicationError(Exception):
     """An expected failure with a stable machine-readable code and an HTTP status."""
@@ -64,16 +66,26 @@ def error_body(code: str, message: str, details: Any = None) -> dict:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-def _drf_message(detail: Any) -> str:
-    if isinstance(detail, dict):
-        parts = []
-        for field, value in detail.items():
-            first = value[0] if isinstance(value, list) and value else value
-            parts.append(f"{field}: {first}")
-        return "; ".join(parts) or "invalid request"
+def validation_message(detail: Any) -> str:
+    """DRF's error detail, however nested, as one line: ``name: This field is required.;
+    event_types[0]: "x" is not a valid choice.``, the first message of each field or list item."""
+    return "; ".join(_error_lines(detail, "")) or "invalid request"
+
+
+def _error_lines(detail: Any, where: str) -> list[str]:
+    if isinstance(detail, dict):  # by field name, or by index for a ListField's items
+        return [line for key, value in detail.items()
+                for line in _error_lines(value, f"{where}[{key}]" if isinstance(key, int) else
+                                         f"{where}.{key}" if where else str(key))]
     if isinstance(detail, list):
-        return "; ".join(str(d) for d in detail) or "invalid request"
-    return str(detail)
+        if any(isinstance(item, (dict, list)) for item in detail):  # a list of objects: one entry each
+            return [line for index, item in enumerate(detail) if item
+                    for line in _error_lines(item, f"{where}[{index}]")]
+        if where:  # a field's messages: the first says what to fix
+            detail = detail[:1]
+        return [line for item in detail for line in _error_lines(item, where)]
+    text = plain_text(detail)
+    return [f"{where}: {text}" if where else text]
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
@@ -96,7 +108,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     code = getattr(exc, "default_code", "error")
     if isinstance(exc, drf_exceptions.ValidationError):
         code = "invalid"
-    message = _drf_message(detail) if detail is not None else str(exc)
+    message = validation_message(detail) if detail is not None else str(exc)
     details = detail if isinstance(detail, (dict, list)) else None
     response.data = error_body(code, message, details)
     return response

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 import re2
 
+from apps.core.readable import exception_text
 from apps.core.vocabulary import SEVERITIES, severity_rank
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -160,7 +161,8 @@ def validate_matchers(raw: Any) -> dict:
                 try:
                     re2.compile(pattern)
                 except re2.error as exc:
-                    raise ValueError(f"matchers.labels_regex.{name}: not a valid RE2 pattern: {exc}") from None
+                    raise ValueError(f"matchers.labels_regex.{name}: not a valid RE2 pattern: "
+                                     f"{exception_text(exc)}") from None
         out[key] = dict(value)
     if raw.get("active") is not None:
         out["active"] = _validate_active(raw["active"])

@@ -30,6 +30,7 @@ from typing import Any
 import re2
 import yaml
 
+from apps.core.readable import exception_text
 from apps.ingest.masking_checks import CHECKS, Check, Span, luhn_ok, plain
 from apps.ingest.normalize import Event
 
@@ -324,7 +325,7 @@ def _compile(pattern: object, where: str) -> Any:
     try:
         return re2.compile(pattern)
     except re2.error as exc:
-        raise MaskingRuleError(f"{where}: not a valid RE2 pattern: {exc}") from None
+        raise MaskingRuleError(f"{where}: not a valid RE2 pattern: {exception_text(exc)}") from None
 
 
 _cache: dict[str, tuple[int, Masker]] = {}

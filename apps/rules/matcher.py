@@ -23,6 +23,7 @@ import ahocorasick
 import re2
 
 from apps.core.events import Event
+from apps.core.readable import exception_text
 from apps.core.vocabulary import LEVEL_NUMBERS
 
 if TYPE_CHECKING:
@@ -46,10 +47,7 @@ def pattern_error(pattern: str) -> str | None:
     try:
         re2.compile(pattern, _options())
     except re2.error as exc:
-        detail = exc.args[0] if exc.args else exc
-        if isinstance(detail, bytes):
-            detail = detail.decode("utf-8", "replace")
-        return f"cannot be compiled by the linear-time engine: {detail}"
+        return f"cannot be compiled by the linear-time engine: {exception_text(exc)}"
     return None
 
 

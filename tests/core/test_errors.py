@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from rest_framework.exceptions import ErrorDetail
+
+from apps.core.errors import validation_message
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.core.urls_failing")]
 
@@ -33,3 +36,19 @@ def test_console_errors_keep_the_html_pages():
     for path, status in (("/broken-page", 500), ("/no-such-page/", 404)):
         resp = client.get(path)
         assert resp.status_code == status and resp["Content-Type"].startswith("text/html"), path
+
+
+def test_validation_messages_flatten_any_nesting_into_plain_words():
+    detail = {
+        "name": [ErrorDetail("This field is required.", "required"), ErrorDetail("second", "x")],
+        "event_types": {0: [ErrorDetail('"x" is not a valid choice.', "invalid_choice")]},
+        "config": {"webhook_url": [ErrorDetail("Enter a valid URL.", "invalid")]},
+        "samples": [{}, {"value": [ErrorDetail("A valid number is required.", "invalid")]}],
+        "pattern": [b"missing ): (("],
+    }
+    assert validation_message(detail) == (
+        'name: This field is required.; event_types[0]: "x" is not a valid choice.; '
+        "config.webhook_url: Enter a valid URL.; samples[1].value: A valid number is required.; "
+        "pattern: missing ): ((")
+    assert validation_message([ErrorDetail("one", "a"), ErrorDetail("two", "b")]) == "one; two"
+    assert validation_message({}) == "invalid request"

@@ -103,6 +103,15 @@ def test_update_delete_and_validation(client, hook):
     assert not WebhookEndpoint.objects.exists()
 
 
+def test_a_bad_list_item_is_named_by_its_index_in_plain_words(client, hook):
+    # Was "event_types: {0: [ErrorDetail(string='\"alert.exploded\" is not a valid choice.', ...)]}".
+    pk = create(client, hook.url).json()["id"]
+    r = client.patch(f"/api/v1/webhooks/{pk}", {"event_types": ["alert.triggered", "alert.exploded"]}, format="json")
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == 'event_types[1]: "alert.exploded" is not a valid choice.'
+    assert r.json()["error"]["details"] == {"event_types": {"1": ['"alert.exploded" is not a valid choice.']}}
+
+
 def test_rotate_and_self_test_sign_with_both_secrets(client, hook):
     r = create(client, hook.url)
     pk, old = r.json()["id"], r.json()["secret"]

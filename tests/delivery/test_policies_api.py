@@ -79,6 +79,21 @@ def test_bad_input_is_422_naming_the_field(client, body, field):
     assert not NotificationPolicy.objects.exists()
 
 
+@pytest.mark.parametrize("body, message", [
+    # Were "channels: {0: [ErrorDetail(string='A valid integer is required.', code='invalid')]}" and
+    # "...: not a valid RE2 pattern: b'missing ): (('".
+    ({"name": "p", "channels": ["ops-mail"]}, "channels[0]: A valid integer is required."),
+    ({"name": "p", "fallback_channels": [1, "x"], "group_by": "plugin"},
+     "group_by: Expected a list of items but got type \"str\".; fallback_channels[1]: A valid integer is required."),
+    ({"name": "p", "matchers": {"labels_regex": {"env": "(("}}},
+     "matchers.labels_regex.env: not a valid RE2 pattern: missing ): (("),
+])
+def test_error_messages_are_plain_text(client, body, message):
+    r = create(client, **body)
+    assert r.status_code == 422, r.content
+    assert r.json()["error"]["message"] == message
+
+
 def test_other_tenants_channel_is_refused_naming_the_id(client, other_tenant):
     foreign = channel(other_tenant, "their-mail")
     r = create(client, name="p", channels=[foreign.pk])

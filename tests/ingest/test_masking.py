@@ -221,7 +221,7 @@ def test_cache_is_keyed_by_path_and_mtime(tmp_path):
 
 @pytest.mark.parametrize("text,needle", [
     ("rules: 3", "expected a mapping"),
-    ("rules:\n  - kind: x\n    pattern: '('\n", "pattern"),
+    ("rules:\n  - kind: x\n    pattern: '('\n", "pattern: missing \\): \\($"),  # pyre2's bytes, decoded
     ("rules:\n  - kind: x\n    pattern: 'a'\n    validator: crc\n", "unknown validator"),
     ("rules:\n  - kind: x\n    pattern: 'a'\n    hint: [a]\n", "unknown keys"),
     ("rules:\n  - kind: Bad Kind\n    pattern: 'a'\n", "kind"),

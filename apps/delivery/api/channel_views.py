@@ -18,7 +18,7 @@ from rest_framework.views import APIView
 
 from apps.alerts.models import Alert
 from apps.alerts.payload import alert_payload
-from apps.core.errors import NotFound, Unprocessable
+from apps.core.errors import NotFound, Unprocessable, validation_message
 from apps.core.parsers import DepthLimitedJSONParser
 from apps.core.scopes import CHANNELS_READ, CHANNELS_WRITE
 from apps.core.vocabulary import SEVERITIES
@@ -40,9 +40,7 @@ TENANT_PARAM = OpenApiParameter("tenant", str, description="Tenant slug (platfor
 def _valid(serializer_class, data, *, partial: bool = False) -> dict:
     ser = serializer_class(data=data, partial=partial)
     if not ser.is_valid():
-        field, problems = next(iter(ser.errors.items()))
-        first = problems[0] if isinstance(problems, list) and problems else problems
-        raise Unprocessable(f"{field}: {first}", details=ser.errors)
+        raise Unprocessable(validation_message(ser.errors), details=ser.errors)
     return dict(ser.validated_data)
 
 
