@@ -199,6 +199,16 @@ def test_ack_all_with_a_misspelt_filter_is_a_400_and_acknowledges_nothing(acme, 
     assert not AuditEvent.objects.filter(action="alert.acknowledged").exists()
 
 
+def test_resolve_with_a_misspelt_ticket_is_a_400_and_resolves_nothing(acme, make_alert):
+    # Was 200: DRF dropped "tiket", so the ticket check was skipped and the alert resolved.
+    alert = make_alert()
+    resp = acme.post(f"/api/v1/alerts/{alert.pk}/resolve", {"tiket": "OPS-12"}, format="json")
+    assert resp.status_code == 400, resp.content
+    assert resp.json()["error"]["message"].startswith("tiket: unknown field; accepted: ")
+    alert.refresh_from_db()
+    assert alert.state == AlertState.OPEN
+
+
 @pytest.mark.parametrize("path, body", [
     ("/api/v1/silences", {"matcher": {"plugin": "checkout"}, "duration": "2h", "reason": "deploy"}),
     ("/api/v1/silences/preview", {"matcher": {"plugin": "checkout"}}),

@@ -117,7 +117,8 @@ class NoteInSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=10_000, default="")
 
 
-class ResolveInSerializer(NoteInSerializer):
+class ResolveInSerializer(RejectUnknownFields, NoteInSerializer):
+    # Strict: a misspelt "tiket" would skip the ticket check and resolve the alert anyway.
     reason = serializers.CharField(required=False, allow_blank=True, max_length=2_000, default="",
                                    help_text="Why (e.g. 'regression passed'); goes into the timeline and the ticket comment")
     ticket = serializers.CharField(required=False, max_length=100,
