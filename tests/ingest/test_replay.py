@@ -34,6 +34,14 @@ def test_replays_a_file_in_batches_and_reports(tmp_path, tenant, other_tenant, n
     assert messages == ["one", "token=[MASKED:password]", "four"]
 
 
+def test_an_unknown_tenant_fails_the_run_before_any_line(tmp_path, tenant, no_doorbell):
+    path = tmp_path / "logs.ndjson"
+    path.write_bytes(ndjson([event(tenant_id=None)]))
+    with pytest.raises(CommandError, match="no tenant 'nosuch'"):
+        replay(str(path), "--tenant", "nosuch")
+    assert not IngestBatch.objects.exists()
+
+
 def test_platform_replay_needs_tenant_ids(tmp_path, tenant, no_doorbell):
     path = tmp_path / "logs.ndjson"
     path.write_bytes(ndjson([event(), event(tenant_id=None)]))

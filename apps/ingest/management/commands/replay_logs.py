@@ -11,6 +11,7 @@ from apps.core import clock
 from apps.core.errors import ApplicationError
 from apps.ingest.normalize import BodyError, EventError, normalize_event, parse_body
 from apps.ingest.services import QuotaExceeded, Writer, accept_events
+from apps.tenants.models import Tenant
 
 MAX_QUOTA_WAITS = 60
 
@@ -31,6 +32,9 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be positive")
         if opts["speed"] < 0:
             raise CommandError("--speed must be >= 0")
+        if opts["tenant"] and not Tenant.objects.filter(slug=opts["tenant"]).exists():
+            # Fail the run (exit 1), not every line one by one with exit 0: a typo in a cron line shows.
+            raise CommandError(f"no tenant {opts['tenant']!r}")
         lines = self._read(opts["file"])
         writer = Writer(token_id=None, tenant_slug=opts["tenant"])
         accepted = rejected = batches = 0
