@@ -176,7 +176,9 @@ def test_the_secret_is_stored_encrypted_and_its_changes_audited(tenant, secret):
 
 def test_management_command_prints_the_secret_once_and_it_verifies(graf, tenant, capsys, no_doorbell):
     call_command("set_integration_secret", "acme", "grafana")
-    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    shown = capsys.readouterr()
+    printed = shown.out.strip()  # the secret alone (the note is on stderr), as SECRET=$(...) captures it
+    assert "\n" not in printed and "Shown once" in shown.err
     body = grafana_body(grafana_alert())
     assert post(graf, GRAFANA_URL, body, HTTP_X_GRAFANA_ALERTING_SIGNATURE=sig(printed, body)).status_code == 202
     call_command("set_integration_secret", "acme", "grafana", "--secret", "a-chosen-secret-of-length")

@@ -36,7 +36,8 @@ class Command(BaseCommand):
                                 header=opts["header"], timestamp_header=opts["timestamp_header"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(f"{opts['kind']} secret of {tenant.slug} set (header {opts['header']}"
+        # The note on stderr, the secret alone on stdout: SECRET=$(manage.py set_integration_secret ...) works.
+        self.stderr.write(f"{opts['kind']} secret of {tenant.slug} set (header {opts['header']}"
                           + (f", timestamp header {opts['timestamp_header']}" if opts["timestamp_header"] else "")
                           + "). Shown once:")
         self.stdout.write(secret)
