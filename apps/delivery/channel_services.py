@@ -77,14 +77,15 @@ def _split_config(kind: str, raw: Any) -> tuple[dict, dict]:
             {k: v for k, v in clean.items() if k in secret_keys})
 
 
-def preview_templates(kind: str, templates: Any, alert: dict | None = None) -> dict:
+def preview_templates(kind: str, templates: Any, alert: dict | None = None, tenant_slug: str | None = None) -> dict:
     """Validate ``templates`` ({title, body} overrides) and render them for ``alert`` (a payload;
-    the kind's sample alert when None). Returns the rendered request payload (no secret in it)."""
+    when None, the kind's sample alert, of ``tenant_slug`` if given). Returns the rendered request
+    payload (no secret in it)."""
     if templates is None:
         templates = {}
     if not isinstance(templates, dict):
         raise _refuse("templates", "give an object of template name -> text")
-    sample = alert or kinds.sample_alert()
+    sample = alert or {**kinds.sample_alert(), **({"tenant": tenant_slug} if tenant_slug else {})}
     for name, text in templates.items():
         try:
             kinds.validate_template(kind, name, text)
@@ -120,7 +121,7 @@ def create_channel(*, tenant: Any, kind: str, name: str, config: Any, templates:
     """Create a channel; returns it and the rendered preview of its templates (for ``alert``)."""
     kind = _kind(kind)
     public, secret = _split_config(kind, config if config is not None else {})
-    preview = preview_templates(kind, templates, alert)
+    preview = preview_templates(kind, templates, alert, tenant.slug)
     channel = NotificationChannel(tenant=tenant, kind=kind, name=_name(name, "channel"), config=public,
                                   secrets_encrypted=seal_channel_secrets(secret), templates=dict(templates or {}),
                                   rate_limit_per_minute=_rate_limit(rate_limit_per_minute), enabled=bool(enabled))
@@ -154,7 +155,7 @@ def update_channel(*, channel: NotificationChannel, actor: Any = None, alert: di
         data["config"] = {"from": channel.config, "to": public}
         channel.config, channel.secrets_encrypted = public, seal_channel_secrets(secret)
     templates = changes.get("templates", channel.templates)
-    preview = preview_templates(channel.kind, templates, alert)
+    preview = preview_templates(channel.kind, templates, alert, channel.tenant.slug)
     if "templates" in changes:
         channel.templates = dict(templates or {})
     if "rate_limit_per_minute" in changes:

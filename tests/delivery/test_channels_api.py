@@ -324,3 +324,12 @@ def test_admin_policy_matchers_errors_other_tenants_channels_and_preview(root, t
     r = root.post("/admin/delivery/notificationpolicy/", {"action": "preview", "_selected_action": [policy.pk],
                                                           "alert_id": alert.pk}, follow=True)
     assert "policies p; channels email:mail (policy p)" in r.content.decode()
+
+
+def test_a_tenant_without_alerts_previews_a_sample_of_its_own(api, make_token, other_tenant, slack):
+    """No alert yet: the preview renders the sample alert, named after this tenant, not another."""
+    globex = api(make_token(other_tenant, "channels:write,channels:read"))
+    r = create_slack(globex, slack.url)
+    assert r.status_code == 201, r.content
+    shown = str(r.json()["preview"])
+    assert "globex" in shown and "acme" not in shown
