@@ -186,7 +186,8 @@ def delete_channel(*, channel: NotificationChannel, actor: Any = None) -> None:
     alerts go (to nobody, if it was the only channel). Grafana refuses such a contact point too."""
     with transaction.atomic():
         # Locked before the check: a policy linking the channel meanwhile either committed before
-        # (and is seen) or waits for this delete on the row's foreign key; it cannot slip between.
+        # (and is seen) or waits for this delete (``link_channels`` locks the channels it links);
+        # it cannot slip between.
         list(NotificationChannel.objects.select_for_update().filter(pk=channel.pk).values_list("pk"))
         users = policies_using(channel)
         if users:
@@ -296,14 +297,30 @@ def clean_policy(tenant_id: int, raw: dict, *, partial: bool = False) -> tuple[d
     return values, links
 
 
+def link_channels(policy: NotificationPolicy, links: dict) -> None:
+    """Set the policy's channel lists, in the caller's transaction. The channels are locked first
+    (FOR NO KEY UPDATE, which a delete's FOR UPDATE waits for): the link rows' foreign keys are
+    checked only at commit, so a channel deleted meanwhile would fail it with a 500; now it is
+    either gone here (422) or its delete waits and then sees this policy (409)."""
+    ids = sorted({c.pk for channels in links.values() for c in channels})
+    if ids:
+        kept = set(NotificationChannel.objects.select_for_update(no_key=True).filter(pk__in=ids)
+                   .order_by("pk").values_list("pk", flat=True))
+        for key, channels in links.items():
+            gone = [c.pk for c in channels if c.pk not in kept]
+            if gone:
+                raise _refuse(key, f"no channel {gone[0]} in this tenant (deleted meanwhile)")
+    for key, channels in links.items():
+        getattr(policy, key).set(channels)
+
+
 def _save_policy(policy: NotificationPolicy, links: dict) -> None:
     try:
         with transaction.atomic():
             policy.save()
     except IntegrityError:
         raise _refuse("name", f"tenant already has a policy named {policy.name!r}", code="conflict") from None
-    for key, channels in links.items():
-        getattr(policy, key).set(channels)
+    link_channels(policy, links)
 
 
 def summary(policy: NotificationPolicy) -> dict:

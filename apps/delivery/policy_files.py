@@ -18,7 +18,7 @@ from django.db import transaction
 from apps.audit.services import record as audit
 from apps.core.errors import Unprocessable
 
-from .channel_services import POLICY_FIELDS, clean_policy, summary
+from .channel_services import POLICY_FIELDS, clean_policy, link_channels, summary
 from .models import NotificationChannel, NotificationPolicy
 
 DOC_FIELDS = tuple(f for f in POLICY_FIELDS if f != "position")
@@ -138,8 +138,7 @@ def import_policies(*, tenant: Any, text: str | None = None, doc: Any = None, ac
             for key, value in {**defaults, **values}.items():
                 setattr(policy, key, value)
             policy.save()
-            policy.channels.set(links.get("channels", []))
-            policy.fallback_channels.set(links.get("fallback_channels", []))
+            link_channels(policy, {key: links.get(key, []) for key in ("channels", "fallback_channels")})
             after = summary(NotificationPolicy.objects.prefetch_related("channels", "fallback_channels")
                              .get(pk=policy.pk))
             if before is None:

@@ -280,3 +280,31 @@ def test_platform_token_names_the_tenant(api, make_token, tenant):
     assert create(platform, name="p", tenant="acme").json()["tenant"] == "acme"
     assert platform.get("/api/v1/policies/export").status_code == 422
     assert "name: p" in platform.get("/api/v1/policies/export?tenant=acme").content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_channel_deleted_while_a_policy_links_it_is_a_422_not_a_500(client, tenant, monkeypatch):
+    """The link rows' foreign keys are checked only at commit: a channel deleted between the
+    policy's validation and its save failed that commit with a 500. The save locks the channels it
+    links, so it finds the channel gone and says so."""
+    import psycopg
+    from django.db import connection
+
+    from apps.delivery import channel_services
+
+    mail = channel(tenant, "ops-mail")
+    validate = channel_services.clean_policy
+
+    def validate_then_lose_the_channel(*args, **kwargs):
+        cleaned = validate(*args, **kwargs)
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as other:
+            other.execute("DELETE FROM delivery_notificationchannel WHERE id = %s", [mail.pk])
+        return cleaned
+
+    if connection.vendor != "postgresql":
+        pytest.skip("a second connection deleting meanwhile: PostgreSQL")
+    monkeypatch.setattr(channel_services, "clean_policy", validate_then_lose_the_channel)
+    r = create(client, name="critical", channels=[mail.pk])
+    assert r.status_code == 422, r.content
+    assert r.json()["error"]["message"] == f"channels: no channel {mail.pk} in this tenant (deleted meanwhile)"
+    assert not NotificationPolicy.objects.exists()
