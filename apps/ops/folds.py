@@ -62,7 +62,9 @@ class Fold:
     model: type[Model]
     count: Callable[[int, int | None], Counts]  # counts of rows with lo < id <= hi (hi None: no bound)
     pin: Callable[[int, int], int | None] | None = None  # smallest id in (lo, hi] not to fold yet
-    # counts of rows with id > lo written since a time: for a table partitioned by that time
+    # For a table partitioned by a time column (the attempt log): that column, and the counts of
+    # the rows with id > lo whose time is at or after a bound, so a scrape reads only their days.
+    time_field: str | None = None
     recent: Callable[[int, datetime], Counts] | None = None
 
 
@@ -160,7 +162,7 @@ def _pin_first_deliveries(lo: int, hi: int) -> int | None:
 
 
 FOLDS = {f.name: f for f in (
-    Fold("attempts", DeliveryAttempt, _count_attempts, recent=_count_recent_attempts),
+    Fold("attempts", DeliveryAttempt, _count_attempts, time_field="started_at", recent=_count_recent_attempts),
     Fold("batches", IngestBatch, _count_batches),
     Fold("timeline", TimelineEntry, _count_timeline),
     Fold("alerts", Alert, _count_alerts),
@@ -256,14 +258,24 @@ def _advance(fold: Fold, now: float, chunk: int) -> int:
         if target > state.folded_to:
             _add(fold.name, fold.count(state.folded_to, target))
             state.folded_to = target
-        # No row past the fold was visible at a candidate's time at or below it: the newest such
-        # time bounds when they were written (a fold in chunks may pass none: the last one stands).
-        passed = [c[0] for c in candidates if c[1] <= state.folded_to]
-        if passed:
-            state.folded_at = max(passed)
+        if fold.time_field is not None:
+            state.folded_at = _written_after(fold, state, [c[0] for c in candidates if c[1] <= state.folded_to])
         state.candidates = [c for c in candidates if c[1] > state.folded_to]
         state.save(update_fields=["folded_to", "candidates", "folded_at", "updated_at"])
         return state.folded_to
+
+
+def _written_after(fold: Fold, state: MetricFold, passed: list[float]) -> float | None:
+    """The time the scrape reads the rows past the fold from (less a day's clock margin). No row
+    past the fold was visible at a candidate's time at or below it, so they were written after the
+    newest such time (a fold in chunks may pass none: the last bound stands). But never after the
+    oldest time stamped on a row past the fold now: a row a scrape has counted stays counted, even
+    one stamped by a clock more than the margin behind (the counter would go down)."""
+    bound = max(passed) if passed else state.folded_at
+    if bound is None:
+        return None
+    oldest = fold.model.objects.filter(id__gt=state.folded_to).aggregate(t=Min(fold.time_field))["t"]
+    return min(bound, oldest.timestamp()) if oldest is not None else bound
 
 
 def _add(name: str, counts: Counts) -> None:

@@ -154,3 +154,21 @@ def test_purging_folded_batches_keeps_the_ingest_counters(traffic, tenant):  # n
     assert product(scrape()) == before  # counted once: by the fold, not again by the purge
     assert value(before, "monitoring_ingest_events_accepted_total", tenant="acme") == 115
     assert not MetricRollup.objects.filter(name__startswith="ingest_events_").exists()
+
+
+def test_an_attempt_stamped_days_behind_is_read_once_a_fold_sees_it_past_the_fold(tenant):
+    """The scrape reads the attempts past the fold from a day before ``folded_at``; a row stamped
+    by a clock further behind pulls ``folded_at`` back to it at the next fold (every scrape folds),
+    so it is counted, and a row once counted stays counted: the counter never goes down."""
+    alert = make_alert(tenant)
+    make_delivery(alert, attempts=[True])
+    t0 = time.time()
+    folds.advance(now=t0)
+    folds.advance(now=t0 + DELAY)
+    behind = make_delivery(alert, created_at=clock.now() - timedelta(days=3), attempts=[False])
+    folds.advance(now=t0 + DELAY + 1)  # as the next scrape would: the new row is not folded yet
+    stamped = behind.attempt_log.get().started_at
+    assert MetricFold.objects.get(name="attempts").folded_at == stamped.timestamp()
+    first = value(scrape(), "monitoring_webhook_attempts_total", result="failure")
+    folds.advance(now=t0 + DELAY + 40)
+    assert first == value(scrape(), "monitoring_webhook_attempts_total", result="failure") == 1
