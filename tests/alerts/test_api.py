@@ -199,6 +199,18 @@ def test_ack_all_with_a_misspelt_filter_is_a_400_and_acknowledges_nothing(acme, 
     assert not AuditEvent.objects.filter(action="alert.acknowledged").exists()
 
 
+def test_a_body_of_many_unknown_keys_gets_a_small_answer(acme, make_alert):
+    alert = make_alert()
+    body = {f"key-{i:05d}-" + "x" * 200: 1 for i in range(5000)}
+    resp = acme.post("/api/v1/alerts/ack-all", body, format="json")
+    assert resp.status_code == 400
+    details = resp.json()["error"]["details"]
+    assert len(details) == 11 and details["..."] == ["4990 more unknown field(s)"]
+    assert max(len(key) for key in details) == 100 and len(resp.content) < 8_000
+    alert.refresh_from_db()
+    assert alert.state == AlertState.OPEN
+
+
 def test_resolve_with_a_misspelt_ticket_is_a_400_and_resolves_nothing(acme, make_alert):
     # Was 200: DRF dropped "tiket", so the ticket check was skipped and the alert resolved.
     alert = make_alert()
