@@ -29,6 +29,9 @@ handler500 = "apps.core.errors.api_aware_500"
 
 urlpatterns = [
     path("api/v1/", include(api_v1)),
+    # The prefix alone: APPEND_SLASH would redirect it to the catch-all above (a POST under DEBUG
+    # raises instead), so it answers the same JSON 404 itself.
+    path("api/v1", api_not_found),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularRedocView.as_view(url_name="schema"), name="api-docs"),
     path("admin/", admin.site.urls),

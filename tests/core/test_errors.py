@@ -17,7 +17,8 @@ NOT_FOUND = {"error": {"code": "not_found", "message": "Not found.", "details": 
 def test_an_unknown_api_url_is_a_json_404(settings, debug):
     # Was Django's HTML page under DEBUG, which shows its technical 404 instead of calling handler404.
     settings.DEBUG = debug
-    for resp in (Client().get("/api/v1/nope"), Client(enforce_csrf_checks=True).post("/api/v1/nope/deeper")):
+    for resp in (Client().get("/api/v1/nope"), Client(enforce_csrf_checks=True).post("/api/v1/nope/deeper"),
+                 Client().get("/api/v1"), Client(enforce_csrf_checks=True).post("/api/v1")):
         assert resp.status_code == 404 and resp["Content-Type"] == "application/json"
         assert resp.json() == NOT_FOUND
 
