@@ -225,7 +225,7 @@ def check_url(
             if reason:
                 shown = addr if candidate == ip else f"{addr} (= {candidate})"
                 raise UnsafeURL(
-                    f"{host} resolves to {shown}, a {reason} address; "
+                    f"{host} resolves to {shown}, {'an' if reason[0] in 'aeiou' else 'a'} {reason} address; "
                     "only public addresses or WEBHOOK_ALLOWED_NETWORKS may receive webhooks"
                 )
     if scheme == "http" and not allow_http and not all_allowed:

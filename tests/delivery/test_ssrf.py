@@ -80,6 +80,12 @@ def test_blocked_ranges(address, reason):
     assert not exc.value.transient
 
 
+@pytest.mark.parametrize("address, phrase", [("0.0.0.0", "an unspecified address"), ("10.0.0.1", "a private address")])
+def test_the_refusal_reads_as_english(address, phrase):
+    with pytest.raises(UnsafeURL, match=phrase):
+        check_url("https://evil.example/", resolver=fake_resolver(address))
+
+
 def test_nat64_and_6to4_to_public_ipv4_pass():
     check_url("https://v4only.example/", resolver=fake_resolver("64:ff9b::5db8:d822"))  # 93.184.216.34
     check_url("https://v4only.example/", resolver=fake_resolver("2002:5db8:d822::1"))
